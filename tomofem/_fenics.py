@@ -1,0 +1,29 @@
+"""The one place that imports the FEniCSx stack.
+
+The ``dolfinx-solver-real`` wheel must be imported before ``dolfinx`` or
+``petsc4py`` (it orders ``mpi4py.MPI`` ahead of the compiled bindings and
+refuses a foreign petsc4py). Users on the official DOLFINx image or conda have
+no such wheel, so it is imported only when installed. Every tomofem module
+that needs DOLFINx or PETSc imports them from here::
+
+    from tomofem._fenics import MPI, PETSc, dolfinx, ufl
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+if importlib.util.find_spec("dolfinx_solver") is not None:  # pragma: no branch
+    import dolfinx_solver  # noqa: F401  (must precede dolfinx / petsc4py)
+
+import basix  # noqa: E402
+import dolfinx  # noqa: E402
+import dolfinx.fem  # noqa: E402
+import dolfinx.fem.petsc  # noqa: E402
+import dolfinx.io  # noqa: E402
+import dolfinx.mesh  # noqa: E402
+import ufl  # noqa: E402
+from mpi4py import MPI  # noqa: E402
+from petsc4py import PETSc  # noqa: E402
+
+__all__ = ["MPI", "PETSc", "basix", "dolfinx", "ufl"]
