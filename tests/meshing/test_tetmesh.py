@@ -1,0 +1,62 @@
+"""TetMesh contract: facet tagging, checks, and distribution to DOLFINx."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tomofem import tags
+from tomofem.errors import MeshingError
+from tomofem.meshing import check_mesh, structured_tetmesh, to_dolfinx
+
+
+def _labels():
+    lab = np.zeros((6, 5, 4), dtype=int)
+    lab[2:4, 1:4, 1:3] = 1
+    lab[0, 0, 0] = 2
+    return lab
+
+
+def test_structured_mesh_exact_volumes_and_areas():
+    tm = structured_tetmesh(_labels(), spacing=(1.0, 2.0, 0.5))
+    r = check_mesh(tm)
+    assert r.conformal and r.untagged_interface_facets == 0
+    assert abs(r.box_volume_error) < 1e-14
+    assert r.volume_by_phase[2] == pytest.approx(12.0, rel=1e-14)
+    assert r.volume_by_phase[3] == pytest.approx(1.0, rel=1e-14)
+    # block 2 x 6 x 1 (physical): surface 2 (12 + 2 + 6) = 40
+    assert r.area_by_tag[tags.interface_tag(1, 2)] == pytest.approx(40.0, rel=1e-14)
+    # corner voxel of phase 3 touches xmin, ymin, zmin with areas 1, 0.5, 2
+    assert r.area_by_tag[tags.boundary_tag(3, tags.BoxFace.XMIN)] == pytest.approx(1.0)
+    assert r.area_by_tag[tags.boundary_tag(3, tags.BoxFace.YMIN)] == pytest.approx(0.5)
+    assert r.area_by_tag[tags.boundary_tag(3, tags.BoxFace.ZMIN)] == pytest.approx(2.0)
+    total_xmin = sum(a for t, a in r.area_by_tag.items() if t >= 1000 and t % 10 == 0)
+    assert total_xmin == pytest.approx(5 * 2.0 * 4 * 0.5)
+
+
+def test_structured_mesh_rejects_2d():
+    with pytest.raises(MeshingError, match="3D"):
+        structured_tetmesh(np.zeros((4, 4), dtype=int))
+
+
+@pytest.mark.mpi
+def test_to_dolfinx_tags_integrate_to_exact_values(comm):
+    from tomofem._fenics import MPI, dolfinx, ufl
+
+    tm = structured_tetmesh(_labels(), spacing=(1.0, 2.0, 0.5)) if comm.rank == 0 else None
+    dm = to_dolfinx(tm, comm)
+    mesh = dm.mesh
+    dx = ufl.Measure("dx", domain=mesh, subdomain_data=dm.cell_tags)
+    dS = ufl.Measure("dS", domain=mesh, subdomain_data=dm.facet_tags)
+    ds = ufl.Measure("ds", domain=mesh, subdomain_data=dm.facet_tags)
+    one = dolfinx.fem.Constant(mesh, 1.0)
+
+    def total(form):
+        return comm.allreduce(dolfinx.fem.assemble_scalar(dolfinx.fem.form(form)), MPI.SUM)
+
+    assert total(one * dx(2)) == pytest.approx(12.0, rel=1e-12)
+    assert total(one * dx(1)) == pytest.approx(120.0 - 13.0, rel=1e-12)
+    assert total(one * dS(tags.interface_tag(1, 2))) == pytest.approx(40.0, rel=1e-12)
+    assert total(one * ds(tags.boundary_tag(3, tags.BoxFace.YMIN))) == pytest.approx(0.5)
+    assert dm.phase_names == {}
+    np.testing.assert_allclose(dm.box[1], [6.0, 10.0, 2.0])
