@@ -1,0 +1,269 @@
+"""Read 3D images (TIFF stack or folder, raw binary, .npy, HDF5) into a :class:`Volume`.
+
+Every failure is an :class:`~tomofem.errors.ImageError` naming the file and the fix.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tomofem.errors import ImageError
+from tomofem.image._checks import VoxelSize, spacing3, volume3d
+
+log = logging.getLogger(__name__)
+
+#: Grey values of the shared real electrode and the label index each maps to.
+ELECTRODE_VALUES = (0, 85, 170)
+ELECTRODE_NAMES = ("pore", "active", "cbd")
+_TIFF_SUFFIXES = (".tif", ".tiff")
+
+
+@dataclass(frozen=True)
+class Volume:
+    """A 3D image with its voxel size and, for label images, phase names.
+
+    Attributes
+    ----------
+    data
+        The voxels, array axes (x, y, z) = (0, 1, 2).
+    spacing
+        Physical voxel size per axis (FIB-SEM voxels are often anisotropic),
+        in the user's length unit (1.0 = lengths in voxels).
+    label_names
+        Name of label index ``i`` for a label image (``None`` for grey values).
+    source
+        Where the data came from (file path, generator), for messages and provenance.
+    """
+
+    data: np.ndarray
+    spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    label_names: tuple[str, ...] | None = None
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        volume3d(self.data, self.source or "Volume.data")
+        object.__setattr__(self, "spacing", tuple(float(s) for s in spacing3(self.spacing)))
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Voxels per axis."""
+        return self.data.shape
+
+    @property
+    def extent(self) -> tuple[float, float, float]:
+        """Physical size of the box per axis."""
+        return tuple(float(n * h) for n, h in zip(self.shape, self.spacing, strict=True))
+
+    def metadata(self) -> dict:
+        """JSON-serialisable description (no voxels)."""
+        return {
+            "shape": list(self.shape),
+            "dtype": str(self.data.dtype),
+            "spacing": list(self.spacing),
+            "label_names": list(self.label_names) if self.label_names else None,
+            "source": self.source,
+        }
+
+
+def _natural_key(p: Path) -> list:
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", p.name)]
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise ImageError(f"{path}: no such file or folder; check the path")
+
+
+def read_tiff(path: str | os.PathLike) -> np.ndarray:
+    """Read a multi-page TIFF file, or a folder of 2D TIFF slices (sorted by natural order)."""
+    import tifffile
+
+    p = Path(path)
+    _check_file(p)
+    try:
+        if p.is_dir():
+            files = sorted(
+                (f for f in p.iterdir() if f.suffix.lower() in _TIFF_SUFFIXES), key=_natural_key
+            )
+            if not files:
+                raise ImageError(f"{p}: folder holds no .tif/.tiff slices; point at the slices")
+            slices = [tifffile.imread(f) for f in files]
+            shapes = {s.shape for s in slices}
+            if len(shapes) != 1:
+                raise ImageError(
+                    f"{p}: slices have different shapes {sorted(shapes)}; all slices of a "
+                    "stack must have the same size (remove stray files)"
+                )
+            arr = np.stack(slices)
+        else:
+            arr = tifffile.imread(p)
+    except ImageError:
+        raise
+    except Exception as exc:  # tifffile raises several types for non-TIFF input
+        raise ImageError(
+            f"{p}: not a readable TIFF ({type(exc).__name__}: {exc}); check the file "
+            "(raw binary? use read_raw with shape and dtype)"
+        ) from exc
+    return np.squeeze(arr)
+
+
+def read_raw(
+    path: str | os.PathLike,
+    shape: Sequence[int],
+    dtype: str | np.dtype,
+    byte_order: str = "<",
+    offset: int = 0,
+) -> np.ndarray:
+    """Read headerless binary voxels.
+
+    Parameters
+    ----------
+    shape
+        Voxels per axis, slowest-varying first (C order), as written by the scanner.
+    dtype
+        Voxel type, e.g. ``"uint16"``, ``"float32"``.
+    byte_order
+        ``"<"`` little endian (most PCs), ``">"`` big endian (some detectors).
+    offset
+        Header bytes to skip.
+    """
+    p = Path(path)
+    _check_file(p)
+    if byte_order not in ("<", ">", "="):
+        raise ImageError(f"{p}: byte_order={byte_order!r} must be '<', '>' or '='")
+    try:
+        dt = np.dtype(dtype).newbyteorder(byte_order)
+    except TypeError as exc:
+        raise ImageError(f"{p}: dtype={dtype!r} is not a numpy dtype (try 'uint16')") from exc
+    shp = tuple(int(s) for s in shape)
+    expected = int(np.prod(shp)) * dt.itemsize
+    size = p.stat().st_size - int(offset)
+    if size != expected:
+        raise ImageError(
+            f"{p}: holds {size} bytes after the {offset}-byte header, but shape {shp} of "
+            f"{dt.name} needs {expected}; check shape, dtype and header offset"
+        )
+    arr = np.fromfile(p, dtype=dt, offset=int(offset)).reshape(shp)
+    return arr.astype(arr.dtype.newbyteorder("="))
+
+
+def read_npy(path: str | os.PathLike) -> np.ndarray:
+    """Read a ``.npy`` file (no pickles)."""
+    p = Path(path)
+    _check_file(p)
+    try:
+        return np.load(p, allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise ImageError(f"{p}: not a readable .npy array ({exc}); save with np.save") from exc
+
+
+def read_hdf5(path: str | os.PathLike, dataset: str | None = None) -> np.ndarray:
+    """Read one dataset of an HDF5 file (``dataset=None`` works if the file holds exactly one)."""
+    import h5py
+
+    p = Path(path)
+    _check_file(p)
+    try:
+        with h5py.File(p, "r") as f:
+            if dataset is None:
+                names: list[str] = []
+                f.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
+                if len(names) != 1:
+                    raise ImageError(f"{p}: holds datasets {names}; pass dataset= to choose one")
+                dataset = names[0]
+            if dataset not in f or not isinstance(f[dataset], h5py.Dataset):
+                raise ImageError(f"{p}: no dataset {dataset!r}; list them with h5ls {p}")
+            return f[dataset][()]
+    except ImageError:
+        raise
+    except OSError as exc:
+        raise ImageError(f"{p}: not a readable HDF5 file ({exc})") from exc
+
+
+def read_volume(
+    path: str | os.PathLike,
+    spacing: VoxelSize = 1.0,
+    label_names: Sequence[str] | None = None,
+    **kwargs,
+) -> Volume:
+    """Read any supported 3D image by its suffix (folder = TIFF slices).
+
+    Parameters
+    ----------
+    path
+        ``.tif/.tiff`` file or folder of slices, ``.npy``, ``.h5/.hdf5``, or
+        ``.raw/.bin/.vol`` (then ``shape`` and ``dtype`` keywords are needed).
+    spacing
+        Physical voxel size, per axis if anisotropic; the file formats here
+        do not carry it reliably, so it is given explicitly.
+    label_names
+        Phase names of a label image, one per label index.
+    **kwargs
+        Passed to the reader (``dataset`` for HDF5; ``shape``, ``dtype``,
+        ``byte_order``, ``offset`` for raw).
+    """
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if p.is_dir() or suffix in _TIFF_SUFFIXES:
+        arr = read_tiff(p)
+    elif suffix == ".npy":
+        arr = read_npy(p)
+    elif suffix in (".h5", ".hdf5", ".hdf"):
+        arr = read_hdf5(p, **kwargs)
+    elif suffix in (".raw", ".bin", ".vol", ".dat"):
+        if "shape" not in kwargs or "dtype" not in kwargs:
+            raise ImageError(f"{p}: raw binary needs shape= and dtype= (e.g. dtype='uint16')")
+        arr = read_raw(p, **kwargs)
+    else:
+        _check_file(p)
+        raise ImageError(
+            f"{p}: unknown image type {suffix!r}; supported: .tif/.tiff (or a folder of "
+            "slices), .npy, .h5/.hdf5, .raw/.bin/.vol with shape and dtype"
+        )
+    volume3d(arr, str(p))
+    names = tuple(label_names) if label_names is not None else None
+    return Volume(data=arr, spacing=spacing, label_names=names, source=str(p))
+
+
+def map_labels(data: np.ndarray, values: Sequence[int], source: str = "image") -> np.ndarray:
+    """Map stored values (e.g. 0/85/170) to label indices 0, 1, 2, ... (``uint8``).
+
+    Raises
+    ------
+    ImageError
+        If the image holds a value not in ``values``.
+    """
+    vals = np.asarray(values)
+    present = np.unique(data)
+    unknown = np.setdiff1d(present, vals)
+    if unknown.size:
+        raise ImageError(
+            f"{source}: holds values {unknown.tolist()[:10]} not among the expected label "
+            f"values {vals.tolist()}; pass the right values or segment the grey image first"
+        )
+    lut = np.zeros(int(max(vals.max(), present.max())) + 1, dtype=np.uint8)
+    lut[vals] = np.arange(vals.size, dtype=np.uint8)
+    return lut[data]
+
+
+def load_electrode(path: str | os.PathLike, spacing: VoxelSize = 1.0) -> Volume:
+    """Load the shared real electrode (0 pore / 85 NMC / 170 CBD) as label indices 0 / 1 / 2.
+
+    Parameters
+    ----------
+    path
+        The TIFF file (``../shared/data/electrode.tiff`` in the team checkout).
+    spacing
+        Voxel size; the source does not state one, so lengths are in voxels by default.
+    """
+    raw = read_tiff(path)
+    volume3d(raw, str(path))
+    labels = map_labels(raw, ELECTRODE_VALUES, str(path))
+    return Volume(labels, spacing=spacing, label_names=ELECTRODE_NAMES, source=str(path))
