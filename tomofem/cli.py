@@ -1,42 +1,553 @@
-"""The ``tomofem`` command: subcommands that call the library, no logic here."""
+"""The ``tomofem`` command: subcommands that call the library, no logic of their own.
+
+Every subcommand maps its flags to dotted config keys, loads the configuration
+(``--config`` file, then flags, then ``--set KEY=VALUE``), and calls the same
+API a notebook calls (:mod:`tomofem.pipeline`, :mod:`tomofem.demo`,
+:mod:`tomofem.io.pybamm`). Under ``mpirun`` only rank 0 prints. Every
+:class:`~tomofem.errors.TomofemError` becomes a one-paragraph message and exit
+code 2; ``--debug`` shows the traceback instead.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
+import textwrap
+from collections.abc import Callable, Sequence
+from typing import Any
+
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+def _rank() -> int:
+    """MPI rank from the launcher's environment (no MPI import needed to decide who prints)."""
+    for var in ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK"):
+        if var in os.environ:
+            try:
+                return int(os.environ[var])
+            except ValueError:
+                pass
+    return 0
+
+
+def _say(text: str, err: bool = False) -> None:
+    if _rank() == 0:
+        print(text, file=sys.stderr if err else sys.stdout, flush=True)
+
+
+# --------------------------------------------------------------------------- options
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Keep the hand-wrapped descriptions; defaults live in the config, not in flags."""
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("common options")
+    g.add_argument("--config", "-c", metavar="RUN.toml", help="TOML file with the run settings")
+    g.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any config key, e.g. --set mesh.interface_size=2.5 (repeatable)",
+    )
+    g.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    g.add_argument("-q", "--quiet", action="count", default=0, help="less output (-qq: errors)")
+    g.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+
+
+def _output(p: argparse.ArgumentParser, default: str | None = None) -> None:
+    p.add_argument(
+        "-o",
+        "--output",
+        metavar="RUN_DIR",
+        default=default,
+        help="run folder to create (output.folder)",
+    )
+    p.add_argument("--force", action="store_true", help="replace an existing run folder")
+
+
+def _image_arg(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument(
+        "image",
+        nargs="?",
+        help=f"{what} (TIFF, .npy, HDF5, raw); omitted: image.source of the config "
+        "(default: a synthetic electrode)",
+    )
+    p.add_argument(
+        "--voxel-size",
+        type=float,
+        nargs="+",
+        metavar="UM",
+        help="voxel edge, one value or one per axis [um] (image.voxel_size)",
+    )
+
+
+def _ex(*lines: str) -> str:
+    return "examples:\n" + "\n".join(f"  {ln}" for ln in lines)
+
+
+# --------------------------------------------------------------------------- overrides
+
+
+def _overrides(args: argparse.Namespace, mapping: dict[str, str]) -> dict[str, Any]:
+    """Dotted config keys from the flags that were given (flags beat the file)."""
+    from tomofem.config import ConfigError, parse_value
+
+    out: dict[str, Any] = {}
+    for attr, key in mapping.items():
+        val = getattr(args, attr, None)
+        if val is None or val is False:
+            continue
+        if key == "image.voxel_size":
+            val = list(val) * 3 if len(val) == 1 else list(val)
+        out[key] = val
+    problems = []
+    for item in args.overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            problems.append(f"--set {item!r}: expected KEY=VALUE, e.g. --set simulate.c_rate=2")
+            continue
+        out[key.strip()] = parse_value(text.strip())
+    if problems:
+        raise ConfigError(problems)
+    return out
+
+
+_IMAGE_FLAGS = {"image": "image.source", "voxel_size": "image.voxel_size"}
+_OUT_FLAGS = {"output": "output.folder", "force": "output.force"}
+
+
+def _load(
+    args: argparse.Namespace,
+    flags: dict[str, str],
+    stages: list[str] | None,
+    labels_input: bool = False,
+) -> Any:
+    from tomofem.config import load_config
+
+    fixed: dict[str, Any] = {}
+    if stages is not None:
+        fixed["stages"] = stages
+    if labels_input and getattr(args, "image", None):
+        fixed["segment.method"] = "labels"  # the positional image of this command is labels
+    return load_config(args.config, {**fixed, **_overrides(args, flags)})
+
+
+def _run_stages(
+    args: argparse.Namespace,
+    flags: dict[str, str],
+    stages: list[str] | None,
+    labels_input: bool = False,
+) -> int:
+    """Load the config and run ``stages`` (None: the config's) into a run folder."""
+    from tomofem import pipeline
+    from tomofem.io.runfolder import RunFolder
+
+    cfg = _load(args, {**_IMAGE_FLAGS, **_OUT_FLAGS, **flags}, stages, labels_input)
+    folder = RunFolder.create(cfg.output.folder, force=cfg.output.force)
+    folder.attach_log()
+    try:
+        folder.write_config(cfg)
+        result = pipeline.run(cfg, folder, comm=folder.comm)
+        folder.write_results(status=result.status, extra=_stage_records(result))
+    except BaseException:
+        folder.write_results(status="failed")
+        raise
+    finally:
+        folder.detach_log()
+    _say(result.table())
+    _say(f"\nrun folder: {folder.path}  ({result.status})")
+    return 0
+
+
+def _stage_records(result: Any) -> dict[str, Any]:
+    return {"stages": [vars(s) for s in result.stages]}
+
+
+# --------------------------------------------------------------------------- commands
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
     from tomofem.info import info
 
-    print(info())
+    _say(info())
     return 0
+
+
+def _cmd_segment(args: argparse.Namespace) -> int:
+    return _run_stages(
+        args, {"method": "segment.method", "phases": "segment.phases"}, ["segment", "analyze"]
+    )
+
+
+def _cmd_analyze(args: argparse.Namespace) -> int:
+    return _run_stages(args, {}, ["segment", "analyze"], labels_input=True)
+
+
+def _cmd_mesh(args: argparse.Namespace) -> int:
+    flags = {
+        "interface_size": "mesh.interface_size",
+        "max_size": "mesh.max_size",
+        "smoothing": "mesh.smoothing_iterations",
+    }
+    return _run_stages(args, flags, ["segment", "mesh"], labels_input=True)
+
+
+def _cmd_homogenize(args: argparse.Namespace) -> int:
+    flags = {
+        "phase": "homogenize.phase",
+        "axes": "homogenize.axes",
+        "degree": "homogenize.degree",
+        "rve_sizes": "homogenize.rve_sizes",
+    }
+    stages = ["segment", "homogenize"] if args.voxel_only else ["segment", "mesh", "homogenize"]
+    return _run_stages(args, flags, stages, labels_input=True)
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    flags = {
+        "c_rate": "simulate.c_rate",
+        "v_min": "simulate.v_min",
+        "t_end": "simulate.t_end",
+    }
+    if args.resume:
+        from tomofem import pipeline
+
+        resume = pipeline.api("tomofem.solvers", "resume_run", "simulate --resume")
+        resume(args.resume)
+        return 0
+    return _run_stages(args, flags, ["segment", "mesh", "simulate"], labels_input=True)
+
+
+def _cmd_pipeline(args: argparse.Namespace) -> int:
+    return _run_stages(args, {}, None)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from tomofem.demo import main as demo_main
 
-    demo_main()
+    demo_main(
+        real=args.real,
+        output=args.output,
+        force=args.force,
+        fast=args.fast,
+        quiet=args.quiet > 0,
+    )
     return 0
+
+
+def _cmd_export_pybamm(args: argparse.Namespace) -> int:
+    from tomofem.io.pybamm import export_run
+
+    path = export_run(
+        args.run_dir, args.output, fmt=args.format, electrode=args.electrode, force=args.force
+    )
+    _say(f"wrote {path}")
+    return 0
+
+
+# --------------------------------------------------------------------------- parser
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser with every subcommand."""
     parser = argparse.ArgumentParser(
         prog="tomofem",
-        description="From 3D tomograms of porous electrodes to effective properties and "
-        "pore-scale electrochemistry.",
+        formatter_class=_Formatter,
+        description=textwrap.dedent(
+            """\
+            From 3D tomograms of porous electrodes to verified effective properties
+            and pore-scale electrochemistry.
+
+            Each subcommand reads a TOML config (--config), lets flags and
+            --set KEY=VALUE override it, checks everything before any work, and
+            writes a run folder (config.toml, results.json, log.txt, pictures).
+            Run it under `mpirun -n N tomofem ...` unchanged: rank 0 prints and writes."""
+        ),
+        epilog=_ex(
+            "tomofem demo                          # built-in synthetic electrode, < 5 min",
+            "tomofem pipeline scan.tif -c run.toml -o runs/scan1",
+            "mpirun -n 4 tomofem homogenize labels.tif --phase pore -o runs/tau",
+            "tomofem <command> --help              # options and examples of a command",
+        ),
     )
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("info", help="versions of tomofem, DOLFINx, PETSc, gmsh, MPI")
-    p.set_defaults(func=_cmd_info)
-    p = sub.add_parser("demo", help="run the built-in example end to end")
-    p.add_argument("--real", action="store_true", help="use ../shared/data/electrode.tiff")
-    p.set_defaults(func=_cmd_demo)
+    from tomofem import __version__
+
+    parser.add_argument("--version", action="version", version=f"tomofem {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, func: Callable, help_: str, desc: str, examples: Sequence[str]) -> Any:
+        p = sub.add_parser(
+            name,
+            help=help_,
+            description=textwrap.dedent(desc),
+            epilog=_ex(*examples),
+            formatter_class=_Formatter,
+        )
+        p.set_defaults(func=func)
+        return p
+
+    p = add(
+        "info",
+        _cmd_info,
+        "versions of tomofem, DOLFINx, PETSc, gmsh, MPI",
+        "Print the versions of tomofem and the stack it runs on (for bug reports).",
+        ["tomofem info", "mpirun -n 2 tomofem info   # check that MPI starts"],
+    )
+    _common(p)
+
+    p = add(
+        "segment",
+        _cmd_segment,
+        "grey-scale image -> phase labels",
+        """\
+        Segment a grey-scale tomogram into phase labels (Otsu, multi-Otsu, Gaussian
+        mixture, or a threshold) and report volume fractions and percolation.""",
+        [
+            "tomofem segment scan.tif --method multiotsu --phases 3 -o runs/seg",
+            "tomofem segment scan.tif -c run.toml --set segment.denoise=true -o runs/seg",
+        ],
+    )
+    _image_arg(p, "grey-scale image")
+    p.add_argument(
+        "--method",
+        choices=["otsu", "multiotsu", "gmm", "threshold"],
+        help="segmentation method (segment.method)",
+    )
+    p.add_argument("--phases", type=int, help="number of phases (segment.phases)")
+    _output(p, None)
+    _common(p)
+
+    p = add(
+        "analyze",
+        _cmd_analyze,
+        "metrics of a label image: fractions, percolation, surfaces",
+        """\
+        Morphology of an already segmented label image: volume fraction,
+        connected clusters and percolation per axis (26-connected pore,
+        6-connected solids), specific surface areas.""",
+        [
+            "tomofem analyze labels.tif -o runs/metrics",
+            "tomofem analyze electrode.tiff --set segment.label_values=[0,85,170] "
+            "--set segment.phases=3",
+        ],
+    )
+    _image_arg(p, "label image")
+    _output(p, None)
+    _common(p)
+
+    p = add(
+        "mesh",
+        _cmd_mesh,
+        "label image -> conformal tetrahedral mesh",
+        """\
+        Build a conformal, tagged tetrahedral mesh of every phase of a label image
+        (on rank 0) and write it with its tags (XDMF) into the run folder.""",
+        [
+            "tomofem mesh labels.tif --interface-size 2 -o runs/mesh",
+            "tomofem mesh -c run.toml --set mesh.smoothing_iterations=3 -o runs/mesh",
+        ],
+    )
+    _image_arg(p, "label image")
+    p.add_argument("--interface-size", type=float, help="edge at interfaces [voxels]")
+    p.add_argument("--max-size", type=float, help="edge inside phases [voxels]")
+    p.add_argument("--smoothing", type=int, help="surface smoothing passes")
+    _output(p, None)
+    _common(p)
+
+    p = add(
+        "homogenize",
+        _cmd_homogenize,
+        "tortuosity, effective tensors, bounds, RVE studies",
+        """\
+        Tortuosity factor and effective conductivity of one phase along each axis,
+        by FEM on the conformal mesh and by the voxel finite-volume baseline,
+        each checked against the Wiener bounds. A phase that does not percolate
+        gets tau = inf with the reason.""",
+        [
+            "tomofem homogenize labels.tif --phase pore --axes x y z -o runs/tau",
+            "mpirun -n 4 tomofem homogenize labels.tif --voxel-only -o runs/tau-voxel",
+        ],
+    )
+    _image_arg(p, "label image")
+    p.add_argument(
+        "--phase",
+        choices=["pore", "active", "solid", "cbd"],
+        help="phase whose transport is homogenised (homogenize.phase)",
+    )
+    p.add_argument(
+        "--axes", nargs="+", choices=["x", "y", "z"], help="flux directions (homogenize.axes)"
+    )
+    p.add_argument("--degree", type=int, choices=[1, 2], help="FEM Lagrange degree")
+    p.add_argument("--rve-sizes", type=int, nargs="+", metavar="N", help="RVE study edges")
+    p.add_argument("--voxel-only", action="store_true", help="skip meshing and FEM")
+    _output(p, None)
+    _common(p)
+
+    p = add(
+        "simulate",
+        _cmd_simulate,
+        "half-cell discharge on the conformal mesh",
+        """\
+        Galvanostatic half-cell discharge resolved at the pore scale; writes the
+        voltage curve, fields and checkpoints. --resume continues a stopped run
+        from its last checkpoint.""",
+        [
+            "tomofem simulate labels.tif --c-rate 2 -o runs/2C",
+            "mpirun -n 4 tomofem simulate -c run.toml -o runs/1C",
+            "tomofem simulate --resume runs/1C",
+        ],
+    )
+    _image_arg(p, "label image")
+    p.add_argument("--c-rate", type=float, help="C-rate [1/h]")
+    p.add_argument("--v-min", type=float, help="lower cut-off voltage [V]")
+    p.add_argument("--t-end", type=float, help="largest simulated time [s]")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
+    _output(p, None)
+    _common(p)
+
+    p = add(
+        "pipeline",
+        _cmd_pipeline,
+        "image to answers in one go",
+        """\
+        Run the stages listed in the config (default: segment, analyze, mesh,
+        homogenize, simulate) on one image and record everything in one run folder.""",
+        [
+            "tomofem pipeline scan.tif -c examples/pipeline.toml -o runs/scan1",
+            "mpirun -n 4 tomofem pipeline -c examples/pipeline.toml -o runs/p",
+        ],
+    )
+    _image_arg(p, "image")
+    _output(p, None)
+    _common(p)
+
+    p = add(
+        "demo",
+        _cmd_demo,
+        "built-in example end to end (no downloads)",
+        """\
+        Synthetic tomogram -> segmentation -> conformal mesh -> tortuosity with
+        bounds -> short discharge; prints a summary table and leaves a run folder
+        with results.json and pictures. --real uses a crop of the shared electrode.""",
+        ["tomofem demo", "tomofem demo --real -o runs/demo-real --force"],
+    )
+    p.add_argument("--real", action="store_true", help="crop of ../shared/data/electrode.tiff")
+    p.add_argument("--fast", action="store_true", help="smallest sizes (tests)")
+    _output(p, None)
+    _common(p)
+
+    p = add(
+        "export",
+        lambda a: a.export_parser.print_help() or EXIT_USER_ERROR,
+        "export results to other tools (pybamm)",
+        "Export the effective parameters of a run to another tool.",
+        ["tomofem export pybamm runs/scan1 -o scan1-bpx.json"],
+    )
+    p.set_defaults(export_parser=p)
+    esub = p.add_subparsers(dest="target", metavar="TARGET")
+    e = esub.add_parser(
+        "pybamm",
+        help="PyBaMM parameter values / BPX-style JSON",
+        formatter_class=_Formatter,
+        description=textwrap.dedent(
+            """\
+            Effective microstructure parameters of a run (porosity, tortuosity factors
+            per direction, Bruggeman exponent, specific surface area, particle radius,
+            effective conductivities) as PyBaMM parameter names with units, or as a
+            BPX-style JSON fragment for a DFN model."""
+        ),
+        epilog=_ex(
+            "tomofem export pybamm runs/scan1 -o scan1.json",
+            "tomofem export pybamm runs/scan1 --format bpx --electrode negative -o neg.json",
+        ),
+    )
+    e.add_argument("run_dir", metavar="RUN_DIR", help="folder of a finished run")
+    e.add_argument("-o", "--output", required=True, metavar="FILE.json")
+    e.add_argument(
+        "--format",
+        choices=["pybamm", "bpx"],
+        default="pybamm",
+        help="PyBaMM parameter names, or a BPX-style fragment (default: pybamm)",
+    )
+    e.add_argument(
+        "--electrode",
+        choices=["positive", "negative"],
+        default="positive",
+        help="which electrode the image is (default: positive)",
+    )
+    e.add_argument("--force", action="store_true", help="overwrite FILE.json")
+    e.set_defaults(func=_cmd_export_pybamm)
+    _common(e)
+    _common(p)
     return parser
 
 
+# --------------------------------------------------------------------------- main
+
+
+def _configure_logging(args: argparse.Namespace) -> None:
+    level = logging.INFO - 10 * getattr(args, "verbose", 0) + 10 * getattr(args, "quiet", 0)
+    level = min(max(level, logging.DEBUG), logging.ERROR)
+    root = logging.getLogger("tomofem")
+    root.setLevel(level)
+    if _rank() != 0:
+        root.addHandler(logging.NullHandler())
+        root.propagate = False
+        return
+    if not any(getattr(h, "_tomofem_cli", False) for h in root.handlers):
+        h = logging.StreamHandler(sys.stderr)
+        h.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        h._tomofem_cli = True  # type: ignore[attr-defined]
+        root.addHandler(h)
+        root.propagate = False
+    for h in root.handlers:
+        if getattr(h, "_tomofem_cli", False):
+            h.setLevel(level)
+
+
+def _paragraph(exc: BaseException) -> str:
+    """One readable paragraph (plus the per-key list of a ConfigError)."""
+    from tomofem.errors import ConfigError
+
+    kind = type(exc).__name__
+    if isinstance(exc, ConfigError):
+        items = "\n".join(f"  - {p}" for p in exc.problems)
+        n = len(exc.problems)
+        return f"tomofem: {kind}: {n} problem{'s' if n != 1 else ''} in the configuration:\n{items}"
+    text = " ".join(str(exc).split())
+    return "\n".join(textwrap.wrap(f"tomofem: {kind}: {text}", width=100))
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``tomofem`` command."""
-    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
-    return int(args.func(args))
+    """Entry point of the ``tomofem`` command; returns the exit code.
+
+    0 on success, 2 for any error tomofem recognises (bad input, bad config,
+    existing run folder, non-convergence: the message says what to change),
+    130 on Ctrl-C. Other exceptions are bugs and keep their traceback.
+    """
+    from tomofem.errors import TomofemError
+    from tomofem.mpi import abort_on_error
+
+    parser = build_parser()
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    _configure_logging(args)
+    try:
+        with abort_on_error():  # an error on one rank must not leave the others waiting
+            return int(args.func(args) or 0)
+    except TomofemError as exc:
+        if args.debug:
+            raise
+        _say(_paragraph(exc), err=True)
+        if not args.debug:
+            _say("(run with --debug for the traceback)", err=True)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        _say("tomofem: interrupted", err=True)
+        return EXIT_INTERRUPTED

@@ -1,0 +1,114 @@
+import pytest
+
+from tomofem.config import (
+    RunConfig,
+    SimulateConfig,
+    apply_overrides,
+    describe,
+    from_mapping,
+    load_config,
+    parse_value,
+    to_toml,
+)
+from tomofem.errors import ConfigError
+from tomofem.meshing.options import MeshOptions
+
+BAD = """
+stages = ["mesh", "simulat"]
+[image]
+shape = [10, 10]
+porosity = 1.5
+sead = 3
+[mesh]
+interface_size = 3.0
+max_size = 2.0
+[simulate]
+c_rate = -1
+v_min = 4.4
+v_max = 3.0
+dt = "fast"
+t_end = -5
+[bogus]
+x = 1
+"""
+
+
+def test_every_problem_at_once_with_key_paths(tmp_path):
+    p = tmp_path / "bad.toml"
+    p.write_text(BAD)
+    with pytest.raises(ConfigError) as exc:
+        load_config(p, {"homogenize.degree": 3})
+    probs = [q.split(": ", 1)[1] for q in exc.value.problems]
+    keys = [q.split(":")[0] for q in probs]
+    for key in (
+        "bogus",
+        "stages[1]",
+        "image.sead",
+        "image.shape",
+        "image.porosity",
+        "mesh.max_size=2.0",
+        "homogenize.degree",
+        "simulate.c_rate",
+        "simulate.dt",
+        "simulate.t_end",
+    ):
+        assert key in keys, (key, probs)
+    text = "\n".join(probs)
+    assert "did you mean 'seed'" in text
+    assert "did you mean 'simulate'" in text
+    assert all(q.startswith(str(p)) for q in exc.value.problems)
+
+
+def test_cross_field_rules():
+    with pytest.raises(ConfigError, match=r"v_min: lower cut-off 4.4 V must be below"):
+        from_mapping(SimulateConfig, {"v_min": 4.4, "v_max": 3.0}, "simulate")
+    with pytest.raises(ConfigError, match="dt_min"):
+        from_mapping(SimulateConfig, {"dt": 1.0, "dt_min": 2.0})
+
+
+def test_flags_override_file_and_roundtrip(tmp_path):
+    p = tmp_path / "run.toml"
+    p.write_text("[simulate]\nc_rate = 0.5\n[mesh]\ninterface_size = 2.0\n")
+    cfg = load_config(p, {"simulate.c_rate": parse_value("2"), "mesh.max_size": 9.0})
+    assert cfg.simulate.c_rate == 2.0 and isinstance(cfg.simulate.c_rate, float)
+    assert cfg.mesh == MeshOptions(interface_size=2.0, max_size=9.0)
+    out = tmp_path / "resolved.toml"
+    out.write_text(to_toml(cfg))
+    assert load_config(out) == cfg
+
+
+def test_parse_value_and_override_errors():
+    assert parse_value("[1, 2]") == [1, 2]
+    assert parse_value("true") is True
+    assert parse_value("data/x.tif") == "data/x.tif"
+    with pytest.raises(ConfigError, match="is a value, not a table"):
+        apply_overrides({"image": 3}, {"image.shape": [1, 2, 3]})
+
+
+def test_toml_syntax_error_and_missing_file(tmp_path):
+    p = tmp_path / "x.toml"
+    p.write_text("[image\nshape = 3")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(p)
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_bool_is_not_an_int_and_literal_types():
+    with pytest.raises(ConfigError, match="homogenize.degree: expected an integer"):
+        load_config(None, {"homogenize.degree": True})
+    with pytest.raises(ConfigError, match="homogenize.axes\\[1\\]"):
+        load_config(None, {"homogenize.axes": ["x", "w"]})
+
+
+def test_examples_parse_and_describe():
+    from pathlib import Path
+
+    examples = sorted((Path(__file__).parents[2] / "examples").glob("*.toml"))
+    assert examples, "examples/*.toml missing"
+    for ex in examples:
+        if "electrode.tiff" in ex.read_text() and not (ex.parents[1].parent / "shared").exists():
+            continue  # the real-electrode example needs ../shared/data
+        load_config(ex)
+    rows = describe(RunConfig)
+    assert ("simulate.c_rate", "a number", "applied C-rate, discharge positive [1/h]") in rows

@@ -1,0 +1,520 @@
+"""Run configuration: TOML files and command-line overrides -> frozen dataclasses.
+
+A run is described by one :class:`RunConfig` with a section per stage
+(``[image]``, ``[segment]``, ``[mesh]``, ``[homogenize]``, ``[simulate]``,
+``[output]``). The same dataclasses are what :mod:`tomofem.pipeline` takes, so
+a notebook builds them directly and the command line builds them from a file.
+
+Validation collects *every* problem before any work starts: unknown keys (with
+a "did you mean" hint), wrong types, out-of-range values and inconsistent
+combinations, each reported with its key path (``simulate.c_rate: must be > 0,
+got -1``), all at once in one :class:`~tomofem.errors.ConfigError`.
+
+The machinery is generic (:func:`from_mapping` works on any frozen dataclass
+with type annotations): a field's allowed range comes from its metadata
+(``ge``, ``gt``, ``le``, ``lt``, ``choices``, ``min_len``) and cross-field
+rules from an optional ``problems()`` method that returns messages.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import enum
+import tomllib
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from tomofem.errors import ConfigError, TomofemError
+from tomofem.meshing.options import MeshOptions
+
+_MISSING = object()
+
+
+def _f(default: Any, doc: str, **limits: Any) -> Any:
+    """Dataclass field with an immutable default, a one-line doc and optional range limits."""
+    return field(default=default, metadata={"doc": doc, **limits})
+
+
+# --------------------------------------------------------------------------- sections
+
+
+@dataclass(frozen=True)
+class ImageConfig:
+    """Where the voxels come from.
+
+    ``source = "synthetic"`` builds a seeded structure (no files needed);
+    any other value is a path to a label or grey-scale image (TIFF, ``.npy``,
+    raw, HDF5) read by :mod:`tomofem.image`.
+    """
+
+    source: str = _f("synthetic", "'synthetic' or a path to an image file")
+    kind: Literal["spheres", "packing", "calendered", "lattice"] = _f(
+        "spheres", "synthetic structure: overlapping spheres, RSA packing, calendered, lattice"
+    )
+    shape: tuple[int, int, int] = _f((40, 40, 40), "synthetic image size [voxels]", ge=4)
+    porosity: float = _f(0.45, "target pore fraction of a synthetic image [-]", gt=0.0, lt=1.0)
+    radius: float = _f(6.0, "particle radius of a synthetic image [voxel_size units]", gt=0.0)
+    aspect_ratio: float = _f(0.6, "calendered: through-plane / in-plane semi-axis [-]", gt=0.0)
+    binder_fraction: float = _f(
+        0.0, "synthetic: volume fraction of a CBD-like third phase [-]", ge=0.0, lt=1.0
+    )
+    seed: int = _f(0, "random seed of the synthetic structure and tomogram noise", ge=0)
+    voxel_size: tuple[float, float, float] = _f((1.0, 1.0, 1.0), "voxel edge per axis [um]", gt=0.0)
+    crop_start: tuple[int, int, int] = _f((0, 0, 0), "first voxel of the crop [voxels]", ge=0)
+    crop_size: tuple[int, int, int] | None = _f(None, "crop edge per axis [voxels]", ge=4)
+    tomogram: bool = _f(True, "synthetic: blur and add noise, so segmentation has real work to do")
+    noise: float = _f(0.08, "synthetic tomogram: Gaussian noise std [grey/contrast]", ge=0.0)
+    blur: float = _f(0.8, "synthetic tomogram: partial-volume blur sigma [voxels]", ge=0.0)
+
+    def problems(self) -> list[str]:
+        """Cross-field checks."""
+        out = []
+        if self.source != "synthetic" and not Path(self.source).expanduser().exists():
+            out.append(
+                f"source: file {self.source!r} does not exist; give an existing image path "
+                "or 'synthetic'"
+            )
+        if self.source == "synthetic" and 2 * self.radius >= min(self.shape):
+            out.append(
+                f"radius: particles of diameter {2 * self.radius} do not fit shape "
+                f"{list(self.shape)}; use a larger shape or a smaller radius"
+            )
+        return out
+
+
+@dataclass(frozen=True)
+class SegmentConfig:
+    """How grey values become phase labels."""
+
+    method: Literal["otsu", "multiotsu", "gmm", "threshold", "labels"] = _f(
+        "otsu",
+        "otsu / multiotsu (3+ phases) / gmm (soft, gives posteriors) / threshold / labels "
+        "(image already segmented)",
+    )
+    phases: int = _f(2, "number of phases to find", ge=2, le=9)
+    threshold: float | None = _f(None, "grey value for method='threshold'")
+    label_values: list[int] = field(
+        default_factory=list,
+        metadata={"doc": "labels: image values of pore, active, (CBD), in tag order"},
+    )
+    denoise: bool = _f(False, "non-local-means denoising before segmentation")
+    min_island: int = _f(0, "remove islands smaller than this [voxels] (0 = keep all)", ge=0)
+
+    def problems(self) -> list[str]:
+        """Cross-field checks."""
+        out = []
+        if self.method == "threshold" and self.threshold is None:
+            out.append("threshold: method='threshold' needs a grey value in segment.threshold")
+        if self.method == "otsu" and self.phases != 2:
+            out.append(f"method: 'otsu' finds 2 phases, not {self.phases}; use 'multiotsu'")
+        if self.label_values and len(self.label_values) != self.phases:
+            out.append(
+                f"label_values: {len(self.label_values)} values given for {self.phases} phases"
+            )
+        return out
+
+
+@dataclass(frozen=True)
+class HomogenizeConfig:
+    """Effective transport: tortuosity per axis, tensors, bounds."""
+
+    phase: Literal["pore", "active", "solid", "cbd"] = _f(
+        "pore", "phase whose transport is homogenised (others insulating)"
+    )
+    axes: list[Literal["x", "y", "z"]] = field(
+        default_factory=lambda: ["x", "y", "z"],
+        metadata={"doc": "axes of the flux set-ups", "min_len": 1},
+    )
+    degree: int = _f(1, "Lagrange degree of the FEM solve", ge=1, le=2)
+    voxel_baseline: bool = _f(True, "also solve the voxel finite-volume baseline")
+    rve_sizes: list[int] = field(
+        default_factory=list,
+        metadata={"doc": "RVE study: sub-volume edges [voxels] (empty = no study)", "ge": 4},
+    )
+    rve_samples: int = _f(3, "RVE study: sub-volumes per size", ge=1)
+
+
+@dataclass(frozen=True)
+class SimulateConfig:
+    """Half-cell discharge (see the electrochemistry modules)."""
+
+    c_rate: float = _f(1.0, "applied C-rate, discharge positive [1/h]", gt=0.0)
+    v_min: float = _f(3.0, "lower cut-off voltage [V]", gt=0.0)
+    v_max: float = _f(4.3, "upper cut-off voltage [V]", gt=0.0)
+    t_end: float = _f(3600.0, "largest simulated time [s]", gt=0.0)
+    dt: float = _f(30.0, "initial time step [s]", gt=0.0)
+    dt_min: float = _f(1e-3, "smallest step before a clean stop [s]", gt=0.0)
+    soc0: float = _f(0.0, "initial state of charge of the active material [-]", ge=0.0, le=1.0)
+    parameter_set: str = _f("chen2020", "material parameter set name")
+    checkpoint_every: int = _f(10, "time steps between checkpoints (0 = none)", ge=0)
+
+    def problems(self) -> list[str]:
+        """Cross-field checks."""
+        out = []
+        if self.v_min >= self.v_max:
+            out.append(
+                f"v_min: lower cut-off {self.v_min} V must be below the upper cut-off "
+                f"v_max = {self.v_max} V (are they swapped?)"
+            )
+        if self.dt > self.t_end:
+            out.append(f"dt: initial step {self.dt} s exceeds t_end = {self.t_end} s")
+        if self.dt_min > self.dt:
+            out.append(f"dt_min: {self.dt_min} s exceeds the initial step dt = {self.dt} s")
+        return out
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    """The run folder."""
+
+    folder: str = _f("tomofem-run", "run folder to create")
+    force: bool = _f(False, "replace an existing run folder")
+    pictures: bool = _f(True, "write PNG plots and renders")
+    fields: bool = _f(True, "write solution fields and the tagged mesh for ParaView")
+
+
+STAGES = ("segment", "analyze", "mesh", "homogenize", "simulate")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything one run needs; each section is one stage's options."""
+
+    stages: list[Literal["segment", "analyze", "mesh", "homogenize", "simulate"]] = field(
+        default_factory=lambda: list(STAGES),
+        metadata={"doc": "stages of `tomofem pipeline`, in order"},
+    )
+    image: ImageConfig = field(default_factory=ImageConfig)
+    segment: SegmentConfig = field(default_factory=SegmentConfig)
+    mesh: MeshOptions = field(default_factory=MeshOptions)
+    homogenize: HomogenizeConfig = field(default_factory=HomogenizeConfig)
+    simulate: SimulateConfig = field(default_factory=SimulateConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+
+# --------------------------------------------------------------------------- machinery
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (types.UnionType, typing.Union):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp) if a is not type(None))
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"a list of {_type_name(args[0])}"
+        return f"a list of {len(args)} {_plural(args[0])}"
+    if origin is list:
+        return f"a list of {_plural(typing.get_args(tp)[0])}"
+    if dataclasses.is_dataclass(tp):
+        return "a table"
+    return {bool: "true/false", int: "an integer", float: "a number", str: "a string"}.get(
+        tp, getattr(tp, "__name__", str(tp))
+    )
+
+
+def _plural(tp: Any) -> str:
+    names = {bool: "booleans", int: "integers", float: "numbers", str: "strings"}
+    return names.get(tp, _type_name(tp))
+
+
+def _limits(value: Any, meta: Mapping[str, Any]) -> str | None:
+    """Range problem of one scalar, or None."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    for key, op, word in (
+        ("ge", lambda v, b: v >= b, ">="),
+        ("gt", lambda v, b: v > b, ">"),
+        ("le", lambda v, b: v <= b, "<="),
+        ("lt", lambda v, b: v < b, "<"),
+    ):
+        if key in meta and not op(value, meta[key]):
+            return f"must be {word} {meta[key]}, got {value}"
+    return None
+
+
+def _convert(value: Any, tp: Any, path: str, meta: Mapping[str, Any], out: list[str]) -> Any:
+    """Convert a TOML value to ``tp``; append problems to ``out``; return _MISSING on failure."""
+    origin = typing.get_origin(tp)
+    if origin in (types.UnionType, typing.Union):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        trial: list[str] = []
+        for a in args:
+            res = _convert(value, a, path, meta, trial)
+            if res is not _MISSING and not trial:
+                return res
+            if res is not _MISSING:  # right type, wrong range: report that
+                out.extend(trial)
+                return _MISSING
+            trial = []
+        out.append(f"{path}: expected {_type_name(tp)}, got {value!r}")
+        return _MISSING
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if value in choices and type(value) is type(choices[0]):
+            return value
+        hint = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
+        extra = f" (did you mean {hint[0]!r}?)" if hint else ""
+        out.append(f"{path}: {value!r} is not {_type_name(tp)}{extra}")
+        return _MISSING
+    if origin in (tuple, list):
+        args = typing.get_args(tp)
+        if not isinstance(value, list | tuple):
+            out.append(f"{path}: expected {_type_name(tp)}, got {value!r}")
+            return _MISSING
+        if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):
+            if len(value) != len(args):
+                out.append(f"{path}: expected {_type_name(tp)}, got {len(value)} values")
+                return _MISSING
+            item_types = list(args)
+        else:
+            item_types = [args[0]] * len(value)
+        if len(value) < meta.get("min_len", 0):
+            out.append(f"{path}: needs at least {meta['min_len']} entries, got {len(value)}")
+            return _MISSING
+        n0 = len(out)
+        items = [
+            _convert(v, t, f"{path}[{i}]", meta, out)
+            for i, (v, t) in enumerate(zip(value, item_types, strict=True))
+        ]
+        if len(out) > n0:
+            return _MISSING
+        return tuple(items) if origin is tuple else items
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, Mapping):
+            out.append(f"{path}: expected a table [{path}], got {value!r}")
+            return _MISSING
+        return _build(tp, value, path, out)
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        for member in tp:
+            if value in (member.value, member.name, str(member.name).lower()):
+                return member
+        out.append(f"{path}: {value!r} is not one of {[m.name.lower() for m in tp]}")
+        return _MISSING
+    if tp is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif tp is Path:
+        ok = isinstance(value, str | Path)
+        value = Path(value) if ok else value
+    else:
+        ok = isinstance(value, tp) and not (tp is int and isinstance(value, bool))
+    if not ok:
+        out.append(f"{path}: expected {_type_name(tp)}, got {value!r}")
+        return _MISSING
+    problem = _limits(value, meta)
+    if problem:
+        out.append(f"{path}: {problem}")
+        return _MISSING
+    if "choices" in meta and value not in meta["choices"]:
+        out.append(f"{path}: {value!r} is not one of {list(meta['choices'])}")
+        return _MISSING
+    return value
+
+
+def _build[T](cls: type[T], data: Mapping[str, Any], prefix: str, out: list[str]) -> T:
+    """Build ``cls`` from ``data``; problems go to ``out`` (a default stands in for bad values)."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
+    dot = f"{prefix}." if prefix else ""
+    for key in data:
+        if key not in fields:
+            hint = difflib.get_close_matches(str(key), list(fields), n=1)
+            extra = f"; did you mean {hint[0]!r}?" if hint else ""
+            out.append(f"{dot}{key}: unknown key{extra} (allowed: {', '.join(sorted(fields))})")
+    kwargs: dict[str, Any] = {}
+    failed: set[str] = set()
+    for name, f in fields.items():
+        if name not in data:
+            continue
+        val = _convert(data[name], hints[name], f"{dot}{name}", f.metadata, out)
+        if val is _MISSING:
+            failed.add(name)
+        else:
+            kwargs[name] = val
+    try:
+        obj = cls(**kwargs)
+    except ConfigError as exc:  # the section's own __post_init__ checks
+        for p in exc.problems:
+            head, _, rest = p.partition(".")
+            if rest and head not in fields:  # "meshing.max_size=..." -> "mesh.max_size=..."
+                p = rest
+            out.append(f"{dot}{p}")
+        return cls()
+    except (TomofemError, ValueError, TypeError) as exc:
+        out.append(f"{prefix or cls.__name__}: {exc}")
+        return cls()
+    checker = getattr(obj, "problems", None)
+    if callable(checker):  # cross-field rules, except on keys already reported
+        out.extend(f"{dot}{p}" for p in checker() if p.split(":")[0] not in failed)
+    return obj
+
+
+def from_mapping[T](cls: type[T], data: Mapping[str, Any], prefix: str = "") -> T:
+    """Build the frozen dataclass ``cls`` from a mapping, validating everything.
+
+    Parameters
+    ----------
+    cls
+        A dataclass whose fields carry type annotations (and optionally range
+        metadata and a ``problems()`` method for cross-field rules).
+    data
+        Parsed TOML (nested dicts); keys absent from it keep their defaults.
+    prefix
+        Key path of ``data`` inside a larger file, used in messages.
+
+    Raises
+    ------
+    ConfigError
+        With one line per problem, each starting with its key path.
+    """
+    problems: list[str] = []
+    obj = _build(cls, data, prefix, problems)
+    if problems:
+        raise ConfigError(problems)
+    return obj
+
+
+def parse_value(text: str) -> Any:
+    """Parse a command-line value as a TOML literal (``2``, ``0.5``, ``true``, ``[1, 2]``).
+
+    Anything that is not a TOML literal is taken as a plain string, so
+    ``--set image.source=data/x.tif`` needs no quotes.
+    """
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Return a copy of ``data`` with dotted-path ``overrides`` set (flags beat the file)."""
+    import copy
+
+    out = copy.deepcopy(data)
+    problems = []
+    for dotted, value in overrides.items():
+        keys = dotted.split(".")
+        node = out
+        for k in keys[:-1]:
+            nxt = node.setdefault(k, {})
+            if not isinstance(nxt, dict):
+                problems.append(f"{dotted}: {k!r} is a value, not a table")
+                break
+            node = nxt
+        else:
+            node[keys[-1]] = value
+    if problems:
+        raise ConfigError(problems)
+    return out
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """Read a TOML file into nested dicts; syntax errors become ConfigError with the line."""
+    p = Path(path)
+    try:
+        with p.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: config file not found; check the --config path") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: not valid TOML ({exc}); fix the syntax at that line") from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{p}: cannot be read as a TOML file ({exc})") from None
+
+
+def load_config[T](
+    path: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    cls: type[T] = RunConfig,  # type: ignore[assignment]
+) -> T:
+    """Read ``path`` (optional), apply ``overrides`` (dotted key -> value), validate.
+
+    Parameters
+    ----------
+    path
+        A TOML file; ``None`` starts from the defaults.
+    overrides
+        Values from command-line flags, keyed by dotted path
+        (``{"simulate.c_rate": 2.0}``); they replace the file's values.
+    cls
+        The dataclass to build (the whole :class:`RunConfig` by default).
+
+    Raises
+    ------
+    ConfigError
+        Listing every problem of the file and overrides together.
+    """
+    data = read_toml(path) if path is not None else {}
+    data = apply_overrides(data, overrides or {})
+    prefix = str(path) if path is not None else ""
+    try:
+        return from_mapping(cls, data)
+    except ConfigError as exc:
+        if prefix:
+            raise ConfigError([f"{prefix}: {p}" for p in exc.problems]) from None
+        raise
+
+
+def to_dict(obj: Any) -> Any:
+    """Plain nested dict/list form of a config dataclass (tuples -> lists, enums -> names)."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, Mapping):
+        return {str(k): to_dict(v) for k, v in obj.items()}
+    if isinstance(obj, enum.Enum):
+        return obj.name.lower()
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, Sequence) and not isinstance(obj, str):
+        return [to_dict(v) for v in obj]
+    return obj
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        return repr(v)
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise TypeError(f"cannot write {v!r} as TOML")
+
+
+def to_toml(obj: Any) -> str:
+    """TOML text of a config dataclass, ``None`` values omitted; round-trips via load_config."""
+    data = to_dict(obj)
+    lines: list[str] = []
+    tables: list[tuple[str, dict]] = []
+    for k, v in data.items():
+        if isinstance(v, dict):
+            tables.append((k, v))
+        elif v is not None:
+            lines.append(f"{k} = {_toml_value(v)}")
+    for name, table in tables:
+        lines.append(f"\n[{name}]")
+        lines.extend(f"{k} = {_toml_value(v)}" for k, v in table.items() if v is not None)
+    return "\n".join(lines).lstrip("\n") + "\n"
+
+
+def describe(cls: type = RunConfig, prefix: str = "") -> list[tuple[str, str, str]]:
+    """Every key of ``cls`` as (dotted path, type, doc): the reference the docs print."""
+    rows = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        path = f"{prefix}{f.name}"
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            rows.extend(describe(tp, path + "."))  # type: ignore[arg-type]
+        else:
+            rows.append((path, _type_name(tp), f.metadata.get("doc", "")))
+    return rows
