@@ -1,0 +1,142 @@
+"""Residuals of pore-resolved Li-ion electrochemistry as pure UFL forms.
+
+No PETSc and no meshes here: every builder takes unknowns, test functions,
+coefficients (already evaluated material laws) and measures, and returns
+``ufl.Form`` objects in SI units (mass balances in mol.s-1, charge balances
+in A). Coordinates of the mesh are in units of ``L`` metres, hence the
+``1/L`` on gradients and ``L^3`` / ``L^2`` on volume / area measures.
+
+Sign conventions (docs/theory/electrochemistry.md): the interface normal
+points from the solid into the electrolyte and the interfacial current
+density ``j`` [A.m-2] is positive when anodic (Li leaves the solid as Li+).
+Interface quantities arrive already restricted to their side by the caller
+(:mod:`tomofem.problems.electrochem` fixes which side is ``"+"``).
+"""
+
+from __future__ import annotations
+
+from tomofem._fenics import ufl
+from tomofem.materials.constants import FARADAY, GAS_CONSTANT
+
+
+def _grad(u, L: float):
+    return ufl.grad(u) / L
+
+
+def butler_volmer(j0, eta, alpha_a, alpha_c, T):
+    """Butler-Volmer current density [A.m-2], positive anodic.
+
+    j = j0 [exp(alpha_a F eta / RT) - exp(-alpha_c F eta / RT)] with independent
+    (possibly asymmetric) transfer coefficients.
+    """
+    f = FARADAY / (GAS_CONSTANT * T)
+    return j0 * (ufl.exp(alpha_a * f * eta) - ufl.exp(-alpha_c * f * eta))
+
+
+def electrolyte_current(c, phi, kappa, t_plus, chi, T, L: float):
+    """Ionic current density i_e [A.m-2] of concentrated-solution theory.
+
+    i_e = -kappa grad(phi_e) + (2 kappa R T / F)(1 - t+) chi grad(ln c_e).
+    ``phi`` is the potential of a Li reference electrode in the solution [V];
+    ``chi = 1`` gives the dilute (ideal Nernst-Planck) limit.
+    """
+    rt_f = GAS_CONSTANT * T / FARADAY
+    return -kappa * _grad(phi, L) + 2.0 * kappa * rt_f * (1.0 - t_plus) * chi * _grad(c, L) / c
+
+
+def electrolyte_bulk(c, c_dot, phi, v, q, D, kappa, t_plus, chi, T, L: float, dx):
+    """Bulk salt and charge balances of the electrolyte.
+
+    Parameters
+    ----------
+    c, c_dot
+        Salt concentration [mol.m-3] and its time derivative [mol.m-3.s-1] (the
+        time discretisation is the caller's).
+    phi
+        Electrolyte potential [V].
+    v, q
+        Test functions of the salt and charge equations.
+    D, kappa, t_plus, chi
+        Salt diffusivity [m2.s-1], conductivity [S.m-1], cation transference
+        number [-] and thermodynamic factor [-] as UFL expressions.
+    T
+        Temperature [K].
+    L
+        Metres per mesh unit.
+    dx
+        Cell measure (or sum of measures) of the electrolyte-filled cells.
+
+    Returns
+    -------
+    (F_c, F_phi)
+        Weak forms of dc/dt = div(D grad c) - div(t+ i/F) [mol.s-1] and
+        div(i) = 0 [A], without boundary terms.
+    """
+    i = electrolyte_current(c, phi, kappa, t_plus, chi, T, L)
+    vol = L**3
+    F_c = (c_dot * v + ufl.inner(D * _grad(c, L) - t_plus * i / FARADAY, _grad(v, L))) * vol * dx
+    F_phi = ufl.inner(i, _grad(q, L)) * vol * dx
+    return F_c, F_phi
+
+
+def solid_bulk(c, c_dot, phi, w, r, D_s, sigma, L: float, dx_c, dx_phi):
+    """Bulk Li and charge balances of the solid, in divergence form.
+
+    dc_s/dt = div(D_s(c_s) grad c_s) [mol.s-1] on ``dx_c`` (active material) and
+    div(sigma grad phi_s) = 0 [A] on ``dx_phi`` (all electronic conductors).
+    ``sigma`` may be a UFL expression piecewise in the cells. Writing the
+    diffusion as ``D_s div(grad c)`` instead would not conserve Li when D_s
+    varies; tests/electrochem checks that the conservation test catches it.
+    """
+    vol = L**3
+    F_c = (c_dot * w + D_s * ufl.inner(_grad(c, L), _grad(w, L))) * vol * dx_c
+    F_phi = sigma * ufl.inner(_grad(phi, L), _grad(r, L)) * vol * dx_phi
+    return F_c, F_phi
+
+
+def interface_exchange(j, w_s, r_s, v_e, q_e, L: float, dGamma):
+    """Interface terms of the four balances for an anodic current density ``j``.
+
+    Parameters
+    ----------
+    j
+        Interfacial current density [A.m-2] (positive: Li leaves the solid).
+    w_s, r_s
+        Solid-side test functions of the Li and charge balances (restricted).
+    v_e, q_e
+        Electrolyte-side test functions of the salt and charge balances (restricted).
+
+    Returns
+    -------
+    dict
+        ``{"c_s", "phi_s", "c_e", "phi_e"}`` -> form to add to that balance.
+        The solid loses j/F Li and j charge; the electrolyte gains both, so the
+        four terms sum to zero with unit test functions (conservation).
+    """
+    a = L**2
+    return {
+        "c_s": (j / FARADAY) * w_s * a * dGamma,
+        "phi_s": j * r_s * a * dGamma,
+        "c_e": -(j / FARADAY) * v_e * a * dGamma,
+        "phi_e": j * q_e * a * dGamma,
+    }
+
+
+def counter_electrode(j_ce, v, q, L: float, ds):
+    """Salt and charge terms of a Li-metal counter electrode on the electrolyte boundary.
+
+    ``j_ce`` [A.m-2] is the anodic current density of Li dissolution into the
+    electrolyte (Li -> Li+ + e-), so the electrolyte gains j/F Li+ and j charge.
+    """
+    a = L**2
+    return -(j_ce / FARADAY) * v * a * ds, j_ce * q * a * ds
+
+
+def collector_current(current_density, r, L: float, ds):
+    """Galvanostatic collector term of the solid charge balance [A].
+
+    ``current_density`` [A.m-2] is the current leaving the electrode through the
+    collector into the external circuit (positive on discharge of a positive
+    electrode, when the solid is lithiated and j < 0 on the interface).
+    """
+    return current_density * r * L**2 * ds

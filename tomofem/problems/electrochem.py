@@ -1,0 +1,486 @@
+"""Half-cell problem on a pore-resolved electrode mesh: submeshes, spaces, forms, BCs.
+
+Wires :mod:`tomofem.forms.electrochem` into solvable block residuals. Fields live
+on submeshes of the parent mesh, each in its own function space:
+
+* ``c_e``, ``phi_e`` on the electrolyte cells (pore, plus CBD when it is lumped
+  into the electrolyte);
+* ``c_s`` on the active-material cells;
+* ``phi_s`` on the electronic conductors (active, plus CBD when it conducts).
+
+Unknowns are scaled for the solver: ``c_e / c_e0``, ``c_s / c_max`` and the
+potentials in volts; every balance is expressed in amperes (mass balances
+times F) and divided by ``J_REF L^2``. The collector is the solid part of
+``collector_face``; the opposite face carries either an electrolyte reservoir
+(``c_e = c_e0``, ``phi_e = 0``) or a Li-metal counter electrode.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from tomofem import tags
+from tomofem._fenics import MPI, dolfinx, ufl
+from tomofem.errors import ConfigError, PercolationError
+from tomofem.forms import electrochem as ec
+from tomofem.materials import get
+from tomofem.materials.constants import FARADAY
+from tomofem.problems.interfaces import interface_integration_data, on_electrolyte, on_solid
+
+log = logging.getLogger(__name__)
+
+FIELDS = ("c_e", "phi_e", "c_s", "phi_s")
+"""Block order of the unknowns."""
+J_REF = 1.0
+"""Reference current density [A.m-2] that scales every balance."""
+INTERFACE_QUADRATURE_DEGREE = 4
+"""Fixed quadrature degree of interface integrals (residual and diagnostics agree)."""
+_GAMMA, _COLLECTOR, _COUNTER = 1, 2, 3
+
+
+@dataclass(frozen=True)
+class HalfCellConfig:
+    """Geometry and model choices of a half-cell run.
+
+    Attributes
+    ----------
+    length_scale
+        Metres per mesh coordinate unit (1e-6 when the mesh is in µm).
+    collector_face
+        Box face whose solid part is the current collector.
+    counter
+        ``"reservoir"``: electrolyte at ``c_e0`` and ``phi_e = 0`` on the opposite
+        face; ``"lithium"``: Li-metal counter electrode (Butler-Volmer) there —
+        append a pore slab (separator) to the mesh for a realistic cell.
+    cbd
+        Carbon-binder cells: ``"electrolyte"`` (porous, filled with electrolyte
+        with reduced transport) or ``"conductor"`` (electronic, non-reacting).
+    dilute
+        Use chi = 1 (ideal-solution Nernst-Planck) instead of the set's factor.
+    """
+
+    length_scale: float = 1e-6
+    collector_face: tags.BoxFace = tags.BoxFace.XMIN
+    counter: Literal["reservoir", "lithium"] = "reservoir"
+    cbd: Literal["electrolyte", "conductor"] = "electrolyte"
+    dilute: bool = False
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` naming any invalid field."""
+        problems = []
+        if not self.length_scale > 0:
+            problems.append(f"length_scale: must be > 0 m, got {self.length_scale}")
+        if self.counter not in ("reservoir", "lithium"):
+            problems.append(f"counter: 'reservoir' or 'lithium', got {self.counter!r}")
+        if self.cbd not in ("electrolyte", "conductor"):
+            problems.append(f"cbd: 'electrolyte' or 'conductor', got {self.cbd!r}")
+        if problems:
+            raise ConfigError(problems)
+
+
+@dataclass
+class HalfCellProblem:
+    """Everything a solver needs: unknowns, histories, residuals, BCs, diagnostics.
+
+    Created by :func:`build_half_cell`; mutable because the solver updates the
+    functions and constants in place.
+    """
+
+    mesh: Any
+    config: HalfCellConfig
+    params: dict[str, Any]
+    submeshes: dict[str, Any]
+    entity_maps: list[Any]
+    spaces: dict[str, Any]
+    u: dict[str, Any]
+    u_n: dict[str, Any]
+    u_nm1: dict[str, Any]
+    constants: dict[str, Any]
+    residuals: dict[str, list[Any]]
+    bcs: dict[str, list[Any]]
+    diagnostics: dict[str, Any]
+    scales: dict[str, float]
+    capacity_C: float
+    collector_area: float
+    active_volume: float
+    interface_data: np.ndarray
+    cell_marker: np.ndarray
+    submesh_cells: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def comm(self):
+        """MPI communicator of the parent mesh."""
+        return self.mesh.comm
+
+    def assemble(self, name: str) -> float:
+        """Global value of diagnostic functional ``name`` (collective)."""
+        local = dolfinx.fem.assemble_scalar(self.diagnostics[name])
+        return float(self.comm.allreduce(local, op=MPI.SUM))
+
+
+def _cell_marker(dmesh) -> np.ndarray:
+    mesh = dmesh.mesh
+    tdim = mesh.topology.dim
+    imap = mesh.topology.index_map(tdim)
+    n = imap.size_local + imap.num_ghosts
+    marker = np.zeros(n, dtype=np.int32)
+    ct = dmesh.cell_tags
+    marker[ct.indices] = ct.values
+    if np.any(marker[: imap.size_local] == 0):
+        raise ConfigError("cell_tags: some owned cells carry no phase tag; re-tag the mesh")
+    return marker
+
+
+def _boundary_cells_facets(mesh, face: tags.BoxFace, box: np.ndarray, keep: np.ndarray):
+    """Exterior facets of ``mesh`` on ``face`` whose cell has ``keep[cell]`` (owned only)."""
+    tdim = mesh.topology.dim
+    axis, plane = face.axis, box[int(face.is_max), face.axis]
+    tol = 1e-8 * float(np.linalg.norm(box[1] - box[0]))
+    facets = dolfinx.mesh.locate_entities_boundary(
+        mesh, tdim - 1, lambda x: np.abs(x[axis] - plane) <= tol
+    )
+    f2c = mesh.topology.connectivity(tdim - 1, tdim)
+    cells = f2c.array[f2c.offsets[facets]]
+    return facets[keep[cells]].astype(np.int32)
+
+
+def _submesh(mesh, cells: np.ndarray):
+    sub, emap, vmap, _ = dolfinx.mesh.create_submesh(mesh, mesh.topology.dim, cells)
+    return sub, emap, vmap
+
+
+def _face_dofs(V, face: tags.BoxFace, box: np.ndarray):
+    msh = V.mesh
+    axis, plane = face.axis, box[int(face.is_max), face.axis]
+    tol = 1e-8 * float(np.linalg.norm(box[1] - box[0]))
+    msh.topology.create_connectivity(msh.topology.dim - 1, msh.topology.dim)
+    facets = dolfinx.mesh.locate_entities_boundary(
+        msh, msh.topology.dim - 1, lambda x: np.abs(x[axis] - plane) <= tol
+    )
+    return dolfinx.fem.locate_dofs_topological(V, msh.topology.dim - 1, facets)
+
+
+def _global_sum(comm, n: int) -> int:
+    return int(comm.allreduce(int(n), op=MPI.SUM))
+
+
+def build_half_cell(dmesh, params: dict[str, Any], config: HalfCellConfig) -> HalfCellProblem:
+    """Build the coupled half-cell residuals on a tagged, shared-facet-ghosted mesh.
+
+    Parameters
+    ----------
+    dmesh
+        A :class:`tomofem.meshing.DolfinxMesh` (``mesh``, ``cell_tags`` with
+        phase ids, ``box``). Facet tags are not needed: interfaces and box faces
+        are derived from the cell phases and the box, as the tagger does.
+    params
+        Parameter mapping (:func:`tomofem.materials.half_cell`).
+    config
+        Geometry and model choices.
+    """
+    config.validate()
+    mesh = dmesh.mesh
+    comm = mesh.comm
+    box = np.asarray(dmesh.box, dtype=float)
+    tdim = mesh.topology.dim
+    mesh.topology.create_connectivity(tdim - 1, tdim)
+    mesh.topology.create_connectivity(tdim, tdim - 1)
+    n_owned = mesh.topology.index_map(tdim).size_local
+    marker = _cell_marker(dmesh)
+    PORE, ACTIVE, CBD = int(tags.Phase.PORE), int(tags.Phase.ACTIVE), int(tags.Phase.CBD)
+    unknown = set(np.unique(marker[:n_owned]).tolist()) - {PORE, ACTIVE, CBD}
+    if comm.allreduce(len(unknown), op=MPI.MAX):
+        raise ConfigError(
+            f"cell_tags: phases {sorted(unknown)} are not pore/active/CBD (1/2/3); merge them"
+        )
+    electrolyte_ids = (PORE, CBD) if config.cbd == "electrolyte" else (PORE,)
+    electronic_ids = (ACTIVE, CBD) if config.cbd == "conductor" else (ACTIVE,)
+    is_elyte = np.isin(marker, electrolyte_ids)
+    is_active = marker == ACTIVE
+    is_electronic = np.isin(marker, electronic_ids)
+    for name, mask in (("electrolyte", is_elyte), ("active material", is_active)):
+        if _global_sum(comm, np.count_nonzero(mask[:n_owned])) == 0:
+            raise PercolationError(f"the mesh has no {name} cells; check the phase tags")
+
+    # Submeshes (ghost cells included, so ghosted dofs exist for the dS integrals).
+    cells = {
+        "electrolyte": np.flatnonzero(is_elyte).astype(np.int32),
+        "active": np.flatnonzero(is_active).astype(np.int32),
+        "electronic": np.flatnonzero(is_electronic).astype(np.int32),
+    }
+    sub_e, emap_e, _ = _submesh(mesh, cells["electrolyte"])
+    sub_a, emap_a, _ = _submesh(mesh, cells["active"])
+    if config.cbd == "conductor" and _global_sum(comm, np.count_nonzero(marker == CBD)):
+        sub_el, emap_el, _ = _submesh(mesh, cells["electronic"])
+        entity_maps = [emap_e, emap_a, emap_el]
+    else:
+        sub_el, emap_el = sub_a, emap_a
+        entity_maps = [emap_e, emap_a]
+    # One space object per field: BCs are matched to blocks by space.
+    V = {
+        "c_e": dolfinx.fem.functionspace(sub_e, ("Lagrange", 1)),
+        "phi_e": dolfinx.fem.functionspace(sub_e, ("Lagrange", 1)),
+        "c_s": dolfinx.fem.functionspace(sub_a, ("Lagrange", 1)),
+        "phi_s": dolfinx.fem.functionspace(sub_el, ("Lagrange", 1)),
+    }
+    u = {k: dolfinx.fem.Function(V[k], name=k) for k in FIELDS}
+    u_n = {k: dolfinx.fem.Function(V[k], name=k + "_n") for k in ("c_e", "c_s")}
+    u_nm1 = {k: dolfinx.fem.Function(V[k], name=k + "_nm1") for k in ("c_e", "c_s")}
+
+    # Measures on the parent mesh, owned cells / facets only.
+    owned = np.arange(n_owned, dtype=np.int32)
+    cell_sd = [(p, owned[marker[:n_owned] == p]) for p in (PORE, ACTIVE, CBD)]
+    dx = ufl.Measure("dx", domain=mesh, subdomain_data=cell_sd)
+    gamma = interface_integration_data(mesh, is_active, is_elyte)
+    dGamma = ufl.Measure(
+        "dS",
+        domain=mesh,
+        subdomain_data=[(_GAMMA, gamma)],
+        metadata={"quadrature_degree": INTERFACE_QUADRATURE_DEGREE},
+    )
+    face = tags.BoxFace(config.collector_face)
+    far = tags.BoxFace.of(face.axis, not face.is_max)
+    ext = dolfinx.fem.IntegralType.exterior_facet
+    cc_facets = _boundary_cells_facets(mesh, face, box, is_electronic)
+    ce_facets = _boundary_cells_facets(mesh, far, box, is_elyte)
+    ds = ufl.Measure(
+        "ds",
+        domain=mesh,
+        subdomain_data=[
+            (_COLLECTOR, dolfinx.fem.compute_integration_domains(ext, mesh.topology, cc_facets)),
+            (_COUNTER, dolfinx.fem.compute_integration_domains(ext, mesh.topology, ce_facets)),
+        ],
+    )
+    if _global_sum(comm, len(cc_facets)) == 0:
+        raise PercolationError(
+            f"no electronic conductor touches the collector face {face.name.lower()}; "
+            "choose another collector_face"
+        )
+    if _global_sum(comm, len(ce_facets)) == 0:
+        raise PercolationError(
+            f"no electrolyte touches the face {far.name.lower()} opposite the collector; "
+            "the counter electrode cannot connect (choose another face or add a separator)"
+        )
+    n_gamma = _global_sum(comm, len(gamma) // 4)
+    if n_gamma == 0:
+        raise PercolationError("active material and electrolyte share no interface facets")
+
+    # Parameters and scales.
+    L = float(config.length_scale)
+    T = float(get(params, "Temperature [K]"))
+    c0 = float(get(params, "Initial concentration in electrolyte [mol.m-3]"))
+    cmax = float(get(params, "Maximum concentration in active material [mol.m-3]"))
+    i_ref = J_REF * L**2
+    scales = {"c_e": c0, "c_s": cmax, "i_ref": i_ref, "length": L}
+    const = {
+        name: dolfinx.fem.Constant(mesh, float(val))
+        for name, val in (
+            ("dt", 1.0),
+            ("b0", 1.0),
+            ("b1", -1.0),
+            ("b2", 0.0),
+            ("collector_current_density", 0.0),
+            ("voltage", 0.0),
+        )
+    }
+
+    def rate(k: str, scale: float):
+        return (
+            scale
+            * (const["b0"] * u[k] + const["b1"] * u_n[k] + const["b2"] * u_nm1[k])
+            / (const["dt"])
+        )
+
+    # Electrolyte.
+    c_e, phi_e = c0 * u["c_e"], u["phi_e"]
+    kappa = get(params, "Electrolyte conductivity [S.m-1]")(c_e, T)
+    D_e = get(params, "Electrolyte diffusivity [m2.s-1]")(c_e, T)
+    t_plus = get(params, "Cation transference number")(c_e, T)
+    chi = 1.0 if config.dilute else get(params, "Thermodynamic factor")(c_e, T)
+    v_e, q_e = ufl.TestFunction(V["c_e"]), ufl.TestFunction(V["phi_e"])
+    ce_dot = rate("c_e", c0)
+    F_ce, F_phie = ec.electrolyte_bulk(
+        c_e, ce_dot, phi_e, v_e, q_e, D_e, kappa, t_plus, chi, T, L, dx(PORE)
+    )
+    eps_cbd = float(params.get("CBD porosity", 0.5))
+    if config.cbd == "electrolyte":
+        fac = float(get(params, "CBD electrolyte transport factor"))
+        G_ce, G_phie = ec.electrolyte_bulk(
+            c_e,
+            eps_cbd * ce_dot,
+            phi_e,
+            v_e,
+            q_e,
+            fac * D_e,
+            fac * kappa,
+            t_plus,
+            chi,
+            T,
+            L,
+            dx(CBD),
+        )
+        F_ce, F_phie = F_ce + G_ce, F_phie + G_phie
+
+    # Solid.
+    c_s = cmax * u["c_s"]
+    D_s = get(params, "Active material diffusivity [m2.s-1]")(u["c_s"], T)
+    w_s, r_s = ufl.TestFunction(V["c_s"]), ufl.TestFunction(V["phi_s"])
+    sigma_a = float(get(params, "Active material conductivity [S.m-1]"))
+    F_cs, F_phis = ec.solid_bulk(
+        c_s, rate("c_s", cmax), u["phi_s"], w_s, r_s, D_s, sigma_a, L, dx(ACTIVE), dx(ACTIVE)
+    )
+    if sub_el is not sub_a:
+        sigma_c = float(get(params, "CBD conductivity [S.m-1]"))
+        F_phis += sigma_c * ufl.inner(ufl.grad(u["phi_s"]), ufl.grad(r_s)) * L * dx(CBD)
+
+    # Interface Butler-Volmer.
+    sto_g = on_solid(u["c_s"])
+    ce_g = on_electrolyte(c_e)
+    ocp = get(params, "Active material OCP [V]")(sto_g, T)
+    j0 = get(params, "Active material exchange-current density [A.m-2]")(
+        ce_g, cmax * sto_g, cmax, T
+    )
+    eta = on_solid(u["phi_s"]) - on_electrolyte(phi_e) - ocp
+    a_a = float(get(params, "Active material anodic transfer coefficient"))
+    a_c = float(get(params, "Active material cathodic transfer coefficient"))
+    j = ec.butler_volmer(j0, eta, a_a, a_c, T)
+    terms = ec.interface_exchange(
+        j,
+        on_solid(w_s),
+        on_solid(r_s),
+        on_electrolyte(v_e),
+        on_electrolyte(q_e),
+        L,
+        dGamma(_GAMMA),
+    )
+    F_cs += terms["c_s"]
+    F_phis += terms["phi_s"]
+    F_ce += terms["c_e"]
+    F_phie += terms["phi_e"]
+
+    bcs_common = []
+    if config.counter == "lithium":
+        j0_li = get(params, "Counter electrode exchange-current density [A.m-2]")(c_e, T)
+        j_li = ec.butler_volmer(
+            j0_li,
+            0.0 - phi_e,
+            float(get(params, "Counter electrode anodic transfer coefficient")),
+            float(get(params, "Counter electrode cathodic transfer coefficient")),
+            T,
+        )
+        t_c, t_phi = ec.counter_electrode(j_li, v_e, q_e, L, ds(_COUNTER))
+        F_ce += t_c
+        F_phie += t_phi
+    else:
+        j_li = None
+        one = dolfinx.fem.Constant(sub_e, 1.0)
+        zero = dolfinx.fem.Constant(sub_e, 0.0)
+        bcs_common = [
+            dolfinx.fem.dirichletbc(one, _face_dofs(V["c_e"], far, box), V["c_e"]),
+            dolfinx.fem.dirichletbc(zero, _face_dofs(V["phi_e"], far, box), V["phi_e"]),
+        ]
+
+    F_gal = F_phis + ec.collector_current(
+        const["collector_current_density"], r_s, L, ds(_COLLECTOR)
+    )
+    scale_mass, scale_charge = FARADAY / i_ref, 1.0 / i_ref
+    residuals = {
+        "galvanostatic": [
+            scale_mass * F_ce,
+            scale_charge * F_phie,
+            scale_mass * F_cs,
+            scale_charge * F_gal,
+        ],
+        "potentiostatic": [
+            scale_mass * F_ce,
+            scale_charge * F_phie,
+            scale_mass * F_cs,
+            scale_charge * F_phis,
+        ],
+    }
+    v_bc = dolfinx.fem.dirichletbc(const["voltage"], _face_dofs(V["phi_s"], face, box), V["phi_s"])
+    bcs = {"galvanostatic": bcs_common, "potentiostatic": [*bcs_common, v_bc]}
+
+    def form(expr):
+        return dolfinx.fem.form(expr, entity_maps=entity_maps)
+
+    diag = {
+        "li_solid": form(c_s * L**3 * dx(ACTIVE)),
+        "li_electrolyte": form(
+            c_e * L**3 * dx(PORE)
+            + (eps_cbd * c_e * L**3 * dx(CBD) if config.cbd == "electrolyte" else 0)
+        ),
+        "interface_current": form(j * L**2 * dGamma(_GAMMA)),
+        "interface_current_sq": form(j**2 * L**2 * dGamma(_GAMMA)),
+        "interface_area": form(on_solid(dolfinx.fem.Constant(mesh, 1.0)) * L**2 * dGamma(_GAMMA)),
+        "collector_area": form(dolfinx.fem.Constant(mesh, 1.0) * L**2 * ds(_COLLECTOR)),
+        "collector_potential": form(u["phi_s"] * L**2 * ds(_COLLECTOR)),
+        "active_volume": form(dolfinx.fem.Constant(mesh, 1.0) * L**3 * dx(ACTIVE)),
+        "sto_mean": form(u["c_s"] * L**3 * dx(ACTIVE)),
+    }
+    if j_li is not None:
+        diag["counter_current"] = form(j_li * L**2 * ds(_COUNTER))
+
+    problem = HalfCellProblem(
+        mesh=mesh,
+        config=config,
+        params=params,
+        submeshes={"electrolyte": sub_e, "active": sub_a, "electronic": sub_el},
+        entity_maps=entity_maps,
+        spaces=V,
+        u=u,
+        u_n=u_n,
+        u_nm1=u_nm1,
+        constants=const,
+        residuals=residuals,
+        bcs=bcs,
+        diagnostics=diag,
+        scales=scales,
+        capacity_C=0.0,
+        collector_area=0.0,
+        active_volume=0.0,
+        interface_data=gamma,
+        cell_marker=marker,
+        submesh_cells=cells,
+    )
+    problem.collector_area = problem.assemble("collector_area")
+    problem.active_volume = problem.assemble("active_volume")
+    window = abs(
+        float(get(params, "Stoichiometry at 100% SOC"))
+        - float(get(params, "Stoichiometry at 0% SOC"))
+    )
+    problem.capacity_C = FARADAY * cmax * problem.active_volume * window
+    if comm.rank == 0:
+        log.info(
+            "half cell: %d interface facets, active volume %.3e m3, capacity %.4e mAh",
+            n_gamma,
+            problem.active_volume,
+            problem.capacity_C / 3.6,
+        )
+    return problem
+
+
+def stoichiometry_at_soc(params: dict[str, Any], soc: float) -> float:
+    """Working-electrode stoichiometry at state of charge ``soc`` in [0, 1]."""
+    if not 0.0 <= soc <= 1.0:
+        raise ConfigError(f"initial_soc: must lie in [0, 1], got {soc}")
+    x0 = float(get(params, "Stoichiometry at 0% SOC"))
+    x1 = float(get(params, "Stoichiometry at 100% SOC"))
+    return x0 + soc * (x1 - x0)
+
+
+def set_equilibrium(problem: HalfCellProblem, soc: float) -> None:
+    """Uniform equilibrium state at ``soc``: c_e = c_e0, phi_e = 0, phi_s = U(sto), eta = 0."""
+    sto = stoichiometry_at_soc(problem.params, soc)
+    T = float(get(problem.params, "Temperature [K]"))
+    U = float(get(problem.params, "Active material OCP [V]")(np.float64(sto), T))
+    values = {"c_e": 1.0, "phi_e": 0.0, "c_s": sto, "phi_s": U}
+    for k, val in values.items():
+        problem.u[k].x.array[:] = val
+    for k in ("c_e", "c_s"):
+        problem.u_n[k].x.array[:] = problem.u[k].x.array
+        problem.u_nm1[k].x.array[:] = problem.u[k].x.array

@@ -1,0 +1,665 @@
+"""Run a half-cell protocol (galvanostatic, potentiostatic, CC-CV, rest) in time.
+
+Public entry: :func:`run_half_cell` -> :class:`DischargeResult`. The loop
+advances the coupled system of :mod:`tomofem.problems.electrochem` with
+variable-step BDF1/BDF2, grows the step when Newton converges fast, cuts and
+retries on divergence or NaN, lands on cut-off voltages, and stops cleanly
+(last good state kept and checkpointed) when the step falls below its floor.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from tomofem._fenics import MPI, PETSc, dolfinx
+from tomofem.errors import ConfigError
+from tomofem.materials import get
+from tomofem.materials.constants import FARADAY, GAS_CONSTANT
+from tomofem.problems.electrochem import (
+    FIELDS,
+    HalfCellConfig,
+    HalfCellProblem,
+    build_half_cell,
+    set_equilibrium,
+)
+from tomofem.problems.particles import particle_labels
+from tomofem.solvers.electrochem_presets import electrochem_newton
+from tomofem.solvers.timestepping import StepControl, bdf_coefficients
+
+log = logging.getLogger(__name__)
+
+ATOL_RELATIVE_TO_CURRENT = 1e-10
+"""Newton's absolute tolerance as a fraction of the 1C current."""
+
+
+@dataclass(frozen=True)
+class Step:
+    """One protocol step.
+
+    Attributes
+    ----------
+    kind
+        ``"current"`` (galvanostatic), ``"voltage"`` (potentiostatic) or ``"rest"``.
+    value
+        C-rate for ``"current"`` (positive = discharge, i.e. lithiation of the
+        working electrode) or volts vs Li for ``"voltage"``.
+    until_voltage
+        Cut-off voltage [V] ending a current step when crossed.
+    until_c_rate
+        |current| [C-rate] below which a voltage step ends (CV taper).
+    duration
+        Longest duration of the step [s].
+    """
+
+    kind: Literal["current", "voltage", "rest"]
+    value: float = 0.0
+    until_voltage: float | None = None
+    until_c_rate: float | None = None
+    duration: float | None = None
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """Sequence of steps from an equilibrium start at ``initial_soc``."""
+
+    steps: tuple[Step, ...]
+    initial_soc: float = 1.0
+
+    @classmethod
+    def discharge(cls, c_rate: float = 1.0, cutoff: float = 3.0, soc: float = 1.0) -> Protocol:
+        """Constant-current discharge to ``cutoff`` volts."""
+        return cls((Step("current", c_rate, until_voltage=cutoff),), soc)
+
+    @classmethod
+    def cccv_charge(
+        cls, c_rate: float = 1.0, v_max: float = 4.2, taper_c_rate: float = 0.05, soc: float = 0.0
+    ) -> Protocol:
+        """Constant-current charge to ``v_max`` then constant voltage until the taper."""
+        return cls(
+            (
+                Step("current", -abs(c_rate), until_voltage=v_max),
+                Step("voltage", v_max, until_c_rate=taper_c_rate),
+            ),
+            soc,
+        )
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` for steps that could never end."""
+        problems = []
+        for k, s in enumerate(self.steps):
+            if s.kind not in ("current", "voltage", "rest"):
+                problems.append(f"steps[{k}].kind: 'current', 'voltage' or 'rest', got {s.kind!r}")
+            ends = [s.until_voltage, s.until_c_rate, s.duration]
+            if all(e is None for e in ends):
+                problems.append(f"steps[{k}]: give until_voltage, until_c_rate or duration")
+            if s.kind == "rest" and s.duration is None:
+                problems.append(f"steps[{k}]: a rest needs a duration")
+        if not self.steps:
+            problems.append("steps: empty protocol")
+        if problems:
+            raise ConfigError(problems)
+
+
+@dataclass(frozen=True)
+class SolverOptions:
+    """Numerical choices.
+
+    Attributes
+    ----------
+    linear
+        ``"direct"``, ``"fieldsplit"`` or ``"auto"`` (direct below ``direct_max_dofs``).
+    time_order
+        1 (BDF1) or 2 (variable-step BDF2).
+    control
+        Step-size rules.
+    max_soc_step
+        Largest change of state of charge per step at the applied current (sets
+        the curve's resolution and bounds the time-discretisation error).
+    petsc_options
+        Options layered over the preset (keys without prefix).
+    max_steps
+        Safety limit on accepted steps.
+    voltage_tolerance
+        A cut-off is hit when the voltage lands within this of it [V].
+    """
+
+    linear: Literal["auto", "direct", "fieldsplit"] = "auto"
+    time_order: int = 2
+    control: StepControl = field(default_factory=StepControl)
+    max_soc_step: float = 0.01
+    petsc_options: dict[str, Any] = field(default_factory=dict)
+    max_steps: int = 100000
+    direct_max_dofs: int = 200000
+    voltage_tolerance: float = 2e-3
+
+
+@dataclass(frozen=True)
+class DischargeResult:
+    """Time series and summary of a half-cell run (JSON-serialisable).
+
+    Series (one entry per accepted step, the initial state first):
+    ``time`` [s], ``voltage`` [V vs Li], ``current`` [A, + = discharge],
+    ``capacity`` [mAh, discharged], ``li_solid`` / ``li_electrolyte`` [mol],
+    ``interface_current`` [A, integral of j over Γ], ``j_mean`` / ``j_std`` /
+    ``j_min`` / ``j_max`` [A.m-2, area-weighted over Γ facets], ``soc_mean`` /
+    ``soc_particle_std`` / ``soc_particle_min`` / ``soc_particle_max`` [-],
+    ``newton_iterations`` / ``krylov_iterations`` [-], ``dt`` [s], ``step`` [-].
+    """
+
+    series: dict[str, list[float]]
+    capacity_mAh: float
+    one_c_current_A: float
+    dofs: int
+    n_particles: int
+    wall_time_s: float
+    steps_accepted: int
+    steps_rejected: int
+    stop_reason: str
+    j_histogram: dict[str, list[float]]
+    mpi_size: int
+
+    def to_json(self) -> str:
+        """JSON text of the whole result."""
+        return json.dumps(dataclasses.asdict(self))
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+class _Interface:
+    """Facet-wise interface diagnostics (statistics and histogram of j)."""
+
+    def __init__(self, problem: HalfCellProblem):
+        p = problem
+        mesh = p.mesh
+        data = p.interface_data.reshape(-1, 4)
+        cp, lp, cm, lm = data.T
+        others = np.array([[1, 2, 3], [0, 2, 3], [0, 1, 3], [0, 1, 2]])
+        x = mesh.geometry.x
+        gdm = mesh.geometry.dofmap
+        tri = x[gdm[cp][np.arange(len(cp))[:, None], others[lp]]]
+        self.area = 0.5 * np.linalg.norm(
+            np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1
+        )
+        self.area *= p.config.length_scale**2
+        emap = {
+            "electrolyte": p.entity_maps[0],
+            "active": p.entity_maps[1],
+            "electronic": p.entity_maps[2] if len(p.entity_maps) > 2 else p.entity_maps[1],
+        }
+        sub_of = {
+            "c_e": "electrolyte",
+            "phi_e": "electrolyte",
+            "c_s": "active",
+            "phi_s": "electronic",
+        }
+        self.idx = {}
+        for k in FIELDS:
+            cells, lf = (cp, lp) if k in ("c_s", "phi_s") else (cm, lm)
+            sub = emap[sub_of[k]].sub_topology_to_topology(cells.astype(np.int32), inverse=True)
+            dm = p.spaces[k].dofmap.list
+            self.idx[k] = dm[sub][np.arange(len(sub))[:, None], others[lf]]
+        self.p = p
+
+    def current_density(self) -> np.ndarray:
+        p = self.p
+        v = {k: p.u[k].x.array[self.idx[k]].mean(axis=1) for k in FIELDS}
+        T = float(get(p.params, "Temperature [K]"))
+        cmax = p.scales["c_s"]
+        ce = v["c_e"] * p.scales["c_e"]
+        ocp = get(p.params, "Active material OCP [V]")(v["c_s"], T)
+        j0 = get(p.params, "Active material exchange-current density [A.m-2]")(
+            ce, cmax * v["c_s"], cmax, T
+        )
+        f = FARADAY / (GAS_CONSTANT * T)
+        eta = v["phi_s"] - v["phi_e"] - ocp
+        aa = float(get(p.params, "Active material anodic transfer coefficient"))
+        ac = float(get(p.params, "Active material cathodic transfer coefficient"))
+        return j0 * (np.exp(aa * f * eta) - np.exp(-ac * f * eta))
+
+    def statistics(self, comm) -> dict[str, float]:
+        j = self.current_density()
+        a = self.area
+        s = comm.allreduce(np.array([a.sum(), (a * j).sum(), (a * j * j).sum()]), op=MPI.SUM)
+        mean = s[1] / s[0]
+        jmin = comm.allreduce(float(j.min()) if len(j) else np.inf, op=MPI.MIN)
+        jmax = comm.allreduce(float(j.max()) if len(j) else -np.inf, op=MPI.MAX)
+        return {
+            "j_mean": float(mean),
+            "j_std": float(np.sqrt(max(s[2] / s[0] - mean**2, 0.0))),
+            "j_min": float(jmin),
+            "j_max": float(jmax),
+        }
+
+    def histogram(self, comm, bins: int = 40) -> dict[str, list[float]]:
+        j = self.current_density()
+        lo = comm.allreduce(float(j.min()) if len(j) else np.inf, op=MPI.MIN)
+        hi = comm.allreduce(float(j.max()) if len(j) else -np.inf, op=MPI.MAX)
+        if hi <= lo:
+            hi = lo + 1e-12
+        edges = np.linspace(lo, hi, bins + 1)
+        counts, _ = np.histogram(j, bins=edges, weights=self.area)
+        counts = comm.allreduce(counts, op=MPI.SUM)
+        return {"edges_A_m2": edges.tolist(), "area_m2": counts.tolist()}
+
+
+class _Particles:
+    """Per-particle state of charge from cell means of the P1 stoichiometry."""
+
+    def __init__(self, problem: HalfCellProblem):
+        p = problem
+        mesh = p.mesh
+        tdim = mesh.topology.dim
+        is_active = p.cell_marker == 2
+        labels, self.n = particle_labels(mesh, is_active)
+        n_owned = mesh.topology.index_map(tdim).size_local
+        cells = np.flatnonzero(is_active[:n_owned]).astype(np.int32)
+        sub = p.entity_maps[1].sub_topology_to_topology(cells, inverse=True)
+        self.dofs = p.spaces["c_s"].dofmap.list[sub]
+        x = mesh.geometry.x[mesh.geometry.dofmap[cells]]
+        self.vol = np.abs(np.linalg.det(x[:, 1:] - x[:, :1])) / 6.0
+        self.lab = labels[cells]
+        self.p = p
+        self.x0 = float(get(p.params, "Stoichiometry at 0% SOC"))
+        self.x1 = float(get(p.params, "Stoichiometry at 100% SOC"))
+
+    def statistics(self, comm) -> dict[str, float]:
+        sto = self.p.u["c_s"].x.array[self.dofs].mean(axis=1)
+        vs = np.bincount(self.lab, weights=self.vol * sto, minlength=self.n)
+        v = np.bincount(self.lab, weights=self.vol, minlength=self.n)
+        vs, v = comm.allreduce(vs, op=MPI.SUM), comm.allreduce(v, op=MPI.SUM)
+        soc = (vs / v - self.x0) / (self.x1 - self.x0)
+        mean = float(((vs.sum() / v.sum()) - self.x0) / (self.x1 - self.x0))
+        w = v / v.sum()
+        return {
+            "soc_mean": mean,
+            "soc_particle_std": float(np.sqrt(np.sum(w * (soc - mean) ** 2))),
+            "soc_particle_min": float(soc.min()),
+            "soc_particle_max": float(soc.max()),
+        }
+
+
+def _field_coordinates(problem: HalfCellProblem) -> dict[str, np.ndarray]:
+    out = {}
+    for k in FIELDS:
+        V = problem.spaces[k]
+        n = V.dofmap.index_map.size_local
+        out[k] = V.tabulate_dof_coordinates()[:n]
+    return out
+
+
+def write_checkpoint(problem: HalfCellProblem, path: Path, state: dict[str, Any]) -> None:
+    """Write unknowns, histories and loop ``state`` to ``path`` (npz, atomic, collective).
+
+    Values are stored against their dof coordinates, so a run can resume on
+    any number of ranks.
+    """
+    comm = problem.comm
+    coords = _field_coordinates(problem)
+    payload = {}
+    for k in FIELDS:
+        n = len(coords[k])
+        arrs = [coords[k], problem.u[k].x.array[:n]]
+        if k in problem.u_n:
+            arrs += [problem.u_n[k].x.array[:n], problem.u_nm1[k].x.array[:n]]
+        gathered = comm.gather(np.column_stack(arrs), root=0)
+        if comm.rank == 0:
+            payload[k] = np.concatenate(gathered)
+    if comm.rank == 0:
+        import io
+
+        buf = io.BytesIO()
+        np.savez(buf, state=np.array(json.dumps(state)), **payload)
+        _atomic_write_bytes(Path(path), buf.getvalue())
+    comm.Barrier()
+
+
+def read_checkpoint(problem: HalfCellProblem, path: Path) -> dict[str, Any]:
+    """Restore unknowns and histories written by :func:`write_checkpoint`; return the state."""
+    from scipy.spatial import cKDTree
+
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"resume: checkpoint {path} does not exist")
+    with np.load(path) as z:
+        state = json.loads(str(z["state"]))
+        for k in FIELDS:
+            V = problem.spaces[k]
+            xyz = V.tabulate_dof_coordinates()
+            data = z[k]
+            dist, idx = cKDTree(data[:, :3]).query(xyz)
+            if dist.max(initial=0.0) > 1e-8 * max(1.0, float(np.abs(data[:, :3]).max())):
+                raise ConfigError(
+                    f"resume: checkpoint {path} was written for another mesh (field {k})"
+                )
+            problem.u[k].x.array[:] = data[idx, 3]
+            if k in problem.u_n:
+                problem.u_n[k].x.array[:] = data[idx, 4]
+                problem.u_nm1[k].x.array[:] = data[idx, 5]
+    return state
+
+
+class _Writer:
+    """VTX (ADIOS2 .bp) time series of the four fields in physical units."""
+
+    def __init__(self, problem: HalfCellProblem, folder: Path):
+        p = problem
+        self.p = p
+        self.out = {k: dolfinx.fem.Function(p.spaces[k], name=k) for k in FIELDS}
+        self.writers = []
+        groups = {"electrolyte": ("c_e", "phi_e"), "active": ("c_s",), "electronic": ("phi_s",)}
+        for name, ks in groups.items():
+            self.writers.append(
+                dolfinx.io.VTXWriter(
+                    p.comm, str(Path(folder) / f"{name}.bp"), [self.out[k] for k in ks], "BP4"
+                )
+            )
+
+    def write(self, t: float) -> None:
+        scale = {"c_e": self.p.scales["c_e"], "c_s": self.p.scales["c_s"]}
+        for k in FIELDS:
+            self.out[k].x.array[:] = self.p.u[k].x.array * scale.get(k, 1.0)
+        for w in self.writers:
+            w.write(t)
+
+    def close(self) -> None:
+        for w in self.writers:
+            w.close()
+
+
+class HalfCellSolver:
+    """Newton solvers of one half-cell problem for both boundary-condition modes."""
+
+    def __init__(self, problem: HalfCellProblem, options: SolverOptions, prefix: str = "tfhc"):
+        self.problem = problem
+        self.options = options
+        self.dofs = sum(problem.spaces[k].dofmap.index_map.size_global for k in FIELDS)
+        linear = options.linear
+        if linear == "auto":
+            linear = "direct" if self.dofs <= options.direct_max_dofs else "fieldsplit"
+        self.linear = linear
+        petsc = electrochem_newton(linear)
+        petsc.update(options.petsc_options)
+        self._petsc = petsc
+        self._prefix = prefix
+        self._nl: dict[str, Any] = {}
+
+    def nonlinear(self, mode: str):
+        """The (lazily compiled) ``NonlinearProblem`` of ``mode``."""
+        if mode not in self._nl:
+            from dolfinx.fem.petsc import NonlinearProblem
+
+            p = self.problem
+            nl = NonlinearProblem(
+                p.residuals[mode],
+                [p.u[k] for k in FIELDS],
+                bcs=p.bcs[mode],
+                petsc_options_prefix=f"{self._prefix}_{mode[:3]}_",
+                petsc_options=self._petsc,
+                entity_maps=p.entity_maps,
+                kind="mpi",
+            )
+            if self.linear == "fieldsplit":
+                start = nl.A.getOwnershipRange()[0]
+                sets = []
+                for i, k in enumerate(FIELDS):
+                    n = p.spaces[k].dofmap.index_map.size_local
+                    sets.append(
+                        (str(i), PETSc.IS().createStride(n, first=start, step=1, comm=p.comm))
+                    )
+                    start += n
+                nl.solver.getKSP().getPC().setFieldSplitIS(*sets)
+            self._nl[mode] = nl
+        return self._nl[mode]
+
+    def solve(self, mode: str, current_scale: float) -> tuple[bool, int, int]:
+        """One Newton solve; returns (converged, Newton its, Krylov its).
+
+        ``current_scale`` [A] (the 1C current) sets the absolute tolerance: the
+        residual rows are currents in units of ``J_REF L^2``, and an imbalance
+        of 1e-10 of the cell current is converged. Asking for less would chase
+        round-off in the potential rows (conductances are ~1e6 times the
+        interfacial currents on µm meshes).
+        """
+        nl = self.nonlinear(mode)
+        atol = ATOL_RELATIVE_TO_CURRENT * current_scale / self.problem.scales["i_ref"]
+        nl.solver.setTolerances(atol=atol)
+        try:
+            nl.solve()
+        except PETSc.Error as exc:  # a failed factorisation is a failed step, not a crash
+            log.debug("Newton raised %s", exc)
+            return False, nl.solver.getIterationNumber(), nl.solver.getLinearSolveIterations()
+        reason = nl.solver.getConvergedReason()
+        finite = all(np.isfinite(self.problem.u[k].x.array).all() for k in FIELDS)
+        finite = bool(self.problem.comm.allreduce(finite, op=MPI.LAND))
+        return (
+            reason > 0 and finite,
+            nl.solver.getIterationNumber(),
+            nl.solver.getLinearSolveIterations(),
+        )
+
+
+def _snapshot(problem: HalfCellProblem) -> dict[str, np.ndarray]:
+    snap = {k: problem.u[k].x.array.copy() for k in FIELDS}
+    snap.update({k + "_n": problem.u_n[k].x.array.copy() for k in problem.u_n})
+    snap.update({k + "_nm1": problem.u_nm1[k].x.array.copy() for k in problem.u_nm1})
+    return snap
+
+
+def _restore(problem: HalfCellProblem, snap: dict[str, np.ndarray]) -> None:
+    for k in FIELDS:
+        problem.u[k].x.array[:] = snap[k]
+    for k in problem.u_n:
+        problem.u_n[k].x.array[:] = snap[k + "_n"]
+        problem.u_nm1[k].x.array[:] = snap[k + "_nm1"]
+
+
+def run_half_cell(
+    dmesh,
+    params: dict[str, Any],
+    protocol: Protocol,
+    config: HalfCellConfig | None = None,
+    solver: SolverOptions | None = None,
+    output_dir: str | Path | None = None,
+    checkpoint_every: int = 0,
+    vtx_every: int = 0,
+    resume_from: str | Path | None = None,
+    problem: HalfCellProblem | None = None,
+) -> DischargeResult:
+    """Simulate ``protocol`` on a pore-resolved half cell.
+
+    Parameters
+    ----------
+    dmesh
+        Distributed tagged mesh (:func:`tomofem.meshing.to_dolfinx`); mesh
+        coordinates in units of ``config.length_scale`` metres.
+    params
+        Parameter mapping (:func:`tomofem.materials.half_cell`).
+    protocol
+        Steps and initial state of charge.
+    config, solver
+        Model and numerical choices (defaults if ``None``).
+    output_dir
+        Folder for ``result.json``, ``checkpoint.npz`` and VTX series; nothing
+        is written if ``None``.
+    checkpoint_every
+        Write ``checkpoint.npz`` every this many accepted steps (0: only at the
+        end or on a clean stop); needs ``output_dir``.
+    vtx_every
+        Write the fields every this many accepted steps (0: never).
+    resume_from
+        A checkpoint to continue from (same mesh; any number of ranks).
+    problem
+        A problem already built from ``dmesh`` (tests reuse compiled forms).
+
+    Returns
+    -------
+    DischargeResult
+    """
+    t_wall = time.perf_counter()
+    config = config or HalfCellConfig()
+    solver = solver or SolverOptions()
+    protocol.validate()
+    solver.control.validate()
+    if (checkpoint_every or vtx_every) and output_dir is None:
+        raise ConfigError("checkpoint_every/vtx_every: need an output_dir to write into")
+    out = Path(output_dir) if output_dir is not None else None
+    p = problem or build_half_cell(dmesh, params, config)
+    comm = p.comm
+    if out is not None and comm.rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+    comm.Barrier()
+    hc = HalfCellSolver(p, solver)
+    iface = _Interface(p)
+    parts = _Particles(p)
+    writer = _Writer(p, out) if (out is not None and vtx_every) else None
+    one_c = p.capacity_C / 3600.0
+    ctl = solver.control
+
+    series: dict[str, list[float]] = {}
+    state: dict[str, Any] = {
+        "t": 0.0, "capacity_C": 0.0, "step_index": 0, "step_start": 0.0, "dt": ctl.dt_initial,
+        "dt_prev": None, "accepted": 0, "rejected": 0, "series": series,
+    }  # fmt: skip
+    if resume_from is not None:
+        state = read_checkpoint(p, Path(resume_from))
+        series = state["series"]
+    else:
+        set_equilibrium(p, protocol.initial_soc)
+
+    def record(current: float, its: int, kits: int, dt: float) -> None:
+        row = {
+            "time": state["t"],
+            "voltage": p.assemble("collector_potential") / p.collector_area,
+            "current": current,
+            "capacity": state["capacity_C"] / 3.6,
+            "li_solid": p.assemble("li_solid"),
+            "li_electrolyte": p.assemble("li_electrolyte"),
+            "interface_current": p.assemble("interface_current"),
+            "newton_iterations": its,
+            "krylov_iterations": kits,
+            "dt": dt,
+            "step": state["step_index"],
+        }
+        row.update(iface.statistics(comm))
+        row.update(parts.statistics(comm))
+        for key, val in row.items():
+            series.setdefault(key, []).append(float(val))
+
+    if not series:
+        record(0.0, 0, 0, 0.0)
+        if writer:
+            writer.write(0.0)
+
+    stop_reason = "protocol complete"
+    dt = float(state["dt"])
+    while state["step_index"] < len(protocol.steps):
+        step = protocol.steps[state["step_index"]]
+        mode = "potentiostatic" if step.kind == "voltage" else "galvanostatic"
+        current = step.value * one_c if step.kind == "current" else 0.0
+        p.constants["collector_current_density"].value = current / p.collector_area
+        if step.kind == "voltage":
+            p.constants["voltage"].value = step.value
+        dt_cap = ctl.dt_max
+        if step.kind == "current" and current != 0.0:
+            dt_cap = min(dt_cap, solver.max_soc_step * p.capacity_C / abs(current))
+        dt = min(dt, dt_cap)
+        if step.duration is not None:
+            dt = min(dt, step.duration - (state["t"] - state["step_start"]))
+        if state["accepted"] >= solver.max_steps:
+            stop_reason = f"max_steps {solver.max_steps} reached"
+            break
+        snap = _snapshot(p)
+        b = bdf_coefficients(solver.time_order, dt, state["dt_prev"])
+        for name, val in zip(("b0", "b1", "b2"), b, strict=True):
+            p.constants[name].value = val
+        p.constants["dt"].value = dt
+        ok, its, kits = hc.solve(mode, one_c)
+        if not ok:
+            _restore(p, snap)
+            state["rejected"] += 1
+            dt = ctl.after_failure(dt)
+            if comm.rank == 0:
+                log.info("t=%.4g s: Newton failed after %d its, dt -> %.3g s", state["t"], its, dt)
+            if dt < ctl.dt_min:
+                stop_reason = f"step below dt_min={ctl.dt_min} s at t={state['t']:.6g} s"
+                break
+            continue
+        v = p.assemble("collector_potential") / p.collector_area
+        i_now = current if mode == "galvanostatic" else -p.assemble("interface_current")
+        done = False
+        if step.until_voltage is not None and step.kind == "current":
+            v_old = series["voltage"][-1]
+            crossed = (v - step.until_voltage) * np.sign(current) <= 0.0
+            if crossed:
+                if abs(v - step.until_voltage) > solver.voltage_tolerance and dt > 4 * ctl.dt_min:
+                    frac = (v_old - step.until_voltage) / max(abs(v_old - v), 1e-300)
+                    _restore(p, snap)
+                    dt = dt * float(np.clip(abs(frac), 0.05, 0.9))
+                    continue
+                done = True
+        if step.until_c_rate is not None and abs(i_now) <= step.until_c_rate * one_c:
+            done = True
+        # accept
+        for k in p.u_n:
+            p.u_nm1[k].x.array[:] = p.u_n[k].x.array
+            p.u_n[k].x.array[:] = p.u[k].x.array
+        state["t"] += dt
+        state["capacity_C"] += i_now * dt
+        state["accepted"] += 1
+        state["dt_prev"] = dt
+        if step.duration is not None and state["t"] - state["step_start"] >= step.duration * (
+            1 - 1e-12
+        ):
+            done = True
+        record(i_now, its, kits, dt)
+        if comm.rank == 0:
+            log.info(
+                "t=%.5g s V=%.4f I=%.3e A Q=%.4g mAh: %d Newton, %d Krylov",
+                state["t"], v, i_now, state["capacity_C"] / 3.6, its, kits,
+            )  # fmt: skip
+        if writer and state["accepted"] % vtx_every == 0:
+            writer.write(state["t"])
+        if out is not None and checkpoint_every and state["accepted"] % checkpoint_every == 0:
+            state["dt"] = dt
+            write_checkpoint(p, out / "checkpoint.npz", state)
+        dt = ctl.after_success(dt, its)
+        if done:
+            state["step_index"] += 1
+            state["step_start"] = state["t"]
+            dt = ctl.dt_initial
+    state["dt"] = dt
+    if writer:
+        writer.close()
+    if out is not None:
+        write_checkpoint(p, out / "checkpoint.npz", state)
+    result = DischargeResult(
+        series=series,
+        capacity_mAh=state["capacity_C"] / 3.6,
+        one_c_current_A=one_c,
+        dofs=hc.dofs,
+        n_particles=parts.n,
+        wall_time_s=time.perf_counter() - t_wall,
+        steps_accepted=state["accepted"],
+        steps_rejected=state["rejected"],
+        stop_reason=stop_reason,
+        j_histogram=iface.histogram(comm),
+        mpi_size=comm.size,
+    )
+    if out is not None and comm.rank == 0:
+        _atomic_write_bytes(out / "result.json", result.to_json().encode())
+    if stop_reason.startswith("step below") and comm.rank == 0:
+        log.warning("run stopped cleanly: %s (last good state kept)", stop_reason)
+    return result

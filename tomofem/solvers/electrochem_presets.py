@@ -1,0 +1,68 @@
+"""PETSc option presets of the coupled electrochemistry solver.
+
+Lives beside ``presets.py`` until that file is committed by its owner; then
+``electrochem_newton`` can move there unchanged.
+"""
+
+from __future__ import annotations
+
+
+def electrochem_newton(
+    linear: str = "direct", rtol: float = 1e-10, atol: float = 1e-9, max_it: int = 12
+) -> dict[str, object]:
+    """SNES Newton with backtracking line search for the coupled half-cell system.
+
+    Parameters
+    ----------
+    linear
+        ``"direct"`` (MUMPS LU; small meshes, up to ~1e5 unknowns) or
+        ``"fieldsplit"`` (GMRES + additive fieldsplit over the four fields with
+        one GAMG V-cycle each; large meshes). The field index sets are attached
+        by :mod:`tomofem.solvers.discharge`.
+    rtol, atol
+        Relative and absolute tolerances on the residual, whose rows are
+        currents scaled by 1 A/m2 x (mesh unit)^2: atol 1e-9 means a current
+        imbalance of 1e-9 A/m2 per facet-sized patch, far below the 1e-9
+        relative conservation the tests demand.
+    max_it
+        Newton iterations before the step is declared failed (and cut).
+
+    Notes
+    -----
+    The backtracking line search keeps the Butler-Volmer exponentials from
+    overflowing in the first iterations of a large current step.
+    """
+    opts: dict[str, object] = {
+        "snes_type": "newtonls",
+        "snes_linesearch_type": "bt",
+        "snes_rtol": rtol,
+        "snes_atol": atol,
+        "snes_stol": 0.0,
+        "snes_max_it": max_it,
+    }
+    if linear == "direct":
+        opts.update({"ksp_type": "preonly", "pc_type": "lu", "pc_factor_mat_solver_type": "mumps"})
+    elif linear == "fieldsplit":
+        opts.update(
+            {
+                "ksp_type": "gmres",
+                "ksp_gmres_restart": 200,
+                "ksp_rtol": 1e-8,
+                "ksp_max_it": 400,
+                "pc_type": "fieldsplit",
+                "pc_fieldsplit_type": "multiplicative",
+            }
+        )
+        for i in range(4):
+            opts.update(
+                {
+                    f"fieldsplit_{i}_ksp_type": "preonly",
+                    f"fieldsplit_{i}_pc_type": "gamg",
+                    f"fieldsplit_{i}_pc_gamg_threshold": 0.02,
+                    f"fieldsplit_{i}_mg_levels_ksp_type": "chebyshev",
+                    f"fieldsplit_{i}_mg_levels_pc_type": "jacobi",
+                }
+            )
+    else:
+        raise ValueError(f"linear: 'direct' or 'fieldsplit', got {linear!r}")
+    return opts
