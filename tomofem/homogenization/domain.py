@@ -195,17 +195,21 @@ def box_face_facets(domain: PhaseDomain, axis: int, upper: bool) -> np.ndarray:
     )
 
 
-def vertex_clusters(
-    msh: dolfinx.mesh.Mesh, vertex_pairs: np.ndarray | None = None
+def dof_clusters(
+    V: dolfinx.fem.FunctionSpace, dof_pairs: np.ndarray | None = None
 ) -> tuple[np.ndarray, int]:
-    """Find the clusters of cells that share a vertex (the Lagrange coupling graph).
+    """Find the clusters of cells coupled through shared degrees of freedom.
+
+    For Lagrange elements two cells are coupled when they share a vertex, so
+    these are the connected parts of the discrete system: each cluster that
+    touches no Dirichlet face adds a null vector to the matrix.
 
     Parameters
     ----------
-    msh
-        Mesh whose cells are clustered (a phase submesh).
-    vertex_pairs
-        Optional ``(m, 2)`` array of global vertex indices identified with each
+    V
+        Function space whose dofmap defines the coupling.
+    dof_pairs
+        Optional ``(m, 2)`` array of global dof indices identified with each
         other (periodic images); each rank passes its own share.
 
     Returns
@@ -213,31 +217,28 @@ def vertex_clusters(
     labels, n
         Cluster id of every local cell (owned and ghost), consistent across ranks,
         and the global number of clusters. The graph is gathered on rank 0:
-        one integer per cell vertex, cheap next to the solve.
+        one integer per cell dof, cheap next to the solve.
     """
+    msh = V.mesh
     comm = msh.comm
     tdim = msh.topology.dim
-    imap_c, imap_v = msh.topology.index_map(tdim), msh.topology.index_map(0)
-    n_owned = imap_c.size_local
-    msh.topology.create_connectivity(tdim, 0)
-    c2v = msh.topology.connectivity(tdim, 0).array.reshape(-1, tdim + 1)[:n_owned]
-    gverts = imap_v.local_to_global(c2v.ravel().astype(np.int32)).reshape(c2v.shape)
-    pairs = np.zeros((0, 2), dtype=np.int64) if vertex_pairs is None else vertex_pairs
-    all_cells = comm.gather(gverts, root=0)
+    n_owned = msh.topology.index_map(tdim).size_local
+    cdofs = V.dofmap.list[:n_owned]
+    gdofs = V.dofmap.index_map.local_to_global(cdofs.ravel().astype(np.int32)).reshape(cdofs.shape)
+    pairs = np.zeros((0, 2), dtype=np.int64) if dof_pairs is None else dof_pairs
+    all_cells = comm.gather(gdofs, root=0)
     all_pairs = comm.gather(np.asarray(pairs, dtype=np.int64).reshape(-1, 2), root=0)
     if comm.rank == 0:
         cells = np.concatenate(all_cells)
         prs = np.concatenate(all_pairs)
-        nc, nv = cells.shape[0], imap_v.size_global
+        nc, nd = cells.shape[0], V.dofmap.index_map.size_global
         rows = np.concatenate([np.repeat(np.arange(nc), cells.shape[1]), nc + prs[:, 0]])
         cols = np.concatenate([nc + cells.ravel(), nc + prs[:, 1]])
-        g = sp.coo_matrix((np.ones(rows.size, dtype=np.int8), (rows, cols)), shape=(nc + nv,) * 2)
+        g = sp.coo_matrix((np.ones(rows.size, dtype=np.int8), (rows, cols)), shape=(nc + nd,) * 2)
         _, lab = connected_components(g, directed=False)
-        cell_lab = lab[:nc]
-        # Renumber the clusters that contain cells 0..n-1.
-        uniq, cell_lab = np.unique(cell_lab, return_inverse=True)
+        uniq, cell_lab = np.unique(lab[:nc], return_inverse=True)
         n_clusters = int(uniq.size)
-        counts = [a.shape[0] for a in all_cells]
+        counts = [x.shape[0] for x in all_cells]
         chunks = np.split(cell_lab, np.cumsum(counts)[:-1])
     else:
         chunks, n_clusters = None, 0

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from tomofem._fenics import MPI, PETSc, dolfinx, ufl
-from tomofem.errors import ConfigError, ConvergenceError
+from tomofem.errors import ConfigError
 from tomofem.forms.conduction import conduction_bilinear
 from tomofem.homogenization.bounds import check_bounds
 from tomofem.homogenization.domain import (
@@ -32,9 +32,10 @@ from tomofem.homogenization.domain import (
     box_face_facets,
     cell_volumes,
     clusters_touching,
+    dof_clusters,
     phase_domain,
-    vertex_clusters,
 )
+from tomofem.homogenization.linalg import checked_solve, make_ksp
 from tomofem.homogenization.results import (
     TortuosityResult,
     blocked_result,
@@ -44,37 +45,6 @@ from tomofem.homogenization.results import (
 from tomofem.solvers.presets import conduction_cg_gamg
 
 log = logging.getLogger(__name__)
-
-
-def make_ksp(A: PETSc.Mat, prefix: str, options: Mapping[str, object]) -> PETSc.KSP:
-    """Create a KSP on ``A`` configured from ``options`` under a unique ``prefix``.
-
-    The options are set then removed from the global database, so two problems
-    never see each other's settings.
-    """
-    ksp = PETSc.KSP().create(A.getComm())
-    ksp.setOptionsPrefix(prefix)
-    opts = PETSc.Options()
-    for key, val in options.items():
-        opts[prefix + key] = val
-    ksp.setOperators(A)
-    ksp.setFromOptions()
-    for key in options:
-        opts.delValue(prefix + key)
-    return ksp
-
-
-def checked_solve(ksp: PETSc.KSP, b: PETSc.Vec, x: PETSc.Vec, what: str) -> int:
-    """Solve and raise :class:`ConvergenceError` on divergence; return the iterations."""
-    ksp.solve(b, x)
-    reason = ksp.getConvergedReason()
-    if reason <= 0:
-        raise ConvergenceError(
-            f"{what}: {ksp.getType()}+{ksp.getPC().getType()} did not converge "
-            f"(reason {reason}, {ksp.getIterationNumber()} iterations); "
-            "try petsc_options=tomofem.solvers.presets.direct_mumps() on a small mesh"
-        )
-    return ksp.getIterationNumber()
 
 
 def tortuosity_fem(
@@ -137,7 +107,8 @@ def _tortuosity_on_domain(
     t0 = time.perf_counter()
     f_in = box_face_facets(dom, axis, upper=False)
     f_out = box_face_facets(dom, axis, upper=True)
-    labels, n_clusters = vertex_clusters(msh)
+    V = dolfinx.fem.functionspace(msh, ("Lagrange", degree))
+    labels, n_clusters = dof_clusters(V)
     c_in = clusters_touching(msh, labels, f_in)
     c_out = clusters_touching(msh, labels, f_out)
     through = c_in & c_out
@@ -157,7 +128,6 @@ def _tortuosity_on_domain(
     conn_vol = comm.allreduce(float(vols[np.isin(labels[:n_owned], list(through))].sum()))
 
     t0 = time.perf_counter()
-    V = dolfinx.fem.functionspace(msh, ("Lagrange", degree))
     dofs_in = dolfinx.fem.locate_dofs_topological(V, tdim - 1, f_in)
     dofs_out = dolfinx.fem.locate_dofs_topological(V, tdim - 1, f_out)
     dofs_float = np.unique(V.dofmap.list[floating].ravel()).astype(np.int32)

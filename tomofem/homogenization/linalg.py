@@ -1,0 +1,144 @@
+"""Linear-algebra plumbing of the cell problems: KSP set-up and periodic reduction.
+
+DOLFINx has no periodic boundary conditions (and dolfinx_mpc is not available
+with this stack), so periodicity is imposed algebraically: a prolongation
+matrix ``P`` maps the reduced unknowns (every dof not on an upper box face)
+to all dofs, copying each master value onto its periodic images, and the
+reduced operator is ``P^T A P``. Rows of dropped dofs (periodic slaves, and
+pinned dofs of isolated clusters) get an identity diagonal so the layout of
+``A`` is kept and everything stays parallel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+from tomofem._fenics import PETSc, dolfinx
+from tomofem.errors import ConvergenceError, MeshingError
+
+
+def make_ksp(A: PETSc.Mat, prefix: str, options: Mapping[str, object]) -> PETSc.KSP:
+    """Create a KSP on ``A`` configured from ``options`` under a unique ``prefix``.
+
+    The options are set then removed from the global database, so two problems
+    never see each other's settings.
+    """
+    ksp = PETSc.KSP().create(A.getComm())
+    ksp.setOptionsPrefix(prefix)
+    opts = PETSc.Options()
+    for key, val in options.items():
+        opts[prefix + key] = val
+    ksp.setOperators(A)
+    ksp.setFromOptions()
+    for key in options:
+        opts.delValue(prefix + key)
+    return ksp
+
+
+def checked_solve(ksp: PETSc.KSP, b: PETSc.Vec, x: PETSc.Vec, what: str) -> int:
+    """Solve and raise :class:`ConvergenceError` on divergence; return the iterations."""
+    ksp.solve(b, x)
+    reason = ksp.getConvergedReason()
+    if reason <= 0:
+        raise ConvergenceError(
+            f"{what}: {ksp.getType()}+{ksp.getPC().getType()} did not converge "
+            f"(reason {reason}, {ksp.getIterationNumber()} iterations); "
+            "try petsc_options=tomofem.solvers.presets.direct_mumps() on a small mesh"
+        )
+    return ksp.getIterationNumber()
+
+
+def periodic_masters(
+    V: dolfinx.fem.FunctionSpace, box_lo: np.ndarray, box_hi: np.ndarray
+) -> np.ndarray:
+    """Global master dof of every owned dof (itself unless on an upper box face).
+
+    A dof on an upper face (or edge, corner) is the periodic image of the dof
+    at its coordinates wrapped onto the lower faces. Candidate masters on the
+    lower faces are shared with every rank (a boundary layer, small next to
+    the volume) and matched with a k-d tree.
+
+    Raises
+    ------
+    MeshingError
+        A dof on an upper face has no partner: the mesh is not periodic.
+    """
+    comm = V.mesh.comm
+    imap = V.dofmap.index_map
+    n_owned = imap.size_local
+    x = V.tabulate_dof_coordinates()[:n_owned]
+    gidx = imap.local_to_global(np.arange(n_owned, dtype=np.int32))
+    span = box_hi - box_lo
+    tol = 1e-7 * float(np.linalg.norm(span))
+    on_hi = np.abs(x - box_hi) <= tol
+    on_lo = np.abs(x - box_lo) <= tol
+    cand = np.any(on_lo, axis=1) & ~np.any(on_hi, axis=1)
+    all_x = np.concatenate(comm.allgather(x[cand]))
+    all_g = np.concatenate(comm.allgather(gidx[cand]))
+    masters = gidx.astype(np.int64).copy()
+    slaves = np.flatnonzero(np.any(on_hi, axis=1))
+    if slaves.size:
+        wrapped = np.where(on_hi[slaves], x[slaves] - span, x[slaves])
+        if all_x.shape[0] == 0:
+            raise MeshingError("periodic cell problem: no dofs on the lower box faces")
+        dist, j = cKDTree(all_x).query(wrapped)
+        bad = dist > tol
+        if np.any(bad):
+            raise MeshingError(
+                f"mesh is not periodic: {int(bad.sum())} dofs on the upper box faces have no "
+                f"image on the lower faces (first at {x[slaves[bad][0]].tolist()}); build the "
+                "mesh with matching opposite faces (gmsh setPeriodic) or use bc='dirichlet'"
+            )
+        masters[slaves] = all_g[j]
+    return masters
+
+
+def prolongation(A: PETSc.Mat, targets: np.ndarray) -> PETSc.Mat:
+    """Matrix with ``P[i, targets[i]] = 1`` on owned rows (``targets[i] < 0``: empty row).
+
+    Parameters
+    ----------
+    A
+        Operator whose row/column layout ``P`` copies.
+    targets
+        Global column of each owned row.
+    """
+    rstart, rend = A.getOwnershipRange()
+    nloc = rend - rstart
+    keep = targets >= 0
+    indptr = np.concatenate([[0], np.cumsum(keep)]).astype(PETSc.IntType)
+    P = PETSc.Mat().createAIJ(
+        size=((nloc, A.getSize()[0]), (nloc, A.getSize()[1])),
+        csr=(indptr, targets[keep].astype(PETSc.IntType), np.ones(int(keep.sum()))),
+        comm=A.getComm(),
+    )
+    P.assemble()
+    return P
+
+
+def reduced_operator(A: PETSc.Mat, targets: np.ndarray) -> tuple[PETSc.Mat, PETSc.Mat]:
+    """``(P^T A P + D, P)`` with ``D`` the identity on rows no dof maps to.
+
+    Rows whose dof is a column of ``P`` (a kept dof) keep ``P^T A P``; every
+    other row (periodic slave, pinned dof) becomes an identity row, so the
+    reduced system is solved in the original numbering.
+    """
+    P = prolongation(A, targets)
+    Ar = A.PtAP(P)
+    # Kept columns owned elsewhere are flagged through a parallel vector.
+    flag = A.createVecLeft()
+    flag.set(0.0)
+    good = targets[targets >= 0].astype(PETSc.IntType)
+    flag.setValues(good, np.ones(good.size), addv=PETSc.InsertMode.INSERT_VALUES)
+    flag.assemble()
+    d = A.createVecLeft()
+    d.array[:] = np.where(flag.array > 0, 0.0, 1.0)
+    Ar.setOption(PETSc.Mat.Option.NEW_NONZERO_ALLOCATION_ERR, False)
+    Ar.setDiagonal(d, addv=PETSc.InsertMode.ADD_VALUES)
+    Ar.assemble()
+    flag.destroy()
+    d.destroy()
+    return Ar, P
