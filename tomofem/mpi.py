@@ -1,0 +1,148 @@
+"""Keep an exception on one MPI rank from hanging the others.
+
+Under ``mpirun -n N`` a Python exception on one rank ends that rank's work,
+while the other ranks sit in the next collective call (a reduction, a PETSc
+solve, a broadcast) waiting for it forever. :func:`abort_on_error` wraps an
+entry point: when the wrapped code raises, the rank waits a short grace
+period for every other rank to report a failure too (a collective error, such
+as a bad configuration that every rank validates, is then handled by the
+caller as usual, with a clean exit code); if some rank does not, it prints the
+error naming the rank and calls ``MPI_Abort`` on the communicator so the whole
+job ends with a non-zero exit code instead of hanging until the batch
+system's wall-clock limit.
+
+The failure notice travels on a private duplicate of the communicator, so it
+can never be matched against the application's own collective calls.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import wraps
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+#: Exit code passed to ``MPI_Abort`` for a tomofem error (bad input) and for a bug.
+ABORT_USER_ERROR = 2
+ABORT_BUG = 1
+
+_SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS")
+
+
+def launched_size() -> int:
+    """Return the number of ranks the launcher started (1 without mpirun), from its environment.
+
+    Lets a serial command skip importing MPI altogether.
+    """
+    for var in _SIZE_VARS:
+        val = os.environ.get(var)
+        if val:
+            try:
+                return int(val)
+            except ValueError:
+                continue
+    return 1
+
+
+def _world() -> Any:
+    from tomofem._fenics import MPI
+
+    return MPI.COMM_WORLD
+
+
+def _all_failed(errcomm: Any, grace: float) -> bool:
+    """Join a non-blocking barrier on ``errcomm``; True if every rank joined within ``grace`` s."""
+    req = errcomm.Ibarrier()
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if req.Test():
+            return True
+        time.sleep(0.01)
+    return bool(req.Test())
+
+
+def _abort_message(exc: BaseException, rank: int, size: int) -> str:
+    from tomofem.errors import TomofemError
+
+    head = (
+        f"tomofem: rank {rank} of {size} failed with {type(exc).__name__}: "
+        f"{' '.join(str(exc).split())}\n"
+        f"tomofem: the other ranks did not fail with it and would wait forever in their next "
+        f"collective call, so rank {rank} aborts the whole job (MPI_Abort)."
+    )
+    if isinstance(exc, TomofemError):
+        return head
+    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return f"{tb}{head} This is a bug in tomofem or a library: please report the traceback."
+
+
+@contextmanager
+def abort_on_error(comm: Any = None, grace: float = 5.0) -> Iterator[None]:
+    """Context manager: abort ``comm`` if the body raises on some ranks but not all.
+
+    Parameters
+    ----------
+    comm
+        The communicator whose ranks must not be left waiting (``COMM_WORLD``
+        by default). With one rank (or no launcher) nothing is imported and
+        exceptions pass through unchanged.
+    grace
+        Seconds a failing rank waits for the others to fail as well before it
+        aborts. Errors every rank raises together (a collectively validated
+        configuration) then propagate normally, so the caller can print one
+        message and exit cleanly; a lone failure ends the job within ``grace``.
+
+    Notes
+    -----
+    The abort exit code is 2 for a :class:`~tomofem.errors.TomofemError` (bad
+    input, as the CLI uses) and 1 for anything else; the failing rank prints
+    its error (with the traceback for an unexpected exception) to stderr,
+    since rank 0 may be one of the ranks left waiting.
+    """
+    if comm is None and launched_size() <= 1:
+        yield
+        return
+    comm = comm if comm is not None else _world()
+    if comm.size <= 1:
+        yield
+        return
+    errcomm = comm.Dup()
+    try:
+        yield
+    except BaseException as exc:
+        if _all_failed(errcomm, grace):
+            raise
+        from tomofem.errors import TomofemError
+
+        code = ABORT_USER_ERROR if isinstance(exc, TomofemError) else ABORT_BUG
+        try:
+            sys.stdout.flush()
+            print(_abort_message(exc, comm.rank, comm.size), file=sys.stderr, flush=True)
+        finally:
+            comm.Abort(code)
+    errcomm.Free()
+
+
+def abort_on_exception[F: Callable[..., Any]](func: F | None = None, *, grace: float = 5.0) -> Any:
+    """Wrap ``func`` in :func:`abort_on_error` on ``COMM_WORLD`` (decorator form).
+
+    Usable bare (``@abort_on_exception``) or with a grace period
+    (``@abort_on_exception(grace=2.0)``).
+    """
+
+    def deco(f: F) -> F:
+        @wraps(f)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with abort_on_error(grace=grace):
+                return f(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return deco(func) if func is not None else deco
