@@ -208,8 +208,8 @@ def require_percolation(
     return report
 
 
-def _reassign(lab: np.ndarray, phase: int, remove: np.ndarray) -> np.ndarray:
-    """Give each voxel in ``remove`` the label of the nearest voxel outside ``phase``."""
+def reassign_nearest(lab: np.ndarray, phase: int, remove: np.ndarray) -> np.ndarray:
+    """Relabel the ``phase`` voxels in ``remove`` as their nearest voxel of another phase."""
     out = lab.copy()
     if not remove.any():
         return out
@@ -262,7 +262,7 @@ def remove_isolated(
         keep[_face_ids(ids, ax, True)] = True
     keep[0] = True
     remove = ~keep[ids]
-    out = _reassign(lab, phase, remove)
+    out = reassign_nearest(lab, phase, remove)
     rep = diff_report(
         lab,
         out,
@@ -304,7 +304,7 @@ def keep_spanning(
     keep = np.zeros(n + 1, dtype=bool)
     keep[span] = True
     keep[0] = True
-    out = _reassign(lab, phase, ~keep[ids])
+    out = reassign_nearest(lab, phase, ~keep[ids])
     rep = diff_report(
         lab,
         out,
