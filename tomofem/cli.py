@@ -148,14 +148,17 @@ def _run_stages(
     """Load the config and run ``stages`` (None: the config's) into a run folder."""
     from tomofem import pipeline
     from tomofem.io.runfolder import RunFolder
+    from tomofem.viz.progress import Progress
 
+    quiet = args.quiet > 0
     cfg = _load(args, {**_IMAGE_FLAGS, **_OUT_FLAGS, **flags}, stages, labels_input)
     folder = RunFolder.create(cfg.output.folder, force=cfg.output.force)
     folder.attach_log()
     try:
         folder.write_config(cfg)
-        result = pipeline.run(cfg, folder, comm=folder.comm)
-        folder.write_results(status=result.status, extra=_stage_records(result))
+        with Progress("pipeline", total=len(cfg.stages), unit="stage", disable=quiet) as bar:
+            result = pipeline.run(cfg, folder, comm=folder.comm, progress=bar)
+        folder.write_results(status=result.status)
     except BaseException:
         folder.write_results(status="failed")
         raise
@@ -164,10 +167,6 @@ def _run_stages(
     _say(result.table())
     _say(f"\nrun folder: {folder.path}  ({result.status})")
     return 0
-
-
-def _stage_records(result: Any) -> dict[str, Any]:
-    return {"stages": [vars(s) for s in result.stages]}
 
 
 # --------------------------------------------------------------------------- commands

@@ -31,6 +31,7 @@ from typing import Any, Literal
 
 from tomofem.errors import ConfigError, TomofemError
 from tomofem.meshing.options import MeshOptions
+from tomofem.solvers.timestepping import StepControl
 
 _MISSING = object()
 
@@ -141,17 +142,40 @@ class HomogenizeConfig:
 
 @dataclass(frozen=True)
 class SimulateConfig:
-    """Half-cell discharge (see the electrochemistry modules)."""
+    """Half-cell cycling of the imaged electrode against lithium metal.
 
-    c_rate: float = _f(1.0, "applied C-rate, discharge positive [1/h]", gt=0.0)
-    v_min: float = _f(3.0, "lower cut-off voltage [V]", gt=0.0)
-    v_max: float = _f(4.3, "upper cut-off voltage [V]", gt=0.0)
-    t_end: float = _f(3600.0, "largest simulated time [s]", gt=0.0)
-    dt: float = _f(30.0, "initial time step [s]", gt=0.0)
-    dt_min: float = _f(1e-3, "smallest step before a clean stop [s]", gt=0.0)
-    soc0: float = _f(0.0, "initial state of charge of the active material [-]", ge=0.0, le=1.0)
-    parameter_set: str = _f("chen2020", "material parameter set name")
-    checkpoint_every: int = _f(10, "time steps between checkpoints (0 = none)", ge=0)
+    Maps onto :func:`tomofem.solvers.discharge.run_half_cell`: ``mode``,
+    ``c_rate``, the cut-offs and ``soc0`` make its ``Protocol``; ``counter``,
+    ``cbd``, ``collector_face`` and ``dilute`` its ``HalfCellConfig``;
+    ``[simulate.control]`` is its step control as is.
+    """
+
+    mode: Literal["discharge", "charge"] = _f(
+        "discharge", "discharge (CC to v_min) or charge (CC to v_max, then CV)"
+    )
+    c_rate: float = _f(1.0, "applied C-rate [1/h]", gt=0.0, le=100.0)
+    v_min: float = _f(3.0, "lower cut-off voltage [V vs Li]", gt=0.0)
+    v_max: float = _f(4.3, "upper cut-off voltage [V vs Li]", gt=0.0)
+    soc0: float = _f(1.0, "initial state of charge of the active material [-]", ge=0.0, le=1.0)
+    t_end: float = _f(7200.0, "longest simulated time of the protocol step [s]", gt=0.0)
+    electrode: str = _f("nmc811_chen2020", "active-material parameter set")
+    electrolyte: str = _f("lipf6_valoen2005", "electrolyte parameter set")
+    counter: Literal["reservoir", "lithium"] = _f(
+        "reservoir", "opposite face: electrolyte reservoir or Li-metal counter electrode"
+    )
+    cbd: Literal["electrolyte", "conductor"] = _f(
+        "electrolyte", "carbon-binder cells: porous electrolyte or electronic conductor"
+    )
+    collector_face: Literal["xmin", "xmax", "ymin", "ymax", "zmin", "zmax"] = _f(
+        "xmin", "box face whose solid part is the current collector"
+    )
+    dilute: bool = _f(False, "ideal-solution electrolyte (thermodynamic factor 1)")
+    time_order: int = _f(2, "BDF order (1 or 2)", ge=1, le=2)
+    linear: Literal["auto", "direct", "fieldsplit"] = _f("auto", "linear solver of Newton")
+    max_soc_step: float = _f(0.01, "largest SOC change per step [-]", gt=0.0, le=0.5)
+    checkpoint_every: int = _f(10, "steps between checkpoints (0 = only at the end)", ge=0)
+    vtx_every: int = _f(0, "steps between field outputs for ParaView (0 = none)", ge=0)
+    control: StepControl = field(default_factory=StepControl)
 
     def problems(self) -> list[str]:
         """Cross-field checks."""
@@ -161,10 +185,19 @@ class SimulateConfig:
                 f"v_min: lower cut-off {self.v_min} V must be below the upper cut-off "
                 f"v_max = {self.v_max} V (are they swapped?)"
             )
-        if self.dt > self.t_end:
-            out.append(f"dt: initial step {self.dt} s exceeds t_end = {self.t_end} s")
-        if self.dt_min > self.dt:
-            out.append(f"dt_min: {self.dt_min} s exceeds the initial step dt = {self.dt} s")
+        from tomofem.materials import ELECTRODES, ELECTROLYTES
+
+        for key, table in (("electrode", ELECTRODES), ("electrolyte", ELECTROLYTES)):
+            if getattr(self, key) not in table:
+                out.append(
+                    f"{key}: unknown parameter set {getattr(self, key)!r}; choose one of "
+                    f"{sorted(table)}"
+                )
+        if self.control.dt_initial > self.t_end:
+            out.append(
+                f"control.dt_initial: first step {self.control.dt_initial} s exceeds "
+                f"t_end = {self.t_end} s"
+            )
         return out
 
 
@@ -319,6 +352,14 @@ def _convert(value: Any, tp: Any, path: str, meta: Mapping[str, Any], out: list[
     return value
 
 
+def _keyed(problem: str, fields: Mapping[str, Any], prefix: str) -> str:
+    """Prefix a section's own message with its key path (``simulate.control: ...``)."""
+    head = problem.split(":")[0].split("=")[0].split(".")[0].split("[")[0].strip()
+    if head in fields:
+        return f"{prefix}.{problem}" if prefix else problem
+    return f"{prefix or 'config'}: {problem}"
+
+
 def _build[T](cls: type[T], data: Mapping[str, Any], prefix: str, out: list[str]) -> T:
     """Build ``cls`` from ``data``; problems go to ``out`` (a default stands in for bad values)."""
     hints = typing.get_type_hints(cls)
@@ -346,11 +387,17 @@ def _build[T](cls: type[T], data: Mapping[str, Any], prefix: str, out: list[str]
             head, _, rest = p.partition(".")
             if rest and head not in fields:  # "meshing.max_size=..." -> "mesh.max_size=..."
                 p = rest
-            out.append(f"{dot}{p}")
+            out.append(_keyed(p, fields, prefix))
         return cls()
     except (TomofemError, ValueError, TypeError) as exc:
         out.append(f"{prefix or cls.__name__}: {exc}")
         return cls()
+    validate = getattr(obj, "validate", None)  # the API's own checks, if it has them
+    if callable(validate) and not failed:
+        try:
+            validate()
+        except ConfigError as exc:
+            out.extend(_keyed(p, fields, prefix) for p in exc.problems)
     checker = getattr(obj, "problems", None)
     if callable(checker):  # cross-field rules, except on keys already reported
         out.extend(f"{dot}{p}" for p in checker() if p.split(":")[0] not in failed)
@@ -492,17 +539,18 @@ def _toml_value(v: Any) -> str:
 
 def to_toml(obj: Any) -> str:
     """TOML text of a config dataclass, ``None`` values omitted; round-trips via load_config."""
-    data = to_dict(obj)
     lines: list[str] = []
-    tables: list[tuple[str, dict]] = []
-    for k, v in data.items():
-        if isinstance(v, dict):
-            tables.append((k, v))
-        elif v is not None:
-            lines.append(f"{k} = {_toml_value(v)}")
-    for name, table in tables:
-        lines.append(f"\n[{name}]")
-        lines.extend(f"{k} = {_toml_value(v)}" for k, v in table.items() if v is not None)
+
+    def emit(table: dict[str, Any], name: str) -> None:
+        scalars = {k: v for k, v in table.items() if not isinstance(v, dict) and v is not None}
+        if name:
+            lines.append(f"\n[{name}]")
+        lines.extend(f"{k} = {_toml_value(v)}" for k, v in scalars.items())
+        for k, v in table.items():
+            if isinstance(v, dict):
+                emit(v, f"{name}.{k}" if name else k)
+
+    emit(to_dict(obj), "")
     return "\n".join(lines).lstrip("\n") + "\n"
 
 

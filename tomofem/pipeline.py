@@ -206,69 +206,76 @@ def load_image(cfg: ImageConfig) -> tuple[Any, np.ndarray | None]:
 
 
 def segment(volume: Any, cfg: SegmentConfig) -> tuple[Any, dict[str, Any]]:
-    """Grey values -> label indices (or map stored label values), with a report."""
+    """Grey values -> label indices (or map stored label values), with a report.
+
+    Label images (``method = "labels"``, or a volume that already has phase
+    names) are mapped to indices 0, 1, 2 in the order of
+    ``cfg.label_values`` (default: ascending stored values).
+    """
     from tomofem.image import Volume
     from tomofem.image.io import map_labels
 
     if cfg.method == "labels" or volume.label_names is not None:
         data = volume.data
+        report: dict[str, Any] = {"method": "labels"}
         if volume.label_names is None:
             values = cfg.label_values or np.unique(data).tolist()
             data = map_labels(data, values, volume.source)
-        else:
-            values = list(range(len(volume.label_names)))
-        names = ("pore", "active", "cbd")[: int(data.max()) + 1]
-        out = Volume(data.astype(np.uint8), volume.spacing, names, volume.source)
-        return out, {"method": "labels", "values": list(map(int, values))}
-    seg_mod = "tomofem.image.segment"
-    if cfg.denoise:
-        volume = Volume(
-            api("tomofem.image.denoise", "denoise_nlm", "segment")(volume.data),
-            volume.spacing,
-            None,
-            volume.source,
-        )
-    if cfg.method == "gmm":
-        res = api(seg_mod, "segment_gmm", "segment")(volume.data, cfg.phases)
-        labels = res.labels
-        report = {"method": "gmm", **_plain(res, skip=("labels", "posteriors"))}
-    elif cfg.method == "threshold":
-        labels = (volume.data > cfg.threshold).astype(np.uint8)
-        report = {"method": "threshold", "threshold": cfg.threshold}
+            report["values"] = [int(v) for v in values]
     else:
-        res = api(seg_mod, "segment_threshold", "segment")(
-            volume.data, cfg.phases, method=cfg.method
-        )
-        labels, report = _labels_and_report(res, cfg.method)
-    names = ("pore", "active", "cbd")[: cfg.phases]
-    return Volume(labels.astype(np.uint8), volume.spacing, names, volume.source), report
+        img = volume.data
+        if cfg.denoise:
+            nl_means = api("tomofem.image.denoise", "nl_means", "segment")
+            img, rep = nl_means(img)
+            report = {"denoise": _plain(rep)}
+        else:
+            report = {}
+        seg = api("tomofem.image.segment", "threshold", "segment")
+        if cfg.method == "gmm":
+            res = api("tomofem.image.segment", "gmm_segment", "segment")(img, cfg.phases)
+        elif cfg.method == "threshold":
+            res = seg(img, method="user", values=[cfg.threshold])
+        else:
+            res = seg(img, method=cfg.method, classes=cfg.phases)
+        data = res.labels
+        report.update({"method": cfg.method, **res.summary()})
+    if cfg.min_island > 0:
+        cleanup = api("tomofem.image.clean", "cleanup", "segment")
+        data, reps = cleanup(data, min_voxels=cfg.min_island)
+        report["cleanup"] = [_plain(r) for r in reps]
+    names = ("pore", "active", "cbd")[: max(int(data.max()) + 1, 2)]
+    return Volume(data.astype(np.uint8), volume.spacing, names, volume.source), report
 
 
 def _plain(obj: Any, skip: tuple[str, ...] = ()) -> dict[str, Any]:
-    """JSON-ready fields of a result object, leaving out big arrays."""
+    """JSON-ready fields of a result object, leaving out arrays (voxels, fields)."""
     import dataclasses
 
     from tomofem.io.atomic import to_jsonable
 
-    if dataclasses.is_dataclass(obj):
-        d = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj) if f.name not in skip}
+    if hasattr(obj, "summary") and callable(obj.summary):
+        return to_jsonable(obj.summary())
+    if hasattr(obj, "to_dict") and callable(obj.to_dict):
+        d = obj.to_dict()
+    elif dataclasses.is_dataclass(obj):
+        d = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
     elif isinstance(obj, dict):
-        d = {k: v for k, v in obj.items() if k not in skip}
+        d = obj
     else:
         return {}
-    return {k: to_jsonable(v) for k, v in d.items() if not isinstance(v, np.ndarray)}
+    return {k: to_jsonable(v) for k, v in d.items() if k not in skip and not _is_array(v)}
 
 
-def _labels_and_report(res: Any, method: str) -> tuple[np.ndarray, dict[str, Any]]:
-    if isinstance(res, np.ndarray):
-        return res, {"method": method}
-    if isinstance(res, tuple):
-        return res[0], {"method": method, **_plain(res[1])}
-    return res.labels, {"method": method, **_plain(res, skip=("labels",))}
+def _is_array(v: Any) -> bool:
+    return isinstance(v, np.ndarray) and v.size > 64
 
 
 def analyze(labels: Any) -> dict[str, Any]:
-    """Volume fractions and percolation per phase (26-connected pore, 6-connected solids)."""
+    """Volume fractions, specific interface areas and percolation per phase and axis.
+
+    Connectivity follows the image module's dual convention (26-connected
+    pore, 6-connected solids).
+    """
     from tomofem.image.connectivity import percolation
 
     data = labels.data
@@ -283,56 +290,138 @@ def analyze(labels: Any) -> dict[str, Any]:
             "percolates": [a.percolates for a in rep.axes],
             "spanning_fraction": [a.spanning_fraction for a in rep.axes],
         }
-    try:
-        metrics = api("tomofem.image.metrics", "surface_areas", "analyze")
-    except StageUnavailable:
-        metrics = None
-    if metrics is not None:
-        out["specific_surface"] = _plain(metrics(data, labels.spacing))
+    areas = api("tomofem.image.metrics", "interface_areas", "analyze")
+    out["interfaces"] = _plain(areas(data, labels.spacing))
     return out
 
 
-def mesh(labels: Any, options: Any, comm: Any = None, progress: Callable | None = None) -> Any:
-    """Conformal tetrahedral mesh of the label image (built on rank 0)."""
+def mesh(labels: Any, options: Any, comm: Any = None) -> tuple[Any, Any]:
+    """Conformal tetrahedral mesh of the label image, built on rank 0.
+
+    Returns
+    -------
+    tetmesh, report
+        The :class:`tomofem.meshing.TetMesh` and its
+        :class:`tomofem.meshing.MeshReport` on rank 0; ``None, None`` on the
+        other ranks (distribute with :func:`tomofem.meshing.to_dolfinx`).
+    """
     mesh_image = api("tomofem.meshing", "mesh_image", "mesh")
-    return mesh_image(labels.data, labels.spacing, options)
+    from tomofem.meshing import check_mesh
+
+    if comm is not None and comm.rank != 0:
+        return None, None
+    tm = mesh_image(labels.data, labels.spacing, options)
+    return tm, check_mesh(tm)
+
+
+def distribute(tetmesh: Any, comm: Any) -> Any:
+    """Distribute the rank-0 mesh over ``comm`` (a :class:`tomofem.meshing.DolfinxMesh`)."""
+    from tomofem._fenics import MPI
+    from tomofem.meshing import to_dolfinx
+
+    return to_dolfinx(tetmesh, comm if comm is not None else MPI.COMM_SELF)
 
 
 def homogenize(
-    labels: Any, cfg: HomogenizeConfig, tetmesh: Any = None, comm: Any = None
+    labels: Any, cfg: HomogenizeConfig, dmesh: Any = None, comm: Any = None
 ) -> dict[str, Any]:
     """Tortuosity of one phase along the requested axes: FEM on the mesh, voxel baseline.
+
+    Parameters
+    ----------
+    labels
+        The label :class:`~tomofem.image.Volume` (voxel baseline).
+    dmesh
+        The distributed conformal mesh (FEM), or None for the voxel solve only.
 
     Returns
     -------
     dict
-        ``{"fem": {axis: TortuosityResult}, "voxel": {axis: TortuosityResult}}``
-        (a method is absent when not requested or not available), plus
-        ``"unavailable"`` reasons.
+        ``{"phase", "fem": {axis: TortuosityResult}, "voxel": {axis: TortuosityResult}}``.
     """
+    from tomofem import tags
+
     phase = PHASE_INDEX[cfg.phase]
-    out: dict[str, Any] = {"phase": cfg.phase, "fem": {}, "voxel": {}, "unavailable": []}
-    im = labels.data == phase
-    h = float(labels.spacing[0])
-    if tetmesh is not None:
-        try:
-            tort_fem = api("tomofem.homogenization", "tortuosity_fem", "homogenize")
-            for ax in cfg.axes:
-                out["fem"][ax] = tort_fem(tetmesh, phase + 1, AXES[ax], degree=cfg.degree)
-        except StageUnavailable as exc:
-            out["unavailable"].append(str(exc))
-    if cfg.voxel_baseline or tetmesh is None:
+    out: dict[str, Any] = {"phase": cfg.phase, "fem": {}, "voxel": {}}
+    if dmesh is not None:
+        tort_fem = api("tomofem.homogenization.tortuosity", "tortuosity_fem", "homogenize")
+        for ax in cfg.axes:
+            out["fem"][ax] = tort_fem(
+                dmesh.mesh,
+                dmesh.cell_tags,
+                {tags.phase_id(phase): 1.0},
+                AXES[ax],
+                degree=cfg.degree,
+            )
+    if cfg.voxel_baseline or dmesh is None:
         from tomofem.homogenization.voxel_fvm import tortuosity_voxel
 
+        im = labels.data == phase
+        h = float(labels.spacing[0])
         for ax in cfg.axes:
             out["voxel"][ax] = tortuosity_voxel(im, AXES[ax], voxel_size=h, comm=comm)
     return out
 
 
-def simulate(tetmesh: Any, cfg: SimulateConfig, comm: Any = None) -> Any:
-    """Galvanostatic half-cell discharge on the conformal mesh."""
-    discharge = api("tomofem.problems", "run_discharge", "simulate")
-    return discharge(tetmesh, cfg)
+def simulate(
+    dmesh: Any,
+    cfg: SimulateConfig,
+    output_dir: Any = None,
+    resume_from: Any = None,
+    length_scale: float = 1e-6,
+) -> Any:
+    """Half-cell run of ``cfg``'s protocol on the distributed conformal mesh.
+
+    Parameters
+    ----------
+    dmesh
+        :class:`tomofem.meshing.DolfinxMesh`; coordinates in ``length_scale`` metres.
+    output_dir
+        Folder for the solver's checkpoints and fields (None: nothing written).
+    resume_from
+        A checkpoint file to continue from.
+    length_scale
+        Metres per mesh length unit (1e-6: the image's voxel size is in um).
+    """
+    from tomofem import tags
+
+    run_half_cell = api("tomofem.solvers.discharge", "run_half_cell", "simulate")
+    from tomofem.materials import half_cell
+    from tomofem.problems.electrochem import HalfCellConfig
+    from tomofem.solvers.discharge import Protocol, SolverOptions, Step
+
+    if cfg.mode == "discharge":
+        steps = (Step("current", cfg.c_rate, until_voltage=cfg.v_min, duration=cfg.t_end),)
+    else:
+        steps = (
+            Step("current", -cfg.c_rate, until_voltage=cfg.v_max, duration=cfg.t_end),
+            Step("voltage", cfg.v_max, until_c_rate=0.05, duration=cfg.t_end),
+        )
+    protocol = Protocol(steps, initial_soc=cfg.soc0)
+    cell = HalfCellConfig(
+        length_scale=length_scale,
+        collector_face=tags.BoxFace[cfg.collector_face.upper()],
+        counter=cfg.counter,
+        cbd=cfg.cbd,
+        dilute=cfg.dilute,
+    )
+    solver = SolverOptions(
+        linear=cfg.linear,
+        time_order=cfg.time_order,
+        control=cfg.control,
+        max_soc_step=cfg.max_soc_step,
+    )
+    return run_half_cell(
+        dmesh,
+        half_cell(cfg.electrode, cfg.electrolyte),
+        protocol,
+        cell,
+        solver,
+        output_dir=output_dir,
+        checkpoint_every=cfg.checkpoint_every if output_dir is not None else 0,
+        vtx_every=cfg.vtx_every if output_dir is not None else 0,
+        resume_from=resume_from,
+    )
 
 
 # --------------------------------------------------------------------------- chain
@@ -342,10 +431,12 @@ def _quantities_homogenize(res: dict[str, Any]) -> list[Quantity]:
     rows = []
     for method, label in (("fem", "FEM"), ("voxel", "voxel FVM")):
         for ax, r in res.get(method, {}).items():
-            note = label
+            note = f"{label}, {r.unknowns} unknowns"
             b = r.bounds or {}
             if b:
-                note += f", Wiener bounds on k_eff [{b['reuss']:.3g}, {b['voigt']:.3g}]"
+                note += f", k_eff {r.k_eff:.4g} in Wiener [{b['reuss']:.3g}, {b['voigt']:.3g}]"
+            if not r.percolating:
+                note = f"{label}: does not percolate"
             rows.append(Quantity("homogenize", f"tau_{ax} {res['phase']}", r.tau, "-", note))
     return rows
 
@@ -363,8 +454,8 @@ def run(
     config
         The resolved configuration.
     folder
-        A :class:`tomofem.io.runfolder.RunFolder` to record into, or None for
-        an in-memory run (notebooks).
+        A :class:`tomofem.io.runfolder.RunFolder` to record into (results,
+        pictures, mesh, solver output), or None for an in-memory run.
     comm
         Communicator for the parallel stages (None = serial).
     progress
@@ -392,7 +483,7 @@ def run(
         t0 = time.perf_counter()
         try:
             with timer(name):
-                _run_stage(name, config, res, comm)
+                _run_stage(name, config, res, comm, folder)
         except StageUnavailable as exc:
             res.stages.append(StageRecord(name, "unavailable", time.perf_counter() - t0, str(exc)))
             log.warning("%s", exc)
@@ -403,8 +494,13 @@ def run(
         if progress is not None:
             progress(i + 1, len(wanted), stage=name)
     if folder is not None:
+        if config.output.pictures:
+            with timer("pictures"):
+                res.results["pictures"] = pictures(res, folder)
         for key, val in res.results.items():
             folder.add_result(key, val)
+        folder.meta["summary"] = [vars(q) for q in res.quantities]
+        folder.meta["stages"] = [vars(s) for s in res.stages]
     return res
 
 
@@ -419,12 +515,19 @@ class _null_stage:
         return None
 
 
-def _run_stage(name: str, config: RunConfig, res: PipelineResult, comm: Any) -> None:
+def _on_root(comm: Any) -> bool:
+    return comm is None or comm.rank == 0
+
+
+def _run_stage(name: str, config: RunConfig, res: PipelineResult, comm: Any, folder: Any) -> None:
     out = res.outputs
     if name == "segment":
         labels, report = segment(out["volume"], config.segment)
         if out.get("truth") is not None and out["truth"].shape == labels.data.shape:
             report["accuracy_vs_truth"] = float(np.mean(labels.data == out["truth"]))
+            res.quantities.append(
+                Quantity("segment", "voxels right", report["accuracy_vs_truth"], "-", "vs truth")
+            )
         out["labels"] = labels
         res.results["segment"] = report
         for i, name_ in enumerate(labels.label_names or ()):
@@ -433,33 +536,135 @@ def _run_stage(name: str, config: RunConfig, res: PipelineResult, comm: Any) -> 
     elif name == "analyze":
         rep = analyze(out["labels"])
         res.results["analyze"] = rep
+        for pair, sv in rep["interfaces"].get("specific", {}).items():
+            res.quantities.append(
+                Quantity("analyze", f"specific area {pair}", sv, "1/um", "interface a|b")
+            )
         for ph, r in rep["phases"].items():
             perc = "".join("xyz"[a] for a, p in enumerate(r["percolates"]) if p) or "none"
             res.quantities.append(
                 Quantity(
-                    "analyze",
-                    f"isolated {ph}",
-                    r["isolated_fraction"],
-                    "-",
-                    f"percolates along: {perc}",
+                    "analyze", f"isolated {ph}", r["isolated_fraction"], "-", f"percolates: {perc}"
                 )
             )
     elif name == "mesh":
-        tm = mesh(out["labels"], config.mesh, comm)
-        out["tetmesh"] = tm
-        res.results["mesh"] = {"vertices": tm.num_vertices, "cells": tm.num_cells}
-        res.quantities.append(Quantity("mesh", "tetrahedra", float(tm.num_cells), "-"))
+        tm, report = mesh(out["labels"], config.mesh, comm)
+        out["tetmesh"], out["mesh_report"] = tm, report
+        if _on_root(comm):
+            res.results["mesh"] = {"route": tm.route, **_plain(report)}
+            res.quantities.append(Quantity("mesh", "tetrahedra", tm.num_cells, "-", tm.route))
+            res.quantities.append(Quantity("mesh", "min dihedral", report.min_dihedral_deg, "deg"))
+        out["dmesh"] = distribute(tm, comm)
+        if folder is not None and config.output.fields:
+            write_mesh(out["dmesh"], folder.file("mesh.xdmf"))
     elif name == "homogenize":
-        h = homogenize(out["labels"], config.homogenize, out.get("tetmesh"), comm)
+        h = homogenize(out["labels"], config.homogenize, out.get("dmesh"), comm)
         out["homogenize"] = h
         res.results["homogenize"] = {
             "phase": h["phase"],
             "fem": {ax: r.to_dict() for ax, r in h["fem"].items()},
             "voxel": {ax: r.to_dict() for ax, r in h["voxel"].items()},
-            "unavailable": h["unavailable"],
+            "units": {"tau": "-", "k_eff": "k_phase", "length": "um", "area": "um2"},
         }
         res.quantities.extend(_quantities_homogenize(h))
     elif name == "simulate":
-        sim = simulate(out["tetmesh"], config.simulate, comm)
+        sim_dir = folder.file("simulate") if folder is not None else None
+        length_scale = 1e-6  # voxel sizes are in um
+        sim = simulate(out["dmesh"], config.simulate, sim_dir, length_scale=length_scale)
         out["simulate"] = sim
-        res.results["simulate"] = _plain(sim)
+        res.results["simulate"] = {
+            k: v for k, v in _plain(sim).items() if k not in ("series", "j_histogram")
+        }
+        s = sim.series
+        res.quantities.append(Quantity("simulate", "capacity", sim.capacity_mAh, "mAh"))
+        res.quantities.append(
+            Quantity("simulate", "final voltage", s["voltage"][-1], "V", sim.stop_reason)
+        )
+        res.quantities.append(Quantity("simulate", "time steps", sim.steps_accepted, "-"))
+
+
+def write_mesh(dmesh: Any, path: Any) -> None:
+    """Write the distributed mesh with its cell and facet tags as XDMF (ParaView, DOLFINx)."""
+    from tomofem._fenics import dolfinx
+
+    with dolfinx.io.XDMFFile(dmesh.mesh.comm, str(path), "w") as xdmf:
+        xdmf.write_mesh(dmesh.mesh)
+        dmesh.mesh.topology.create_connectivity(2, 3)
+        xdmf.write_meshtags(dmesh.cell_tags, dmesh.mesh.geometry)
+        xdmf.write_meshtags(dmesh.facet_tags, dmesh.mesh.geometry)
+
+
+def pictures(res: PipelineResult, folder: Any) -> list[str]:
+    """Write the run's PNGs (rank 0): slices, mesh render, tortuosity bars, voltage curve.
+
+    A picture that fails (e.g. no OpenGL for pyvista) is logged and skipped:
+    pictures never cost a run its numbers.
+    """
+    if folder.rank != 0:
+        return []
+    from tomofem.viz import plots
+
+    out, written = res.outputs, []
+
+    def attempt(name: str, func: Callable[[], Any]) -> None:
+        try:
+            func()
+            written.append(name)
+        except Exception as exc:  # a picture must not cost the numbers
+            log.warning("picture %s not written: %s", name, exc)
+
+    if "labels" in out:
+        ims = {}
+        if out["volume"].label_names is None:
+            ims["tomogram"] = out["volume"].data
+        ims["segmented"] = out["labels"].data
+        if out.get("truth") is not None:
+            ims["ground truth"] = out["truth"]
+        attempt("slices.png", lambda: plots.plot_slices(ims, folder.file("slices.png")))
+    tm = out.get("tetmesh")
+    if tm is not None:
+        attempt(
+            "mesh.png",
+            lambda: plots.render_mesh(
+                tm.points, tm.cells, tm.cell_tags, folder.file("mesh.png"), title=tm.route
+            ),
+        )
+    elif "labels" in out:
+        lab = out["labels"]
+        attempt(
+            "voxels.png",
+            lambda: plots.render_voxels(lab.data, folder.file("voxels.png"), lab.spacing),
+        )
+    if "homogenize" in out:
+        h = out["homogenize"]
+        taus = {
+            "FEM" if m == "fem" else "voxel FVM": {ax: r.tau for ax, r in h[m].items()}
+            for m in ("fem", "voxel")
+            if h[m]
+        }
+        attempt(
+            "tortuosity.png",
+            lambda: plots.plot_tortuosity(
+                taus, folder.file("tortuosity.png"), title=f"{h['phase']} phase"
+            ),
+        )
+    if "simulate" in out:
+        s = out["simulate"].series
+        attempt(
+            "voltage.png",
+            lambda: plots.plot_voltage(
+                {"simulation": (s["capacity"], s["voltage"])}, folder.file("voltage.png")
+            ),
+        )
+        attempt(
+            "steps.png",
+            lambda: plots.plot_series(
+                s["time"],
+                {"dt [s]": s["dt"], "Newton iterations": s["newton_iterations"]},
+                folder.file("steps.png"),
+                "time [s]",
+                "value",
+                logy=True,
+            ),
+        )
+    return written

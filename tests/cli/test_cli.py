@@ -29,7 +29,7 @@ def test_export_pybamm_help(capsys):
 
 def test_bad_config_reports_all_problems_exit_2(tmp_path, capsys):
     p = tmp_path / "bad.toml"
-    p.write_text('[simulate]\nc_rate = -1\nv_min = 5.0\n[image]\nporosty = 0.3\n')
+    p.write_text("[simulate]\nc_rate = -1\nv_min = 5.0\n[image]\nporosty = 0.3\n")
     code = main(["pipeline", "-c", str(p), "-o", str(tmp_path / "run")])
     err = capsys.readouterr().err
     assert code == 2
@@ -105,8 +105,10 @@ def test_voxel_tortuosity_run_folder(tmp_path, capsys):
 
 
 def test_parser_builds_without_fenics_import():
-    code = "import sys; from tomofem.cli import build_parser; build_parser(); " \
+    code = (
+        "import sys; from tomofem.cli import build_parser; build_parser(); "
         "print('dolfinx' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.stdout.strip() == "False"
     assert build_parser().prog == "tomofem"
