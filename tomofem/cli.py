@@ -245,7 +245,12 @@ def _cmd_export_pybamm(args: argparse.Namespace) -> int:
     from tomofem.io.pybamm import export_run
 
     path = export_run(
-        args.run_dir, args.output, fmt=args.format, electrode=args.electrode, force=args.force
+        args.run_dir,
+        args.output,
+        fmt=args.format,
+        electrode=args.electrode,
+        axis=args.axis,
+        force=args.force,
     )
     _say(f"wrote {path}")
     return 0
@@ -480,6 +485,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["positive", "negative"],
         default="positive",
         help="which electrode the image is (default: positive)",
+    )
+    e.add_argument(
+        "--axis",
+        choices=["x", "y", "z"],
+        default="x",
+        help="through-plane direction of the homogenised model (default: x)",
     )
     e.add_argument("--force", action="store_true", help="overwrite FILE.json")
     e.set_defaults(func=_cmd_export_pybamm)
