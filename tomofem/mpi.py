@@ -146,3 +146,78 @@ def abort_on_exception[F: Callable[..., Any]](func: F | None = None, *, grace: f
         return wrapper  # type: ignore[return-value]
 
     return deco(func) if func is not None else deco
+
+
+class StopRequest:
+    """Turn SIGINT/SIGTERM into a request to stop after the current step, on every rank alike.
+
+    A long loop (time stepping, RVE study, ensemble) enters it as a context
+    manager and asks :meth:`requested` once per completed step. A signal then
+    no longer kills the process mid-step: the loop finishes the step, writes
+    its checkpoint and partial results, and exits non-zero with a message. A
+    second signal restores the default behaviour (so a user can still force
+    the exit).
+
+    :meth:`requested` is collective (one small all-reduce): the signal may
+    reach only some ranks, or reach them during different steps, and all
+    ranks must leave the loop after the same step.
+
+    Parameters
+    ----------
+    signals
+        Signals to catch (default SIGINT and SIGTERM, what Ctrl-C, ``kill``
+        and batch systems send before a job's wall-clock limit).
+    """
+
+    def __init__(self, signals: tuple[int, ...] | None = None):
+        import signal
+
+        self.signals = signals if signals is not None else (signal.SIGINT, signal.SIGTERM)
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        import signal
+
+        if self.received is not None:  # second signal: give the user the default exit
+            signal.signal(signum, self._previous.get(signum, signal.SIG_DFL))
+            signal.raise_signal(signum)
+            return
+        self.received = signum
+        log.warning(
+            "received %s: finishing the current step, then checkpointing and stopping "
+            "(send it again to exit at once)",
+            self.signal_name,
+        )
+
+    @property
+    def signal_name(self) -> str:
+        """Name of the signal received (``""`` if none)."""
+        import signal
+
+        return signal.Signals(self.received).name if self.received is not None else ""
+
+    def __enter__(self) -> StopRequest:
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():  # handlers only there
+            for s in self.signals:
+                self._previous[s] = signal.signal(s, self._handler)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import signal
+
+        for s, h in self._previous.items():
+            signal.signal(s, h)
+        self._previous.clear()
+
+    def requested(self, comm: Any = None) -> bool:
+        """Return True on every rank if any rank got a signal (collective given ``comm``)."""
+        local = self.received is not None
+        if comm is None or comm.size == 1:
+            return local
+        from tomofem._fenics import MPI
+
+        return bool(comm.allreduce(local, op=MPI.LOR))
