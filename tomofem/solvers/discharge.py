@@ -24,6 +24,7 @@ from tomofem._fenics import MPI, PETSc, dolfinx
 from tomofem.errors import ConfigError
 from tomofem.materials import get
 from tomofem.materials.constants import FARADAY, GAS_CONSTANT
+from tomofem.mpi import StopRequest
 from tomofem.problems.electrochem import (
     FIELDS,
     HalfCellConfig,
@@ -174,8 +175,12 @@ class DischargeResult:
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except BaseException:  # a full disk must not leave a partial temporary file behind
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 class _Interface:
@@ -291,64 +296,36 @@ class _Particles:
         }
 
 
-def _field_coordinates(problem: HalfCellProblem) -> dict[str, np.ndarray]:
-    out = {}
-    for k in FIELDS:
-        V = problem.spaces[k]
-        n = V.dofmap.index_map.size_local
-        out[k] = V.tabulate_dof_coordinates()[:n]
+CHECKPOINT_NAME = "checkpoint.h5"
+
+
+def checkpoint_functions(problem: HalfCellProblem) -> dict[str, Any]:
+    """Every function a resumed run needs: the unknowns and the BDF history levels."""
+    out = {k: problem.u[k] for k in FIELDS}
+    out.update({f"{k}@n": problem.u_n[k] for k in problem.u_n})
+    out.update({f"{k}@nm1": problem.u_nm1[k] for k in problem.u_nm1})
     return out
 
 
-def write_checkpoint(problem: HalfCellProblem, path: Path, state: dict[str, Any]) -> None:
-    """Write unknowns, histories and loop ``state`` to ``path`` (npz, atomic, collective).
+def write_checkpoint(
+    problem: HalfCellProblem, path: Path, state: dict[str, Any], dmesh: Any = None
+) -> None:
+    """Write unknowns, histories, loop ``state`` (and the mesh) to ``path`` (atomic, collective).
 
-    Values are stored against their dof coordinates, so a run can resume on
-    any number of ranks.
+    The format is :mod:`tomofem.io.checkpoint` (HDF5, values by input vertex
+    index, so a run can resume on any number of ranks and continues bitwise
+    identically on the same number).
     """
-    comm = problem.comm
-    coords = _field_coordinates(problem)
-    payload = {}
-    for k in FIELDS:
-        n = len(coords[k])
-        arrs = [coords[k], problem.u[k].x.array[:n]]
-        if k in problem.u_n:
-            arrs += [problem.u_n[k].x.array[:n], problem.u_nm1[k].x.array[:n]]
-        gathered = comm.gather(np.column_stack(arrs), root=0)
-        if comm.rank == 0:
-            payload[k] = np.concatenate(gathered)
-    if comm.rank == 0:
-        import io
+    from tomofem.io import checkpoint  # file format lives in io; imported only when writing
 
-        buf = io.BytesIO()
-        np.savez(buf, state=np.array(json.dumps(state)), **payload)
-        _atomic_write_bytes(Path(path), buf.getvalue())
-    comm.Barrier()
+    checkpoint.write_checkpoint(path, checkpoint_functions(problem), state, dmesh=dmesh)
 
 
 def read_checkpoint(problem: HalfCellProblem, path: Path) -> dict[str, Any]:
     """Restore unknowns and histories written by :func:`write_checkpoint`; return the state."""
-    from scipy.spatial import cKDTree
+    from tomofem.io import checkpoint
 
-    path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"resume: checkpoint {path} does not exist")
-    with np.load(path) as z:
-        state = json.loads(str(z["state"]))
-        for k in FIELDS:
-            V = problem.spaces[k]
-            xyz = V.tabulate_dof_coordinates()
-            data = z[k]
-            dist, idx = cKDTree(data[:, :3]).query(xyz)
-            if dist.max(initial=0.0) > 1e-8 * max(1.0, float(np.abs(data[:, :3]).max())):
-                raise ConfigError(
-                    f"resume: checkpoint {path} was written for another mesh (field {k})"
-                )
-            problem.u[k].x.array[:] = data[idx, 3]
-            if k in problem.u_n:
-                problem.u_n[k].x.array[:] = data[idx, 4]
-                problem.u_nm1[k].x.array[:] = data[idx, 5]
-    return state
+    return checkpoint.read_checkpoint(path, checkpoint_functions(problem))
 
 
 class _Writer:
@@ -395,6 +372,7 @@ class HalfCellSolver:
         self._petsc = petsc
         self._prefix = prefix
         self._nl: dict[str, Any] = {}
+        self.residuals: list[float] = []  # SNES residual norms of the last solve
 
     def nonlinear(self, mode: str):
         """The (lazily compiled) ``NonlinearProblem`` of ``mode``."""
@@ -436,12 +414,15 @@ class HalfCellSolver:
         nl = self.nonlinear(mode)
         atol = ATOL_RELATIVE_TO_CURRENT * current_scale / self.problem.scales["i_ref"]
         nl.solver.setTolerances(atol=atol)
+        nl.solver.setConvergenceHistory(reset=True)
         try:
             nl.solve()
         except PETSc.Error as exc:  # a failed factorisation is a failed step, not a crash
             log.debug("Newton raised %s", exc)
+            self.residuals = [float(r) for r in nl.solver.getConvergenceHistory()[0]]
             return False, nl.solver.getIterationNumber(), nl.solver.getLinearSolveIterations()
         reason = nl.solver.getConvergedReason()
+        self.residuals = [float(r) for r in nl.solver.getConvergenceHistory()[0]]
         finite = all(np.isfinite(self.problem.u[k].x.array).all() for k in FIELDS)
         finite = bool(self.problem.comm.allreduce(finite, op=MPI.LAND))
         return (
@@ -477,6 +458,7 @@ def run_half_cell(
     vtx_every: int = 0,
     resume_from: str | Path | None = None,
     problem: HalfCellProblem | None = None,
+    stop: StopRequest | None = None,
 ) -> DischargeResult:
     """Simulate ``protocol`` on a pore-resolved half cell.
 
@@ -492,10 +474,10 @@ def run_half_cell(
     config, solver
         Model and numerical choices (defaults if ``None``).
     output_dir
-        Folder for ``result.json``, ``checkpoint.npz`` and VTX series; nothing
+        Folder for ``result.json``, ``checkpoint.h5`` and VTX series; nothing
         is written if ``None``.
     checkpoint_every
-        Write ``checkpoint.npz`` every this many accepted steps (0: only at the
+        Write ``checkpoint.h5`` every this many accepted steps (0: only at the
         end or on a clean stop); needs ``output_dir``.
     vtx_every
         Write the fields every this many accepted steps (0: never).
@@ -503,11 +485,22 @@ def run_half_cell(
         A checkpoint to continue from (same mesh; any number of ranks).
     problem
         A problem already built from ``dmesh`` (tests reuse compiled forms).
+    stop
+        Where SIGINT/SIGTERM are caught; by default the run installs its own
+        :class:`tomofem.mpi.StopRequest`, so a signal finishes the current
+        step, writes the checkpoint and the partial result, and returns with
+        ``stop_reason`` starting with ``"interrupted"``.
 
     Returns
     -------
     DischargeResult
     """
+    if stop is None:
+        with StopRequest() as own:
+            return run_half_cell(
+                dmesh, params, protocol, config, solver, output_dir, checkpoint_every,
+                vtx_every, resume_from, problem, own,
+            )  # fmt: skip
     t_wall = time.perf_counter()
     config = config or HalfCellConfig()
     solver = solver or SolverOptions()
@@ -594,7 +587,12 @@ def run_half_cell(
             if comm.rank == 0:
                 log.info("t=%.4g s: Newton failed after %d its, dt -> %.3g s", state["t"], its, dt)
             if dt < ctl.dt_min:
-                stop_reason = f"step below dt_min={ctl.dt_min} s at t={state['t']:.6g} s"
+                res = ", ".join(f"{r:.3e}" for r in hc.residuals)
+                stop_reason = (
+                    f"step below dt_min={ctl.dt_min} s at t={state['t']:.6g} s: Newton failed "
+                    f"with dt={dt / ctl.cut:.3g} s, residual norms [{res}]; the last good "
+                    "state is in the checkpoint (try a smaller max_soc_step or C-rate)"
+                )
                 break
             continue
         v = p.assemble("collector_potential") / p.collector_area
@@ -632,19 +630,25 @@ def run_half_cell(
             )  # fmt: skip
         if writer and state["accepted"] % vtx_every == 0:
             writer.write(state["t"])
-        if out is not None and checkpoint_every and state["accepted"] % checkpoint_every == 0:
-            state["dt"] = dt
-            write_checkpoint(p, out / "checkpoint.npz", state)
         dt = ctl.after_success(dt, its)
         if done:
             state["step_index"] += 1
             state["step_start"] = state["t"]
             dt = ctl.dt_initial
+        if out is not None and checkpoint_every and state["accepted"] % checkpoint_every == 0:
+            state["dt"] = dt  # the next step, so a resumed run takes the same steps
+            write_checkpoint(p, out / CHECKPOINT_NAME, state, dmesh)
+        if stop.requested(comm):
+            stop_reason = (
+                f"interrupted by {stop.signal_name or 'a signal to another rank'} at "
+                f"t={state['t']:.6g} s after {state['accepted']} steps"
+            )
+            break
     state["dt"] = dt
     if writer:
         writer.close()
     if out is not None:
-        write_checkpoint(p, out / "checkpoint.npz", state)
+        write_checkpoint(p, out / CHECKPOINT_NAME, state, dmesh)
     result = DischargeResult(
         series=series,
         capacity_mAh=state["capacity_C"] / 3.6,
@@ -660,6 +664,6 @@ def run_half_cell(
     )
     if out is not None and comm.rank == 0:
         _atomic_write_bytes(out / "result.json", result.to_json().encode())
-    if stop_reason.startswith("step below") and comm.rank == 0:
+    if stop_reason.startswith(("step below", "interrupted")) and comm.rank == 0:
         log.warning("run stopped cleanly: %s (last good state kept)", stop_reason)
     return result
