@@ -208,15 +208,48 @@ def require_percolation(
     return report
 
 
+def _shift_pairs(shape: tuple[int, ...]):
+    """(destination, source) slice pairs for the six face neighbours."""
+    for ax in range(3):
+        for step in (1, -1):
+            dst = [slice(None)] * 3
+            src = [slice(None)] * 3
+            dst[ax] = slice(1, None) if step == 1 else slice(None, -1)
+            src[ax] = slice(None, -1) if step == 1 else slice(1, None)
+            yield tuple(dst), tuple(src)
+
+
 def reassign_nearest(lab: np.ndarray, phase: int, remove: np.ndarray) -> np.ndarray:
-    """Relabel the ``phase`` voxels in ``remove`` as their nearest voxel of another phase."""
+    """Relabel the ``phase`` voxels in ``remove`` as a nearby voxel of another phase.
+
+    The removed region is filled from its rim inwards, one layer per pass,
+    each voxel taking the label of a face neighbour that already holds another
+    phase (x, then y, then z neighbours first): the nearest other phase in the
+    city-block metric. Voxels no pass can reach (walled in by kept voxels of
+    ``phase``) take the Euclidean-nearest voxel of another phase.
+    """
     out = lab.copy()
     if not remove.any():
         return out
     if np.all(lab == phase):
         raise ImageError(f"cannot remove phase {phase}: the image holds no other phase")
-    idx = ndimage.distance_transform_edt(lab == phase, return_distances=False, return_indices=True)
-    out[remove] = lab[tuple(i[remove] for i in idx)]
+    todo = remove.copy()
+    while True:
+        before = int(np.count_nonzero(todo))
+        for dst, src in _shift_pairs(lab.shape):
+            take = todo[dst] & ~todo[src] & (out[src] != phase)
+            if take.any():
+                out[dst][take] = out[src][take]
+                todo[dst][take] = False
+        left = int(np.count_nonzero(todo))
+        if left == 0:
+            return out
+        if left == before:
+            break
+    idx = ndimage.distance_transform_edt(
+        (out == phase), return_distances=False, return_indices=True
+    )
+    out[todo] = out[tuple(i[todo] for i in idx)]
     return out
 
 
