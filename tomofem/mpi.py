@@ -127,6 +127,7 @@ def abort_on_error(comm: Any = None, grace: float = 5.0) -> Iterator[None]:
             print(_abort_message(exc, comm.rank, comm.size), file=sys.stderr, flush=True)
         finally:
             comm.Abort(code)
+            os._exit(code)  # MPICH's MPI_Abort can return on the calling rank; never continue
     errcomm.Free()
 
 
