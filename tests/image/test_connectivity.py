@@ -1,5 +1,7 @@
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tomofem.errors import ImageError, PercolationError
 from tomofem.image import connectivity as con
@@ -62,3 +64,35 @@ def test_isolated_fraction_and_bad_input():
         con.percolation(lab, 0, connectivity=8)
     with pytest.raises(ImageError, match="integers"):
         con.percolation(lab.astype(float), 0)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=st.integers(0, 2**16),
+    phase=st.integers(0, 2),
+    frac=st.floats(0.2, 0.6),
+)
+def test_remove_isolated_properties(seed, phase, frac):
+    rng = np.random.default_rng(seed)
+    lab = (rng.random((14, 15, 16)) < frac).astype(np.uint8)
+    lab[rng.random(lab.shape) < 0.15] = 2
+    if not np.any(lab == phase):
+        return
+    out, rep = con.remove_isolated(lab, phase)
+    changed = out != lab
+    assert rep.voxels_changed == int(changed.sum())
+    assert np.all(lab[changed] == phase) and np.all(out[changed] != phase)
+    if np.any(out == phase):
+        assert con.percolation(out, phase).isolated_fraction == 0.0
+        again, rep2 = con.remove_isolated(out, phase)
+        assert np.array_equal(again, out) and rep2.voxels_changed == 0
+
+
+def test_real_electrode_percolates_every_phase_every_axis(electrode_tiff):
+    from tomofem.image import load_electrode
+
+    lab = load_electrode(electrode_tiff).data
+    for phase in range(3):
+        rep = con.percolation(lab, phase)
+        assert all(a.percolates for a in rep.axes)
+        assert rep.isolated_fraction < 0.03

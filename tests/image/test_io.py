@@ -77,3 +77,12 @@ def test_real_electrode(electrode_tiff):
     assert v.shape == (256, 256, 256) and v.label_names == ("pore", "active", "cbd")
     frac = np.bincount(v.data.ravel(), minlength=3) / v.data.size
     np.testing.assert_allclose(frac, [0.450, 0.400, 0.150], atol=1e-3)
+
+
+def test_empty_volume_and_labels_of_wrong_type(tmp_path):
+    np.save(tmp_path / "empty.npy", np.zeros((0, 4, 4)))
+    with pytest.raises(ImageError, match=r"empty\.npy is empty"):
+        io.read_volume(tmp_path / "empty.npy")
+    np.save(tmp_path / "obj.npy", np.array([{"a": 1}]), allow_pickle=True)
+    with pytest.raises(ImageError, match=r"obj\.npy: not a readable \.npy"):
+        io.read_volume(tmp_path / "obj.npy")
