@@ -31,7 +31,13 @@ def shape3(shape: Sequence[int] | int) -> tuple[int, int, int]:
         arr = np.repeat(arr, 3)
     if arr.shape != (3,) or not np.issubdtype(arr.dtype, np.integer) or np.any(arr < 1):
         raise ImageError(f"shape={shape!r} is not a 3D shape; give three positive integers")
-    return (int(arr[0]), int(arr[1]), int(arr[2]))
+    out = (int(arr[0]), int(arr[1]), int(arr[2]))
+    require_memory(  # every caller is a generator about to allocate this shape
+        float(np.prod(out, dtype=float)) * SYNTHETIC_BYTES_PER_VOXEL,
+        f"a synthetic structure of shape {out}",
+        "choose a smaller shape (or a coarser voxel size for the same extent)",
+    )
+    return out
 
 
 def volume3d(image: np.ndarray, name: str = "image") -> np.ndarray:
@@ -98,3 +104,82 @@ def rng(seed: int | np.random.Generator | None) -> np.random.Generator:
     if seed is None:
         raise ImageError("seed=None: give an integer seed so the result is reproducible")
     return np.random.default_rng(seed)
+
+
+# --------------------------------------------------------------------------- memory
+
+#: Peak bytes per voxel of the synthetic generators (labels plus masks; tracemalloc on 64^3)
+#: and of :func:`tomofem.image.synthetic.synthetic_tomogram` (float64 blur and noise).
+SYNTHETIC_BYTES_PER_VOXEL = 2
+TOMOGRAM_BYTES_PER_VOXEL = 16
+MEMORY_LIMIT_VAR = "TOMOFEM_MEMORY_LIMIT"
+
+
+def _parse_bytes(text: str) -> float:
+    units = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+    t = text.strip().upper().removesuffix("B").removesuffix("I")
+    unit = t[-1] if t and t[-1] in units else ""
+    return float(t[: len(t) - len(unit)]) * units[unit]
+
+
+def available_memory() -> tuple[float, str] | None:
+    """Bytes this process may still allocate, and where the figure comes from.
+
+    The smallest of: ``$TOMOFEM_MEMORY_LIMIT`` (e.g. ``8G``; set it on shared
+    nodes or in batch jobs), the cgroup limit left (containers, Slurm), and the
+    kernel's ``MemAvailable``. ``None`` if none is known (then nothing is refused).
+    """
+    import os
+    from pathlib import Path
+
+    found: list[tuple[float, str]] = []
+    env = os.environ.get(MEMORY_LIMIT_VAR)
+    if env:
+        try:
+            found.append((_parse_bytes(env), f"${MEMORY_LIMIT_VAR}={env}"))
+        except ValueError:
+            raise ImageError(
+                f"${MEMORY_LIMIT_VAR}={env!r} is not a size; use e.g. 8G, 512M or bytes"
+            ) from None
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        used = Path("/sys/fs/cgroup/memory.current").read_text().strip()
+        if limit != "max":
+            found.append((float(limit) - float(used), "the cgroup memory limit"))
+    except (OSError, ValueError):
+        pass
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                found.append((float(line.split()[1]) * 1024, "MemAvailable in /proc/meminfo"))
+    except (OSError, ValueError, IndexError):
+        pass
+    return min(found) if found else None
+
+
+def require_memory(nbytes: float, what: str, fix: str) -> None:
+    """Refuse, before allocating, a step whose estimated peak exceeds the memory available.
+
+    Parameters
+    ----------
+    nbytes
+        Estimated peak allocation of the step [bytes].
+    what
+        The culprit and the step, e.g. ``"reading scan.h5 (4000, 4000, 4000) float64"``.
+    fix
+        What the user can change, appended to the message.
+
+    Raises
+    ------
+    ResourceError
+        With the estimate and the memory available (and where that figure comes from).
+    """
+    from tomofem.errors import ResourceError
+
+    avail = available_memory()
+    if avail is None or nbytes <= avail[0]:
+        return
+    raise ResourceError(
+        f"{what} needs about {nbytes / 2**30:.1f} GB, but only {max(avail[0], 0) / 2**30:.1f} GB "
+        f"of memory is available ({avail[1]}); {fix}"
+    )

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tomofem.errors import ImageError
-from tomofem.image._checks import VoxelSize, spacing3, volume3d
+from tomofem.errors import ImageError, ResourceError
+from tomofem.image._checks import VoxelSize, require_memory, spacing3, volume3d
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +81,19 @@ def _check_file(path: Path) -> None:
         raise ImageError(f"{path}: no such file or folder; check the path")
 
 
+def _require_memory(path: Path, shape: Sequence[int], dtype: np.dtype, copies: int = 1) -> None:
+    """Refuse to read an image the memory cannot hold, from its header alone."""
+    shp = tuple(int(n) for n in shape)
+    nbytes = float(np.prod(shp, dtype=float)) * np.dtype(dtype).itemsize * copies
+    require_memory(
+        nbytes,
+        f"{path}: reading the {shp} {np.dtype(dtype).name} image"
+        + (f" ({copies} copies while reading)" if copies > 1 else ""),
+        "crop or downsample the file first (e.g. read a sub-block with h5py or tifffile's "
+        "memmap and save it), or run on a node with more memory",
+    )
+
+
 def read_tiff(path: str | os.PathLike) -> np.ndarray:
     """Read a multi-page TIFF file, or a folder of 2D TIFF slices (sorted by natural order)."""
     import tifffile
@@ -94,6 +107,9 @@ def read_tiff(path: str | os.PathLike) -> np.ndarray:
             )
             if not files:
                 raise ImageError(f"{p}: folder holds no .tif/.tiff slices; point at the slices")
+            with tifffile.TiffFile(files[0]) as tf:
+                first = tf.series[0]
+                _require_memory(p, (len(files), *first.shape), first.dtype, copies=2)
             slices = [tifffile.imread(f) for f in files]
             shapes = {s.shape for s in slices}
             if len(shapes) != 1:
@@ -103,8 +119,11 @@ def read_tiff(path: str | os.PathLike) -> np.ndarray:
                 )
             arr = np.stack(slices)
         else:
+            with tifffile.TiffFile(p) as tf:
+                series = tf.series[0]
+                _require_memory(p, series.shape, series.dtype)
             arr = tifffile.imread(p)
-    except ImageError:
+    except (ImageError, ResourceError):
         raise
     except Exception as exc:  # tifffile raises several types for non-TIFF input
         raise ImageError(
@@ -150,6 +169,7 @@ def read_raw(
             f"{p}: holds {size} bytes after the {offset}-byte header, but shape {shp} of "
             f"{dt.name} needs {expected}; check shape, dtype and header offset"
         )
+    _require_memory(p, shp, dt, copies=1 if dt.isnative else 2)
     arr = np.fromfile(p, dtype=dt, offset=int(offset)).reshape(shp)
     return arr.astype(arr.dtype.newbyteorder("="))
 
@@ -159,6 +179,13 @@ def read_npy(path: str | os.PathLike) -> np.ndarray:
     p = Path(path)
     _check_file(p)
     try:
+        with open(p, "rb") as fh:  # the header alone gives the size
+            fmt = np.lib.format
+            version = fmt.read_magic(fh)
+            header = {(1, 0): fmt.read_array_header_1_0, (2, 0): fmt.read_array_header_2_0}
+            if version in header:
+                shape, _, dtype = header[version](fh)
+                _require_memory(p, shape, dtype)
         return np.load(p, allow_pickle=False)
     except (ValueError, OSError) as exc:
         raise ImageError(f"{p}: not a readable .npy array ({exc}); save with np.save") from exc
@@ -180,8 +207,9 @@ def read_hdf5(path: str | os.PathLike, dataset: str | None = None) -> np.ndarray
                 dataset = names[0]
             if dataset not in f or not isinstance(f[dataset], h5py.Dataset):
                 raise ImageError(f"{p}: no dataset {dataset!r}; list them with h5ls {p}")
+            _require_memory(p, f[dataset].shape, f[dataset].dtype)
             return f[dataset][()]
-    except ImageError:
+    except (ImageError, ResourceError):
         raise
     except OSError as exc:
         raise ImageError(f"{p}: not a readable HDF5 file ({exc})") from exc

@@ -25,7 +25,15 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from tomofem.errors import ImageError
-from tomofem.image._checks import VoxelSize, labels3d, rng, shape3, spacing3
+from tomofem.image._checks import (
+    TOMOGRAM_BYTES_PER_VOXEL,
+    VoxelSize,
+    labels3d,
+    require_memory,
+    rng,
+    shape3,
+    spacing3,
+)
 
 log = logging.getLogger(__name__)
 
@@ -533,6 +541,11 @@ def synthetic_tomogram(
         ``float32`` grey values.
     """
     lab = labels3d(labels)
+    require_memory(
+        float(lab.size) * TOMOGRAM_BYTES_PER_VOXEL,
+        f"a synthetic tomogram of shape {lab.shape}",
+        "choose a smaller shape or set tomogram = false (labels only)",
+    )
     k = int(lab.max()) + 1
     mean = np.linspace(0.1, 0.9, k) if intensities is None else np.asarray(intensities, float)
     if mean.ndim != 1 or mean.size < k:

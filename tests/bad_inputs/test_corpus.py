@@ -1,0 +1,600 @@
+"""The bad-input corpus: every wrong input ends in a tomofem error naming the culprit and the fix.
+
+One parametrised test runs every case of :data:`CASES` through the public API
+and asserts the *exact* exception type (not a base class: a ``ValueError``
+from deep inside numpy would pass ``pytest.raises(ValueError)``) and that the
+message matches two patterns: one naming the culprit (file, key path,
+phase, stage) and one the fix. The inputs are tiny and generated in a
+temporary folder at test time (a truncated TIFF is a real TIFF cut short),
+so nothing binary is checked in. A few cases are not errors but answers that
+must not be made up: a phase that does not percolate has tortuosity
+``inf`` with the reason, never a finite or negative number.
+
+``test_cli_*`` at the end feed a representative subset to the ``tomofem``
+command in a subprocess: one paragraph, exit code 2, no traceback unless
+``--debug``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tomofem import config, materials, pipeline
+from tomofem.errors import (
+    ConfigError,
+    ImageError,
+    MeshingError,
+    ParameterError,
+    ResourceError,
+    RunFolderError,
+)
+from tomofem.homogenization import bounds
+from tomofem.image import connectivity, metrics
+from tomofem.image import io as image_io
+from tomofem.io import checkpoint, runfolder
+from tomofem.problems import electrochem
+
+# --------------------------------------------------------------------------- inputs
+
+
+def _labels(shape=(8, 8, 8)) -> np.ndarray:
+    lab = np.zeros(shape, np.uint8)
+    lab[2:6, 2:6, :] = 1  # a solid column along z inside pore
+    return lab
+
+
+def _grey(shape=(10, 10, 10), seed=0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return _labels(shape).astype(float) + 0.1 * rng.standard_normal(shape)
+
+
+def _tiff(path: Path, data: np.ndarray) -> Path:
+    import tifffile
+
+    tifffile.imwrite(path, data)
+    return path
+
+
+def truncated_tiff(tmp: Path) -> Path:
+    """A real multi-page TIFF cut to 60 % of its bytes (an interrupted copy)."""
+    full = _tiff(
+        tmp / "full.tif", (np.arange(8 * 16 * 16) % 251).astype(np.uint8).reshape(8, 16, 16)
+    )
+    cut = tmp / "scan.tif"
+    data = full.read_bytes()
+    cut.write_bytes(data[: int(0.6 * len(data))])
+    return cut
+
+
+def text_as_tiff(tmp: Path) -> Path:
+    p = tmp / "notes.tif"
+    p.write_text("this is not an image\n" * 20)
+    return p
+
+
+def raw_file(tmp: Path, nbytes: int = 1000) -> Path:
+    p = tmp / "scan.raw"
+    p.write_bytes(bytes(nbytes))
+    return p
+
+
+def npy_header_only(tmp: Path, shape=(2000, 2000, 2000), dtype="<f8") -> Path:
+    """A .npy whose header claims a huge array (64 GB) but holds no data."""
+    p = tmp / "huge.npy"
+    with open(p, "wb") as fh:
+        np.lib.format.write_array_header_1_0(
+            fh, {"descr": dtype, "fortran_order": False, "shape": shape}
+        )
+    return p
+
+
+def sparse_hdf5(tmp: Path, shape=(4000, 4000, 4000)) -> Path:
+    """An HDF5 dataset of 512 GB that occupies a few kB on disk (chunked, never written)."""
+    import h5py
+
+    p = tmp / "huge.h5"
+    with h5py.File(p, "w") as h5:
+        h5.create_dataset("volume", shape=shape, dtype="f8", chunks=(64, 64, 64))
+    return p
+
+
+def two_dataset_hdf5(tmp: Path) -> Path:
+    import h5py
+
+    p = tmp / "two.h5"
+    with h5py.File(p, "w") as h5:
+        h5["grey"] = _grey()
+        h5["labels"] = _labels()
+    return p
+
+
+def toml(tmp: Path, text: str) -> Path:
+    p = tmp / "run.toml"
+    p.write_text(text)
+    return p
+
+
+# --------------------------------------------------------------------------- cases
+
+
+@dataclass(frozen=True)
+class Case:
+    """One bad input.
+
+    Attributes
+    ----------
+    id
+        Test id.
+    run
+        Calls the public API on the bad input (gets a temporary folder).
+    error
+        Exact exception type expected; ``None`` if ``run`` returns an answer
+        that ``check`` must accept.
+    culprit, fix
+        Regular expressions the message must match (``re.search``, case-insensitive).
+    check
+        For answers: a predicate on the returned object.
+    """
+
+    id: str
+    run: Callable[[Path], Any]
+    error: type[Exception] | None
+    culprit: str = ""
+    fix: str = ""
+    check: Callable[[Any], bool] | None = None
+
+
+def _read(path_fn, **kw):
+    def run(tmp):
+        from tomofem.image.io import read_volume
+
+        return read_volume(path_fn(tmp), **kw)
+
+    return run
+
+
+def _config(text: str):
+    def run(tmp):
+        from tomofem.config import load_config
+
+        return load_config(toml(tmp, text))
+
+    return run
+
+
+def _voxel_tau(im_fn, axis=0, **kw):
+    def run(tmp):
+        from tomofem.homogenization.voxel_fvm import tortuosity_voxel
+
+        return tortuosity_voxel(im_fn(), axis, backend="scipy", **kw)
+
+    return run
+
+
+def _segment(image_fn, **kw):
+    def run(tmp):
+        from tomofem.image.segment import threshold
+
+        return threshold(image_fn(), **kw)
+
+    return run
+
+
+def _blocked() -> np.ndarray:
+    im = np.ones((6, 6, 6), bool)
+    im[3] = False  # a wall across axis 0
+    return im
+
+
+def _one_voxel() -> np.ndarray:
+    im = np.zeros((6, 6, 6), bool)
+    im[2, 3, 3] = True
+    return im
+
+
+def _tau_inf(res) -> bool:
+    return (
+        math.isinf(res.tau)
+        and res.tau > 0
+        and res.k_eff == 0.0
+        and not res.percolating
+        and "does not connect" in res.message
+    )
+
+
+def _params_without(key: str) -> dict:
+    from tomofem.materials import half_cell
+
+    p = half_cell()
+    del p[key]
+    return p
+
+
+def _existing_run_folder(tmp: Path) -> Path:
+    from tomofem.io.runfolder import RunFolder
+
+    RunFolder.create(tmp / "run1")
+    return tmp / "run1"
+
+
+def _mesh_levelset(labels_fn, **opts):
+    def run(tmp):
+        from tomofem.meshing.levelset import LevelSetOptions, mesh_levelset
+
+        return mesh_levelset(labels_fn(), (1.0, 1.0, 1.0), LevelSetOptions(**opts))
+
+    return run
+
+
+CASES: list[Case] = [
+    # ---------------------------------------------------------------- files
+    Case(
+        "missing-file", _read(lambda t: t / "nope.tif"), ImageError, r"nope\.tif", "check the path"
+    ),
+    Case(
+        "truncated-tiff", _read(truncated_tiff), ImageError, r"scan\.tif", r"check the file|truncat"
+    ),
+    Case(
+        "text-file-as-tiff", _read(text_as_tiff), ImageError, r"notes\.tif", "not a readable TIFF"
+    ),
+    Case(
+        "unknown-suffix",
+        _read(lambda t: (t / "scan.xyz").write_text("x") and t / "scan.xyz"),
+        ImageError,
+        r"scan\.xyz",
+        r"supported: \.tif",
+    ),
+    Case(
+        "raw-without-shape",
+        _read(raw_file),
+        ImageError,
+        r"scan\.raw",
+        r"needs shape= and dtype=",
+    ),
+    Case(
+        "raw-wrong-shape",
+        _read(raw_file, shape=(10, 10, 11), dtype="uint8"),
+        ImageError,
+        r"scan\.raw.*1000 bytes",
+        "check shape, dtype and header offset",
+    ),
+    Case(
+        "raw-wrong-dtype-size",
+        _read(raw_file, shape=(10, 10, 10), dtype="uint16"),
+        ImageError,
+        r"scan\.raw.*needs 2000",
+        "check shape, dtype",
+    ),
+    Case(
+        "raw-unknown-dtype",
+        _read(raw_file, shape=(10, 10, 10), dtype="uint17"),
+        ImageError,
+        r"dtype='uint17'",
+        r"try 'uint16'",
+    ),
+    Case(
+        "raw-bad-byte-order",
+        _read(raw_file, shape=(10, 10, 10), dtype="uint8", byte_order="big"),
+        ImageError,
+        r"byte_order='big'",
+        r"must be '<', '>' or '='",
+    ),
+    Case(
+        "npy-truncated",
+        _read(lambda t: npy_header_only(t, shape=(5, 5, 5))),
+        ImageError,
+        r"huge\.npy",
+        r"np\.save|truncat",
+    ),
+    Case(
+        "npy-pickled-objects",
+        _read(lambda t: (np.save(t / "obj.npy", np.array([{}], dtype=object)), t / "obj.npy")[1]),
+        ImageError,
+        r"obj\.npy",
+        r"save with np\.save",
+    ),
+    Case(
+        "hdf5-ambiguous-dataset",
+        _read(two_dataset_hdf5),
+        ImageError,
+        r"two\.h5.*grey.*labels",
+        "pass dataset=",
+    ),
+    Case(
+        "hdf5-missing-dataset",
+        _read(two_dataset_hdf5, dataset="volume"),
+        ImageError,
+        r"no dataset 'volume'",
+        "h5ls",
+    ),
+    Case(
+        "tiff-2d-where-3d-needed",
+        _read(lambda t: _tiff(t / "slice.tif", _labels()[0])),
+        ImageError,
+        r"slice\.tif has 2 dimension",
+        r"np\.stack",
+    ),
+    # ---------------------------------------------------------------- memory
+    Case(
+        "npy-too-large-for-memory",
+        _read(npy_header_only),
+        ResourceError,
+        r"huge\.npy.*\(2000, 2000, 2000\).*GB",
+        r"crop|downsample",
+    ),
+    Case(
+        "hdf5-too-large-for-memory",
+        _read(sparse_hdf5),
+        ResourceError,
+        r"huge\.h5.*GB",
+        r"crop|downsample",
+    ),
+    Case(
+        "synthetic-too-large-for-memory",
+        lambda t: pipeline.load_image(config.ImageConfig(shape=(3000, 3000, 3000))),
+        ResourceError,
+        r"3000.*GB",
+        r"smaller shape|crop",
+    ),
+    # ---------------------------------------------------------------- grey values
+    Case(
+        "nan-grey-values",
+        _segment(lambda: np.where(_labels() > 0, np.nan, 1.0)),
+        ImageError,
+        r"NaN/inf",
+        r"nan_to_num",
+    ),
+    Case(
+        "inf-grey-values",
+        _segment(lambda: np.where(_labels() > 0, np.inf, 1.0)),
+        ImageError,
+        r"NaN/inf",
+        r"mask or replace",
+    ),
+    Case(
+        "constant-volume",
+        _segment(lambda: np.full((8, 8, 8), 7.0)),
+        ImageError,
+        r"constant.*= 7",
+        r"right file",
+    ),
+    Case(
+        "unexpected-label-values",
+        lambda t: image_io.map_labels(np.full((4, 4, 4), 3, np.uint8), (0, 85, 170), "seg.tif"),
+        ImageError,
+        r"seg\.tif.*\[3\]",
+        r"segment the grey image first|right values",
+    ),
+    Case(
+        "negative-labels",
+        lambda t: metrics.volume_fractions(_labels().astype(int) - 1),
+        ImageError,
+        r"negative labels",
+        r"start at 0",
+    ),
+    # ---------------------------------------------------------------- geometry
+    Case(
+        "spacing-with-zero",
+        lambda t: image_io.Volume(_labels(), spacing=(1.0, 0.0, 1.0)),
+        ImageError,
+        r"voxel_size=\(1\.0, 0\.0, 1\.0\)",
+        r"positive voxel size",
+    ),
+    Case(
+        "spacing-negative-voxel-fvm",
+        _voxel_tau(lambda: np.ones((4, 4, 4), bool), voxel_size=-1.0),
+        ConfigError,
+        r"voxel_size=-1",
+        r"> 0",
+    ),
+    Case(
+        "spacing-nan",
+        lambda t: image_io.Volume(_labels(), spacing=float("nan")),
+        ImageError,
+        r"voxel_size=nan",
+        r"positive voxel size",
+    ),
+    Case(
+        "requested-phase-absent",
+        lambda t: connectivity.percolation(_labels(), 2),
+        ImageError,
+        r"phase 2 is absent.*\[0, 1\]",
+        r"pick a present phase",
+    ),
+    Case(
+        "float-labels-to-mesher",
+        _mesh_levelset(lambda: _labels().astype(float)),
+        MeshingError,
+        r"float64",
+        r"segment the image first",
+    ),
+    Case(
+        "phase-filling-the-volume-mesher",
+        _mesh_levelset(lambda: np.zeros((6, 6, 6), np.uint8)),
+        MeshingError,
+        r"only label 0",
+        r"structured_tetmesh|box mesher",
+    ),
+    Case(
+        "tortuosity-axis-out-of-range",
+        _voxel_tau(lambda: np.ones((4, 4, 4), bool), axis=3),
+        ConfigError,
+        r"axis=3",
+        r"choose 0, 1 or 2",
+    ),
+    Case(
+        "tortuosity-non-boolean-image",
+        _voxel_tau(lambda: _labels()),
+        ImageError,
+        r"dtype uint8",
+        r"labels == 0",
+    ),
+    # ---------------------------------------------------------------- answers, not errors
+    Case("non-percolating-phase-tau-inf", _voxel_tau(_blocked), None, check=_tau_inf),
+    Case("one-voxel-phase-tau-inf", _voxel_tau(_one_voxel), None, check=_tau_inf),
+    Case(
+        "absent-phase-tau-inf", _voxel_tau(lambda: np.zeros((5, 5, 5), bool)), None, check=_tau_inf
+    ),
+    Case(
+        "phase-filling-the-volume-tau-1",
+        _voxel_tau(lambda: np.ones((5, 4, 3), bool)),
+        None,
+        check=lambda r: abs(r.tau - 1.0) < 1e-9 and r.percolating,
+    ),
+    # ---------------------------------------------------------------- bounds / parameters
+    Case(
+        "bounds-fractions-not-summing-to-1",
+        lambda t: bounds.voigt([0.5, 0.6], [1.0, 0.0]),
+        ParameterError,
+        r"fractions",
+        r"sum to 1|must",
+    ),
+    Case(
+        "missing-parameter-entry",
+        lambda t: electrochem.stoichiometry_at_soc(_params_without("Stoichiometry at 0% SOC"), 0.5),
+        ParameterError,
+        r"'Stoichiometry at 0% SOC' is missing",
+        r"add it to the parameter mapping",
+    ),
+    Case(
+        "unknown-parameter-set",
+        lambda t: materials.half_cell("nmc999"),
+        ParameterError,
+        r"'nmc999'",
+        r"choose one of",
+    ),
+    # ---------------------------------------------------------------- configs
+    Case(
+        "config-unknown-key",
+        _config("[simulate]\nc_rat = 2.0\n"),
+        ConfigError,
+        r"simulate\.c_rat: unknown key",
+        r"did you mean 'c_rate'",
+    ),
+    Case(
+        "config-unknown-section",
+        _config("[simulation]\nc_rate = 2.0\n"),
+        ConfigError,
+        r"simulation: unknown key",
+        r"did you mean 'simulate'",
+    ),
+    Case(
+        "config-wrong-type",
+        _config('[simulate]\nc_rate = "fast"\n'),
+        ConfigError,
+        r"simulate\.c_rate: expected a number",
+        r"got 'fast'",
+    ),
+    Case(
+        "config-negative-time",
+        _config("[simulate]\nt_end = -10.0\n"),
+        ConfigError,
+        r"simulate\.t_end",
+        r"must be > 0",
+    ),
+    Case(
+        "config-negative-c-rate",
+        _config("[simulate]\nc_rate = -1.0\n"),
+        ConfigError,
+        r"simulate\.c_rate",
+        r"must be > 0",
+    ),
+    Case(
+        "config-cutoffs-swapped",
+        _config("[simulate]\nv_min = 4.2\nv_max = 3.0\n"),
+        ConfigError,
+        r"simulate\.v_min",
+        r"swapped",
+    ),
+    Case(
+        "config-unknown-electrode",
+        _config('[simulate]\nelectrode = "nmc999"\n'),
+        ConfigError,
+        r"simulate\.electrode.*nmc999",
+        r"choose one of",
+    ),
+    Case(
+        "config-toml-syntax",
+        _config("[simulate\nc_rate = 1\n"),
+        ConfigError,
+        r"run\.toml: not valid TOML",
+        r"fix the syntax at that line",
+    ),
+    Case(
+        "config-file-missing",
+        lambda t: config.load_config(t / "absent.toml"),
+        ConfigError,
+        r"absent\.toml",
+        r"check the --config path",
+    ),
+    Case(
+        "config-mesh-size-nonpositive",
+        _config("[mesh]\ninterface_size = 0.0\n"),
+        ConfigError,
+        r"mesh\.interface_size",
+        r"must be positive",
+    ),
+    Case(
+        "config-missing-image-file",
+        _config('[image]\nsource = "missing/scan.tif"\n'),
+        ConfigError,
+        r"image\.source.*missing/scan\.tif",
+        r"existing image path",
+    ),
+    # ---------------------------------------------------------------- run folders
+    Case(
+        "existing-run-folder-without-force",
+        lambda t: runfolder.RunFolder.create(_existing_run_folder(t)),
+        RunFolderError,
+        r"run1 already exists",
+        r"--force",
+    ),
+    Case(
+        "force-on-foreign-folder",
+        lambda t: (
+            (t / "mydata").mkdir(),
+            (t / "mydata" / "scan.tif").write_bytes(b"x"),
+            runfolder.RunFolder.create(t / "mydata", force=True),
+        ),
+        RunFolderError,
+        r"mydata.*not made by tomofem",
+        r"choose another folder",
+    ),
+    Case(
+        "resume-without-checkpoint",
+        lambda t: checkpoint.read_checkpoint(_existing_run_folder(t) / "checkpoint.h5"),
+        RunFolderError,
+        r"no checkpoint at .*run1",
+        r"checkpoint_every > 0",
+    ),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input(case: Case, tmp_path: Path, monkeypatch) -> None:
+    if case.error is ResourceError:  # the same limit on every machine
+        monkeypatch.setenv("TOMOFEM_MEMORY_LIMIT", "4G")
+    if case.error is None:
+        result = case.run(tmp_path)
+        assert case.check is not None and case.check(result), result
+        return
+    with pytest.raises(Exception) as info:  # the exact type is checked below
+        case.run(tmp_path)
+    exc = info.value
+    assert type(exc) is case.error, f"{type(exc).__name__}: {exc}"
+    msg = str(exc)
+    assert re.search(case.culprit, msg, re.I | re.S), f"culprit {case.culprit!r} not in: {msg}"
+    assert re.search(case.fix, msg, re.I | re.S), f"fix {case.fix!r} not in: {msg}"
+
+
+def test_corpus_is_big_enough() -> None:
+    assert len(CASES) >= 30
+    assert len({c.id for c in CASES}) == len(CASES)
