@@ -157,11 +157,22 @@ class CutResult:
     snapped: int
 
 
+def _unique_inverse(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted unique values of an int64 array and the index of each entry in them."""
+    order = np.argsort(keys, kind="stable")
+    ks = keys[order]
+    first = np.r_[True, ks[1:] != ks[:-1]] if len(ks) else np.zeros(0, dtype=bool)
+    inv = np.empty(len(keys), dtype=np.int64)
+    inv[order] = np.cumsum(first) - 1
+    return ks[first], inv
+
+
 def unique_edges(cells: np.ndarray) -> np.ndarray:
     """Return the unique edges (E, 2) of a tetrahedral mesh, each with the smaller index first."""
     e = np.sort(cells[:, _EDGES].reshape(-1, 2), axis=1)
     n = int(cells.max()) + 1
-    key = np.unique(e[:, 0] * n + e[:, 1])
+    key = np.sort(e[:, 0] * n + e[:, 1])
+    key = key[np.r_[True, key[1:] != key[:-1]]]
     return np.stack([key // n, key % n], axis=1)
 
 
@@ -195,7 +206,10 @@ def cut(
     points = points.copy()
     f = np.asarray(values, dtype=float).copy()
     n = len(points)
-    edges = unique_edges(cells)
+    # only cells with both signs hold crossing edges
+    sgn = np.sign(f)[cells]
+    straddle = (sgn.max(axis=1) > 0) & (sgn.min(axis=1) < 0)
+    edges = unique_edges(cells[straddle]) if straddle.any() else np.zeros((0, 2), np.int64)
     fa, fb = f[edges[:, 0]], f[edges[:, 1]]
     crossing = fa * fb < 0
     ea, eb = edges[crossing, 0], edges[crossing, 1]
@@ -223,11 +237,14 @@ def cut(
     points[vert[can_move]] += frac[can_move, None] * d[can_move]
     # a move may invert a neighbouring cell: undo the moves of its vertices
     # (their value is still zeroed below, so the surface comes to them instead)
+    star = np.zeros(n, dtype=bool)
+    star[vert[can_move]] = True
+    near_cells = cells[star[cells].any(axis=1)]
     for _ in range(10):
-        bad = signed_volumes(points, cells) <= 0
+        bad = signed_volumes(points, near_cells) <= 0
         if not bad.any():
             break
-        back = np.unique(cells[bad])
+        back = np.unique(near_cells[bad])
         points[back] = original[back]
         can_move &= ~np.isin(vert, back)
     f[vert] = 0.0
@@ -246,7 +263,7 @@ def cut(
     le = srt[mixed][:, _EDGES]  # (K, 6, 2), smaller global index first
     lc = (s[le[..., 0]] * s[le[..., 1]]) < 0
     keys = le[..., 0] * n + le[..., 1]
-    ukeys, inv = np.unique(keys[lc], return_inverse=True)
+    ukeys, inv = _unique_inverse(keys[lc])
     a, b = ukeys // n, ukeys % n
     ta = f[a] / (f[a] - f[b])
     cut_pts = points[a] + ta[:, None] * (points[b] - points[a])
@@ -273,8 +290,8 @@ def cut(
         out_cells.append(loc[:, tt].reshape(-1, 4))
         out_side.append(np.tile(sides_of[c], int(sel.sum())))
         out_parent.append(np.repeat(mixed_idx[sel], len(tt)))
+    out_cells[1:] = [orient_positive(new_points, c) for c in out_cells[1:]]
     new_cells = np.concatenate(out_cells)
-    new_cells = orient_positive(new_points, new_cells)
     return CutResult(
         points=new_points,
         cells=new_cells,

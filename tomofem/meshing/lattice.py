@@ -22,8 +22,15 @@ _KUHN = np.array(
 
 def signed_volumes(points: np.ndarray, cells: np.ndarray) -> np.ndarray:
     """Six times the signed volume of each tetrahedron (cheap orientation test)."""
-    p = points[cells]
-    return np.einsum("ij,ij->i", p[:, 1] - p[:, 0], np.cross(p[:, 2] - p[:, 0], p[:, 3] - p[:, 0]))
+    p0 = points[cells[:, 0]]
+    a = points[cells[:, 1]] - p0
+    b = points[cells[:, 2]] - p0
+    c = points[cells[:, 3]] - p0
+    return (
+        a[:, 0] * (b[:, 1] * c[:, 2] - b[:, 2] * c[:, 1])
+        - a[:, 1] * (b[:, 0] * c[:, 2] - b[:, 2] * c[:, 0])
+        + a[:, 2] * (b[:, 0] * c[:, 1] - b[:, 1] * c[:, 0])
+    )
 
 
 def orient_positive(points: np.ndarray, cells: np.ndarray) -> np.ndarray:
@@ -68,10 +75,7 @@ def kuhn_lattice(counts: npt.ArrayLike, extent: npt.ArrayLike) -> tuple[np.ndarr
         Vertex ``(i, j, k)`` has index ``(i * (ny + 1) + j) * (nz + 1) + k``.
     """
     n = np.asarray(counts, dtype=np.int64)
-    h = np.asarray(extent, dtype=float) / n
-    axes = [np.arange(m + 1) * hh for m, hh in zip(n, h, strict=True)]
-    axes = [np.r_[a[:-1], e] for a, e in zip(axes, np.asarray(extent, dtype=float), strict=True)]
-    g = np.meshgrid(*axes, indexing="ij")
+    g = np.meshgrid(*_axes(n, np.asarray(extent, dtype=float)), indexing="ij")
     points = np.stack([a.ravel() for a in g], axis=1)
     vid = np.arange(points.shape[0], dtype=np.int64).reshape(tuple(n + 1))
     corners = np.stack(
@@ -85,3 +89,68 @@ def kuhn_lattice(counts: npt.ArrayLike, extent: npt.ArrayLike) -> tuple[np.ndarr
     )
     cells = corners[:, _KUHN].reshape(-1, 4)
     return points, orient_positive(points, cells)
+
+
+def _axes(counts: np.ndarray, extent: np.ndarray) -> list[np.ndarray]:
+    """Node coordinates per axis, with the last node exactly at the box face."""
+    return [np.r_[np.arange(m) * (e / m), e] for m, e in zip(counts, extent, strict=True)]
+
+
+def bcc_lattice(counts: npt.ArrayLike, extent: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """Body-centred cubic lattice: cube corners plus cube centres, 4 tetrahedra per inner face.
+
+    Every tetrahedron joins the centres of two face-adjacent cubes to one edge
+    of their shared face (dihedral angles 60 and 90 degrees, the lattice of
+    isosurface stuffing, Labelle and Shewchuk 2007); on the box faces each
+    cube face is closed by the two halves of the pyramid from the cube centre,
+    so the box faces stay planar.
+
+    Parameters
+    ----------
+    counts
+        Number of cubes per axis, shape (3,).
+    extent
+        Box edge lengths, shape (3,); the lower corner is the origin.
+
+    Returns
+    -------
+    points, cells
+        Corners first (``(i * (ny + 1) + j) * (nz + 1) + k``), then centres
+        (``(i * ny + j) * nz + k`` after them); positively oriented tetrahedra.
+    """
+    n = np.asarray(counts, dtype=np.int64)
+    ext = np.asarray(extent, dtype=float)
+    ax = _axes(n, ext)
+    g = np.meshgrid(*ax, indexing="ij")
+    corners = np.stack([a.ravel() for a in g], axis=1)
+    mids = [0.5 * (a[1:] + a[:-1]) for a in ax]
+    g = np.meshgrid(*mids, indexing="ij")
+    centres = np.stack([a.ravel() for a in g], axis=1)
+    cid = np.arange(len(corners), dtype=np.int64).reshape(tuple(n + 1))
+    mid = len(corners) + np.arange(len(centres), dtype=np.int64).reshape(tuple(n))
+    cells = []
+    for axis in range(3):
+        # move the face-normal axis first
+        c = np.moveaxis(cid, axis, 0)
+        m = np.moveaxis(mid, axis, 0)
+        nn = m.shape
+        # face corners of the faces at normal index f (0..n): ring of 4 corners
+        ring = [
+            c[:, : nn[1], : nn[2]],
+            c[:, 1:, : nn[2]],
+            c[:, 1:, 1:],
+            c[:, : nn[1], 1:],
+        ]
+        # inner faces: between cubes f-1 and f, f = 1..n-1
+        lo, hi = m[:-1], m[1:]
+        for r in range(4):
+            a = ring[r][1:-1]
+            b = ring[(r + 1) % 4][1:-1]
+            cells.append(np.stack([lo.ravel(), hi.ravel(), a.ravel(), b.ravel()], axis=1))
+        # box faces: pyramid from the adjacent cube centre, split along ring 0-2
+        for f, cube in ((0, m[0]), (nn[0], m[-1])):
+            r0, r1, r2, r3 = (ring[r][f] for r in range(4))
+            cells.append(np.stack([cube.ravel(), r0.ravel(), r1.ravel(), r2.ravel()], axis=1))
+            cells.append(np.stack([cube.ravel(), r0.ravel(), r2.ravel(), r3.ravel()], axis=1))
+    points = np.concatenate([corners, centres])
+    return points, orient_positive(points, np.concatenate(cells))

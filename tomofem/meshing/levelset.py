@@ -39,8 +39,10 @@ from scipy import ndimage
 
 from tomofem import tags
 from tomofem.errors import ConfigError, MeshingError
+from tomofem.meshing.connectivity import bridge_pore_contacts
 from tomofem.meshing.cutting import cut
-from tomofem.meshing.lattice import kuhn_lattice, lattice_counts, signed_volumes
+from tomofem.meshing.lattice import bcc_lattice, kuhn_lattice, lattice_counts, signed_volumes
+from tomofem.meshing.slivers import collapse_slivers
 from tomofem.meshing.tetmesh import TetMesh, tag_facets, triangle_areas
 
 log = logging.getLogger(__name__)
@@ -59,6 +61,16 @@ class LevelSetOptions:
         size together: 2 voxels gives about 0.15-0.2 vertices per voxel on the
         real electrode; 1 resolves one-voxel features (and about 1.5 vertices
         per voxel).
+    lattice
+        ``"kuhn"`` (6 tetrahedra per cube, 1 vertex per cube) or ``"bcc"``
+        (cube corners and centres, 2 vertices per cube, no 45-degree angles;
+        at a step of 1 voxel its centres are the voxel centres and its
+        corners the voxel corners, which is what makes the dual convention
+        exact, see the module notes).
+    bridge_pore
+        Open edge- and corner-only pore contacts into face paths before the
+        fields are built (:func:`tomofem.meshing.connectivity.bridge_pore_contacts`):
+        the pore's 26-connectivity becomes face connectivity a mesh can carry.
     field
         ``"distance"``: per-phase signed distance to the voxel faces (keeps
         one-voxel films at their thickness; biases are in voxels);
@@ -84,18 +96,24 @@ class LevelSetOptions:
         Re-cuts used for that adjustment (each costs one full cut).
     volume_tolerance
         Stop adjusting once every phase fraction is within this (absolute).
+    collapse_below_deg
+        Collapse a short edge of cells whose smallest dihedral angle is below
+        this [degrees] (:mod:`tomofem.meshing.slivers`); 0 disables.
     """
 
     lattice_step: float = 2.0
+    lattice: str = "kuhn"
+    bridge_pore: bool = True
     field: str = "distance"
     sigma: float = 0.7
     alpha: float = 0.3
     keep_voxels: bool = True
-    clamp_margin: float = 0.05
+    clamp_margin: float = 0.5
     pore_bias: float = 0.01
     match_volumes: bool = True
     volume_iterations: int = 4
     volume_tolerance: float = 0.001
+    collapse_below_deg: float = 5.0
 
     def __post_init__(self) -> None:
         problems = []
@@ -105,6 +123,8 @@ class LevelSetOptions:
             problems.append(f"sigma={self.sigma}: must be >= 0 [voxels]")
         if not 0 <= self.alpha < 0.5:
             problems.append(f"alpha={self.alpha}: must lie in [0, 0.5)")
+        if self.lattice not in ("kuhn", "bcc"):
+            problems.append(f"lattice={self.lattice!r}: must be 'kuhn' or 'bcc'")
         if self.field not in ("distance", "indicator"):
             problems.append(f"field={self.field!r}: must be 'distance' or 'indicator'")
         if self.volume_iterations < 0:
@@ -133,6 +153,10 @@ class LevelSetStats:
         Number of cuts made for the volume adjustment.
     moved, snapped
         Vertices warped onto an interface, and vertices whose value was zeroed in place.
+    collapsed
+        Sliver edges collapsed after cutting.
+    bridged
+        Voxels turned into pore (for the field only) to bridge diagonal pore contacts.
     times
         Seconds per stage.
     """
@@ -144,6 +168,8 @@ class LevelSetStats:
     iterations: int
     moved: int
     snapped: int
+    collapsed: int
+    bridged: int
     times: dict[str, float] = field(default_factory=dict)
 
 
@@ -240,7 +266,8 @@ def _cut_all(
     """Lattice, then one warp-and-cut per phase boundary; returns points, cells, phase index."""
     extent = np.asarray(labels.shape) * spacing
     counts = lattice_counts(np.asarray(labels.shape, dtype=float), opts.lattice_step)
-    points, cells = kuhn_lattice(counts, extent)
+    make = bcc_lattice if opts.lattice == "bcc" else kuhn_lattice
+    points, cells = make(counts, extent)
     box = np.array([[0.0, 0.0, 0.0], extent])
     which = np.full(len(cells), -1, dtype=np.int64)  # index into phases, -1 = not yet
     movable = np.ones(len(points), dtype=bool)
@@ -304,9 +331,12 @@ def mesh_levelset(
         )
     t0 = time.perf_counter()
     times: dict[str, float] = {}
+    counts = np.array([np.count_nonzero(labels == p) for p in phases], dtype=float)
+    bridged = 0
+    if opts.bridge_pore and 0 in phases:
+        labels, bridged = bridge_pore_contacts(labels, pore=0)
     g = phase_fields(labels, phases, opts, spacing)
     times["fields"] = time.perf_counter() - t0
-    counts = np.array([np.count_nonzero(labels == p) for p in phases], dtype=float)
     target = counts / labels.size
     bias = np.zeros(len(phases))
     if 0 in phases:
@@ -340,7 +370,7 @@ def mesh_levelset(
             bias = best[1]
             break
         if jac is None or last is None:
-            jac = _fraction_jacobian(points, cells, which, box_vol, opts, spacing)
+            jac = _fraction_jacobian(points, cells, which, len(phases), box_vol, opts, spacing)
         else:  # Broyden's update from the last step
             db, df = (bias - last[0])[:-1], (frac - last[1])[:-1]
             if db @ db > 0:
@@ -362,6 +392,13 @@ def mesh_levelset(
     t2 = time.perf_counter()
     phase_tag = np.array([tags.phase_id(p) for p in phases], dtype=np.int32)[which]
     box = np.array([[0.0, 0.0, 0.0], np.asarray(labels.shape) * spacing])
+    collapsed = 0
+    if opts.collapse_below_deg > 0:
+        points, cells, phase_tag, collapsed = collapse_slivers(
+            points, cells, phase_tag, box, opts.collapse_below_deg
+        )
+        times["slivers"] = time.perf_counter() - t2
+        t2 = time.perf_counter()
     facets, ftags = tag_facets(points, cells, phase_tag, box)
     times["tag"] = time.perf_counter() - t2
     names = {tags.phase_id(p): tags.PHASE_NAMES.get(tags.phase_id(p), f"phase{p}") for p in phases}
@@ -385,6 +422,8 @@ def mesh_levelset(
         iterations=iters,
         moved=moved,
         snapped=snapped,
+        collapsed=collapsed,
+        bridged=bridged,
         times=times,
     )
     return tm, stats
@@ -394,6 +433,7 @@ def _fraction_jacobian(
     points: np.ndarray,
     cells: np.ndarray,
     which: np.ndarray,
+    k: int,
     box_vol: float,
     opts: LevelSetOptions,
     spacing: np.ndarray,
@@ -409,7 +449,6 @@ def _fraction_jacobian(
     """
     from tomofem.meshing.tetmesh import _unique_faces
 
-    k = int(which.max()) + 1
     uniq, face_of, counts = _unique_faces(cells)
     flat = face_of.ravel()
     ph = np.repeat(which, 4)
@@ -429,7 +468,9 @@ def _fraction_jacobian(
     else:
         grad = 2.0 / (np.sqrt(2.0 * np.pi) * max(opts.sigma, 0.5) * unit)
     jac = lap[:-1, :-1] / grad / box_vol
-    return jac + 1e-9 * max(float(np.abs(jac).max()), 1e-30) * np.eye(k - 1)
+    # a phase the cut lost has no area: give it the smallest area-like slope
+    scale = max(float(np.abs(jac).max()), 1e-30)
+    return jac + 1e-3 * scale * np.eye(k - 1)
 
 
 def mesh(labels: npt.NDArray[np.integer], spacing: npt.ArrayLike, options=None) -> TetMesh:
