@@ -18,7 +18,10 @@ command in a subprocess: one paragraph, exit code 2, no traceback unless
 from __future__ import annotations
 
 import math
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -598,3 +601,74 @@ def test_bad_input(case: Case, tmp_path: Path, monkeypatch) -> None:
 def test_corpus_is_big_enough() -> None:
     assert len(CASES) >= 30
     assert len({c.id for c in CASES}) == len(CASES)
+
+
+# --------------------------------------------------------------------------- the CLI
+
+
+def _tomofem(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "tomofem", *args]
+    full_env = dict(os.environ, OMP_NUM_THREADS="1", **(env or {}))
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=120, env=full_env)
+
+
+def _bad_config(tmp: Path) -> list[str]:
+    p = toml(tmp, "[simulate]\nc_rat = 2.0\nc_rate = -1.0\nv_min = 4.5\nv_max = 3.0\n")
+    return ["simulate", "-c", str(p), "-o", "run"]
+
+
+CLI_CASES = {
+    "truncated-tiff": (
+        lambda t: ["analyze", str(truncated_tiff(t)), "-o", "run"],
+        "ImageError",
+        ["scan.tif", "check the file"],
+    ),
+    "2d-image": (
+        lambda t: ["analyze", str(_tiff(t / "slice.tif", _labels()[0])), "-o", "run"],
+        "ImageError",
+        ["slice.tif has 2 dimension", "np.stack"],
+    ),
+    "too-large-for-memory": (
+        lambda t: ["analyze", str(npy_header_only(t)), "-o", "run"],
+        "ResourceError",
+        ["huge.npy", "GB", "crop or downsample"],
+    ),
+    "missing-image": (
+        lambda t: ["mesh", str(t / "absent.tif"), "-o", "run"],
+        "ConfigError",
+        ["image.source", "absent.tif", "existing image path"],
+    ),
+    "bad-config-all-problems-at-once": (
+        _bad_config,
+        "ConfigError",
+        ["simulate.c_rat: unknown key", "simulate.c_rate: must be > 0", "swapped"],
+    ),
+    "existing-run-folder": (
+        lambda t: ["analyze", str(_existing_run_folder(t).parent / "x.npy"), "-o", "run1"],
+        "RunFolderError",
+        ["run1 already exists", "--force"],
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(CLI_CASES))
+def test_cli_one_paragraph_exit_2_no_traceback(name: str, tmp_path: Path) -> None:
+    make_args, kind, parts = CLI_CASES[name]
+    args = make_args(tmp_path)
+    if name == "existing-run-folder":
+        np.save(tmp_path / "x.npy", _labels())
+    proc = _tomofem(*args, cwd=tmp_path, env={"TOMOFEM_MEMORY_LIMIT": "4G"})
+    assert proc.returncode == 2, proc.stderr
+    err = proc.stderr
+    assert "Traceback" not in err
+    assert err.startswith(f"tomofem: {kind}: "), err
+    assert err.count("tomofem:") == 1 and "\n\n" not in err.strip()  # one paragraph
+    flat = " ".join(err.split())
+    for part in parts:
+        assert part in flat, f"{part!r} not in {flat!r}"
+
+
+def test_cli_debug_shows_the_traceback(tmp_path: Path) -> None:
+    proc = _tomofem("analyze", str(truncated_tiff(tmp_path)), "-o", "run", "--debug", cwd=tmp_path)
+    assert proc.returncode != 0
+    assert "Traceback" in proc.stderr and "tomofem.errors.ImageError" in proc.stderr

@@ -100,6 +100,9 @@ def read_tiff(path: str | os.PathLike) -> np.ndarray:
 
     p = Path(path)
     _check_file(p)
+    quiet = logging.getLogger("tifffile")  # its warnings repeat the error raised below
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)
     try:
         if p.is_dir():
             files = sorted(
@@ -130,6 +133,8 @@ def read_tiff(path: str | os.PathLike) -> np.ndarray:
             f"{p}: not a readable TIFF ({type(exc).__name__}: {exc}); check the file "
             "(raw binary? use read_raw with shape and dtype)"
         ) from exc
+    finally:
+        quiet.setLevel(level)
     return np.squeeze(arr)
 
 
