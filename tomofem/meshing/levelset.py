@@ -101,13 +101,13 @@ class LevelSetOptions:
         this [degrees] (:mod:`tomofem.meshing.slivers`); 0 disables.
     """
 
-    lattice_step: float = 2.0
-    lattice: str = "kuhn"
+    lattice_step: float = 2.5
+    lattice: str = "bcc"
     bridge_pore: bool = True
     field: str = "distance"
-    sigma: float = 0.7
+    sigma: float = 1.5
     alpha: float = 0.3
-    keep_voxels: bool = True
+    keep_voxels: bool = False
     clamp_margin: float = 0.5
     pore_bias: float = 0.01
     match_volumes: bool = True
@@ -135,6 +135,18 @@ class LevelSetOptions:
     def to_dict(self) -> dict:
         """JSON-serialisable form."""
         return asdict(self)
+
+    @classmethod
+    def faithful(cls, **changes) -> LevelSetOptions:
+        """Return settings that keep the voxels' topology under the dual convention.
+
+        A BCC lattice of step 1 voxel (vertices at voxel centres and corners)
+        on unsmoothed signed distances: every face-connected run of voxels of a
+        phase stays connected, edge/corner-only pore contacts open, diagonal
+        solid contacts close. About 2.5 vertices per voxel.
+        """
+        base = {"lattice": "bcc", "lattice_step": 1.0, "sigma": 0.0, "keep_voxels": True}
+        return cls(**(base | changes))
 
 
 @dataclass(frozen=True)
@@ -399,6 +411,9 @@ def mesh_levelset(
         )
         times["slivers"] = time.perf_counter() - t2
         t2 = time.perf_counter()
+        vol = signed_volumes(points, cells) / 6.0
+        ids = np.searchsorted([tags.phase_id(p) for p in phases], phase_tag)
+        frac = np.bincount(ids, weights=vol, minlength=len(phases)) / box_vol
     facets, ftags = tag_facets(points, cells, phase_tag, box)
     times["tag"] = time.perf_counter() - t2
     names = {tags.phase_id(p): tags.PHASE_NAMES.get(tags.phase_id(p), f"phase{p}") for p in phases}
@@ -477,13 +492,14 @@ def mesh(labels: npt.NDArray[np.integer], spacing: npt.ArrayLike, options=None) 
     """Route entry point for the meshing pipeline: ``mesh(labels, spacing, options) -> TetMesh``.
 
     ``options`` may be :class:`LevelSetOptions`, or the front end's
-    ``MeshOptions`` (its ``interface_size`` becomes ``lattice_step``), or None.
+    ``MeshOptions`` (an ``interface_size`` above the default lattice step
+    becomes ``lattice_step``), or None.
     """
     if options is None or isinstance(options, LevelSetOptions):
         opts = options
-    else:
+    else:  # the front end's options: a coarser interface size coarsens the lattice
         step = float(getattr(options, "interface_size", LevelSetOptions.lattice_step))
-        opts = LevelSetOptions(lattice_step=min(step, 2.0))
+        opts = LevelSetOptions(lattice_step=max(step, LevelSetOptions.lattice_step))
     tm, stats = mesh_levelset(labels, spacing, opts)
     log.info(
         "levelset: %d vertices, %d cells, fractions %s (image %s) in %.1f s",
