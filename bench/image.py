@@ -16,8 +16,10 @@ Steps (each in its own process under /usr/bin/time -v, so peak memory is the ste
   particles     watershed particle sizes of the active phase
   correlation   two-point function + chord lengths of the pore phase along 3 axes
 
-Run:  OMP_NUM_THREADS=1 .venv/bin/python bench/image.py [--datasets ...] [--steps ...]
-Out:  bench/results/image.json  (median of --repeats runs, nlm once)
+Run:  OMP_NUM_THREADS=1 .venv/bin/python bench/image.py [--datasets ...] [--steps ...] [--merge]
+Out:  bench/results/image.json  (median of --repeats runs, nlm once). Peak memory is the
+      process's maximum RSS from /usr/bin/time -v; "step_rss_mb" subtracts the RSS held
+      before the step (interpreter, libraries, input arrays).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import json
 import os
 import platform
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -41,7 +44,11 @@ STEPS = ["prep", "nlm", "gmm", "connectivity", "areas", "psd", "particles", "cor
 DATASETS = ["electrode256", "synthetic400"]
 
 
-def _prepare(name: str) -> tuple[np.ndarray, np.ndarray]:
+GREY_STEPS = ("nlm", "gmm")
+
+
+def _prepare(name: str, grey: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """Labels of a dataset and, for the grey-value steps, its synthetic tomogram."""
     from tomofem.image import load_electrode
     from tomofem.image import synthetic as syn
 
@@ -52,8 +59,10 @@ def _prepare(name: str) -> tuple[np.ndarray, np.ndarray]:
         labels = syn.add_binder(labels, 0.12, 3.0)
     else:
         raise SystemExit(f"unknown dataset {name}")
-    grey = syn.synthetic_tomogram(labels, (0.1, 0.9, 0.45), blur=1.0, noise_sigma=0.08, seed=2)
-    return labels, grey
+    if not grey:
+        return labels, None
+    tomo = syn.synthetic_tomogram(labels, (0.1, 0.9, 0.45), blur=1.0, noise_sigma=0.08, seed=2)
+    return labels, tomo
 
 
 def _step(step: str, labels: np.ndarray, grey: np.ndarray) -> dict:
@@ -104,12 +113,16 @@ def _step(step: str, labels: np.ndarray, grey: np.ndarray) -> dict:
 
 def worker(dataset: str, step: str, repeats: int) -> None:
     """Run one step ``repeats`` times on one dataset; print one JSON line."""
-    labels, grey = _prepare(dataset)
-    times, result = [], {}
+    labels, grey = _prepare(dataset, step in GREY_STEPS)
+    if grey is None:
+        grey = labels  # unused by label steps
+    baseline_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    times, loads, result = [], [], {}
     for _ in range(1 if step in ("prep", "nlm") else repeats):
         t0 = time.perf_counter()
         result = _step(step, labels, grey)
         times.append(time.perf_counter() - t0)
+        loads.append(os.getloadavg()[0])
     print(
         "RESULT:"
         + json.dumps(
@@ -118,6 +131,8 @@ def worker(dataset: str, step: str, repeats: int) -> None:
                 "median_s": statistics.median(times),
                 "labels_bytes": labels.nbytes,
                 "grey_bytes": grey.nbytes,
+                "baseline_rss_mb": baseline_kb / 1024,
+                "load_average_1min": loads,
                 "result": result,
             }
         ),
@@ -146,6 +161,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "image.json")
     ap.add_argument("--worker", nargs=2, metavar=("DATASET", "STEP"))
+    ap.add_argument("--merge", action="store_true", help="update steps in an existing --out")
     args = ap.parse_args()
     if args.worker:
         worker(*args.worker, args.repeats)
@@ -162,23 +178,24 @@ def main() -> None:
         if ds == "electrode256" and not (DATA / "electrode.tiff").exists():
             report["datasets"][ds] = {"skipped": f"{DATA / 'electrode.tiff'} not found"}
             continue
-        steps = {}
+        steps = report["datasets"].setdefault(ds, {})
         for step in args.steps:
             res = _run(ds, step, args.repeats)
             steps[step] = res
             if "error" in res:
                 print(f"{ds:13s} {step:13s} FAILED\n{res['error']}", flush=True)
                 continue
-            nbytes = res["grey_bytes"] if step in ("nlm", "gmm") else res["labels_bytes"]
+            nbytes = res["grey_bytes"] if step in GREY_STEPS else res["labels_bytes"]
             res["input_bytes"] = nbytes
-            res["peak_over_input_times_phases"] = res["peak_rss_mb"] * 2**20 / (3 * nbytes)
+            res["step_rss_mb"] = res["peak_rss_mb"] - res["baseline_rss_mb"]
+            res["step_rss_over_input_times_phases"] = res["step_rss_mb"] * 2**20 / (3 * nbytes)
             print(
                 f"{ds:13s} {step:13s} median {res['median_s']:7.2f} s   peak "
-                f"{res['peak_rss_mb']:7.0f} MB   ({res['peak_over_input_times_phases']:.1f}x "
-                "input*phases)",
+                f"{res['peak_rss_mb']:6.0f} MB (step +{res['step_rss_mb']:5.0f} MB = "
+                f"{res['step_rss_over_input_times_phases']:.1f}x input*phases)   load "
+                f"{max(res['load_average_1min']):.1f}",
                 flush=True,
             )
-        report["datasets"][ds] = steps
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(report, indent=1))
