@@ -357,7 +357,7 @@ def homogenize(
         from tomofem.homogenization.voxel_fvm import tortuosity_voxel
 
         im = labels.data == phase
-        h = float(labels.spacing[0])
+        h = tuple(float(v) for v in labels.spacing)  # per axis: FIB-SEM voxels are anisotropic
         for ax in cfg.axes:
             out["voxel"][ax] = tortuosity_voxel(im, AXES[ax], voxel_size=h, comm=comm)
     return out

@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -152,9 +153,13 @@ def _local_rows(n_global: int, rank: int, size: int) -> tuple[int, int]:
 
 
 def _assemble_rows(
-    k: np.ndarray, keep: np.ndarray, axis: int, h: float, rows: tuple[int, int]
+    k: np.ndarray, keep: np.ndarray, axis: int, h: np.ndarray, rows: tuple[int, int]
 ) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """CSR block of rows ``rows`` (global numbering of kept voxels, C order).
+
+    ``h`` holds the voxel edge per axis: a face normal to axis ``d`` has area
+    ``prod(h) / h[d]`` and its centres are ``h[d]`` apart, so its conductance
+    is the harmonic mean times ``prod(h) / h[d]**2`` (``h`` when isotropic).
 
     Returns the block, the right-hand side for u_in = 1 / u_out = 0, and the
     local indices and conductances of inlet and outlet boundary voxels.
@@ -175,6 +180,7 @@ def _assemble_rows(
     r_list, c_list, v_list = [], [], []
     bnd: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     for ax in range(3):
+        geo = float(np.prod(h)) / float(h[ax]) ** 2  # face area over centre distance
         for s in (-1, 1):
             nb = coords[ax] + s
             inside = (nb >= 0) & (nb < shape[ax])
@@ -183,14 +189,14 @@ def _assemble_rows(
             gnb = gid[nbflat]
             conn = gnb >= 0
             idx, gnb, kn = idx[conn], gnb[conn], kf[nbflat[conn]]
-            g = 2.0 * kc[idx] * kn / (kc[idx] + kn) * h
+            g = 2.0 * kc[idx] * kn / (kc[idx] + kn) * geo
             diag[idx] += g
             r_list.append(idx)
             c_list.append(gnb)
             v_list.append(-g)
             if ax == axis:
                 out = np.flatnonzero(~inside)
-                gb = 2.0 * kc[out] * h
+                gb = 2.0 * kc[out] * geo
                 diag[out] += gb
                 if s == -1:
                     rhs[out] += gb  # u_in = 1
@@ -211,7 +217,7 @@ def _solve(
     k: np.ndarray,
     keep: np.ndarray,
     axis: int,
-    h: float,
+    h: np.ndarray,
     comm,
     rtol: float,
     backend: str,
@@ -288,7 +294,7 @@ def effective_conductivity_voxel(
     conductivity: np.ndarray,
     axis: int = 0,
     *,
-    voxel_size: float = 1.0,
+    voxel_size: float | Sequence[float] = 1.0,
     comm=None,
     rtol: float = 1e-10,
     backend: str = "petsc",
@@ -304,7 +310,9 @@ def effective_conductivity_voxel(
     axis
         Transport axis (0 = first array axis).
     voxel_size
-        Edge of a voxel (m); fixes the length and area of the box.
+        Edge of a voxel (m), one value or one per axis (FIB-SEM voxels are
+        often longer along the milling direction); fixes the length and area
+        of the box and the conductance of each face.
     comm
         MPI communicator to solve on (None = serial, no MPI at all).
     rtol
@@ -327,11 +335,12 @@ def effective_conductivity_voxel(
         raise ImageError("voxel FVM: conductivities must be finite and >= 0")
     if axis not in (0, 1, 2):
         raise ConfigError(f"axis={axis}: choose 0, 1 or 2")
-    if not voxel_size > 0:
-        raise ConfigError(f"voxel_size={voxel_size} must be > 0")
-    h = float(voxel_size)
-    length = k.shape[axis] * h
-    area = k.size / k.shape[axis] * h * h
+    h = np.atleast_1d(np.asarray(voxel_size, dtype=float))
+    h = np.repeat(h, 3) if h.size == 1 else h
+    if h.shape != (3,) or not np.all(np.isfinite(h)) or not np.all(h > 0):
+        raise ConfigError(f"voxel_size={voxel_size} must be > 0 (one value or one per axis)")
+    length = k.shape[axis] * float(h[axis])
+    area = k.size / k.shape[axis] * float(np.prod(h)) / float(h[axis])
     conducting = k > 0
     porosity = float(conducting.mean())
     t0 = time.perf_counter()
@@ -382,7 +391,7 @@ def tortuosity_voxel(
     axis: int = 0,
     *,
     connectivity: int = 6,
-    voxel_size: float = 1.0,
+    voxel_size: float | Sequence[float] = 1.0,
     comm=None,
     rtol: float = 1e-10,
     backend: str = "petsc",
