@@ -158,15 +158,55 @@ def _run_stages(
         folder.write_config(cfg)
         with Progress("pipeline", total=len(cfg.stages), unit="stage", disable=quiet) as bar:
             result = pipeline.run(cfg, folder, comm=folder.comm, progress=bar)
-        folder.write_results(status=result.status)
+        status, code, note = _simulation_outcome(result, folder.path)
+        folder.write_results(status=status)
     except BaseException:
         folder.write_results(status="failed")
         raise
     finally:
         folder.detach_log()
     _say(result.table())
-    _say(f"\nrun folder: {folder.path}  ({result.status})")
-    return 0
+    _say(f"\nrun folder: {folder.path}  ({status})")
+    if note:
+        _say(note, err=True)
+    return code
+
+
+def _simulation_outcome(result: Any, folder: Any) -> tuple[str, int, str]:
+    """Status, exit code and message of a run whose simulation may have stopped early."""
+    stop = str(result.results.get("simulate", {}).get("stop_reason", ""))
+    if stop.startswith("interrupted"):
+        return (
+            "interrupted",
+            EXIT_INTERRUPTED,
+            f"tomofem: simulation {stop}; the checkpoint and the partial results are in "
+            f"{folder}; continue with: tomofem simulate --resume {folder}",
+        )
+    if stop.startswith("step below"):
+        return "stopped", EXIT_USER_ERROR, f"tomofem: simulation stopped early: {stop}"
+    return result.status, 0, ""
+
+
+def _resume(args: argparse.Namespace) -> int:
+    """``simulate --resume``: continue from the run folder's checkpoint, record like a run."""
+    from tomofem import pipeline
+    from tomofem.io.runfolder import RunFolder
+
+    folder = RunFolder.open(args.resume)
+    folder.attach_log()
+    try:
+        result = pipeline.resume(folder.path, folder.comm)
+        for key, val in result.results.items():
+            folder.add_result(key, val)
+        status, code, note = _simulation_outcome(result, folder.path)
+        folder.write_results(status=status)
+    finally:
+        folder.detach_log()
+    _say(result.table())
+    _say(f"\nrun folder: {folder.path}  ({status}, resumed)")
+    if note:
+        _say(note, err=True)
+    return code
 
 
 # --------------------------------------------------------------------------- commands
@@ -216,11 +256,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         "t_end": "simulate.t_end",
     }
     if args.resume:
-        from tomofem import pipeline
-
-        resume = pipeline.api("tomofem.solvers", "resume_run", "simulate --resume")
-        resume(args.resume)
-        return 0
+        return _resume(args)
     return _run_stages(args, flags, ["segment", "mesh", "simulate"], labels_input=True)
 
 

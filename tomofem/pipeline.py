@@ -571,16 +571,53 @@ def _run_stage(name: str, config: RunConfig, res: PipelineResult, comm: Any, fol
         sim_dir = folder.file("simulate") if folder is not None else None
         length_scale = 1e-6  # voxel sizes are in um
         sim = simulate(out["dmesh"], config.simulate, sim_dir, length_scale=length_scale)
-        out["simulate"] = sim
-        res.results["simulate"] = {
-            k: v for k, v in _plain(sim).items() if k not in ("series", "j_histogram")
-        }
-        s = sim.series
-        res.quantities.append(Quantity("simulate", "capacity", sim.capacity_mAh, "mAh"))
-        res.quantities.append(
-            Quantity("simulate", "final voltage", s["voltage"][-1], "V", sim.stop_reason)
-        )
-        res.quantities.append(Quantity("simulate", "time steps", sim.steps_accepted, "-"))
+        _record_simulation(res, sim)
+
+
+def _record_simulation(res: PipelineResult, sim: Any) -> None:
+    res.outputs["simulate"] = sim
+    res.results["simulate"] = {
+        k: v for k, v in _plain(sim).items() if k not in ("series", "j_histogram")
+    }
+    s = sim.series
+    res.quantities.append(Quantity("simulate", "capacity", sim.capacity_mAh, "mAh"))
+    res.quantities.append(
+        Quantity("simulate", "final voltage", s["voltage"][-1], "V", sim.stop_reason)
+    )
+    res.quantities.append(Quantity("simulate", "time steps", sim.steps_accepted, "-"))
+
+
+def resume(run_dir: Any, comm: Any = None) -> PipelineResult:
+    """Continue the simulation of a run folder from its last checkpoint.
+
+    Everything comes from the folder: the resolved ``config.toml`` and
+    ``simulate/checkpoint.h5`` (which holds the mesh, the fields and the loop
+    state), so neither the image nor the mesher is needed. On the same number
+    of ranks the continuation is bitwise identical to an uninterrupted run.
+
+    Raises
+    ------
+    RunFolderError
+        If ``run_dir`` is not a run folder or holds no checkpoint.
+    """
+    from pathlib import Path
+
+    from tomofem._fenics import MPI
+    from tomofem.config import load_config
+    from tomofem.io.checkpoint import read_mesh
+    from tomofem.solvers.discharge import CHECKPOINT_NAME
+
+    comm = comm if comm is not None else MPI.COMM_WORLD
+    folder = Path(run_dir)
+    cfg = load_config(folder / "config.toml")
+    ckpt = folder / "simulate" / CHECKPOINT_NAME
+    dmesh = read_mesh(ckpt, comm)
+    res = PipelineResult()
+    t0 = time.perf_counter()
+    sim = simulate(dmesh, cfg.simulate, folder / "simulate", resume_from=ckpt)
+    res.stages.append(StageRecord("simulate", "done", time.perf_counter() - t0, "resumed"))
+    _record_simulation(res, sim)
+    return res
 
 
 def write_mesh(dmesh: Any, path: Any) -> None:

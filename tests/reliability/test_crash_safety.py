@@ -1,14 +1,20 @@
 """Crash safety of long runs: signals, SIGKILL + resume, failing writes, the step-size floor.
 
-The discharge runs are separate processes (``discharge_job.py``) so they can be
-killed for real. One small half cell (~30 steps) is run four ways:
+The discharge runs are separate processes so they can be killed for real. One
+small half cell (~30 steps) in a CLI run folder (``discharge_job.py``, what
+``tomofem simulate`` does after meshing) is run four ways:
 
 * uninterrupted (the reference curve);
-* SIGTERM partway: the step finishes, checkpoint and partial result are
-  written, the process exits 3 with a message;
-* resumed from that, then SIGKILLed partway (no chance to clean up);
-* resumed again to the end: its voltage curve must equal the reference to
-  1e-10 relative with the same time points (it is in fact bitwise equal).
+* SIGKILLed partway (no chance to clean up: only the periodic checkpoint
+  survives);
+* resumed with the real ``tomofem simulate --resume RUN`` and sent SIGTERM
+  partway: the step finishes, checkpoint and partial results are written, the
+  command exits 130 with a message saying how to continue;
+* resumed again with the CLI to the end: its voltage curve must equal the
+  reference to 1e-10 relative with the same time points (it is bitwise equal).
+
+A copy of a mid-run state, resumed with Newton capped at one iteration, must
+cut the step down to the floor and stop cleanly with the last good state.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import errno
 import json
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -34,6 +41,16 @@ ENV = dict(os.environ, OMP_NUM_THREADS="1")
 def _start(run_dir: Path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, str(JOB), str(run_dir), *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+    )
+
+
+def _cli_resume(run_dir: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "tomofem", "simulate", "--resume", str(run_dir)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -67,55 +84,58 @@ def _wait_for_steps(proc: subprocess.Popen, ckpt: Path, steps: int, timeout: flo
 
 
 def _leftovers(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if "tmp" in p.name)
+    return sorted(p.name for p in folder.rglob("*") if "tmp" in p.name)
 
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory) -> dict:
-    run = tmp_path_factory.mktemp("reference")
+    run = tmp_path_factory.mktemp("reference") / "run"
     rc, _out, err = _finish(_start(run))
     assert rc == 0, err[-3000:]
-    return json.loads((run / "result.json").read_text())
+    return json.loads((run / "simulate" / "result.json").read_text())
 
 
-def test_sigterm_sigkill_resume_equals_uninterrupted_run(tmp_path, reference):
+def test_sigkill_sigterm_resume_equals_uninterrupted_run(tmp_path, reference):
     run = tmp_path / "run"
-    ckpt = run / "checkpoint.h5"
+    ckpt = run / "simulate" / "checkpoint.h5"
     n_ref = reference["steps_accepted"]
     assert n_ref >= 12, "the reference run is too short to interrupt twice"
 
-    # SIGTERM: finish the step, checkpoint, partial result, non-zero exit with a message.
+    # SIGKILL partway: only the periodic checkpoint survives, complete.
     proc = _start(run, "--slow", "0.3")
     _wait_for_steps(proc, ckpt, 3)
-    proc.send_signal(signal.SIGTERM)
-    rc, _out, err = _finish(proc)
-    assert rc == 3, err[-3000:]
-    assert "interrupted by SIGTERM" in err and "resume" in err
-    partial = json.loads((run / "result.json").read_text())
-    stopped = _state(ckpt)
-    assert partial["stop_reason"].startswith("interrupted by SIGTERM")
-    assert 3 <= stopped["accepted"] == partial["steps_accepted"] < n_ref
-    assert len(partial["series"]["voltage"]) == stopped["accepted"] + 1
-    assert _leftovers(run) == []
-    failing = tmp_path / "failing"  # a copy of this mid-run state, for the Newton-failure check
-    failing.mkdir()
-    (failing / "checkpoint.h5").write_bytes(ckpt.read_bytes())
-
-    # Resume, then SIGKILL partway: only the periodic checkpoint survives.
-    proc = _start(run, "--resume", "--slow", "0.3")
-    _wait_for_steps(proc, ckpt, stopped["accepted"] + 3)
     proc.kill()
     rc, _, _ = _finish(proc)
     assert rc == -signal.SIGKILL
-    killed_at = _state(ckpt)["accepted"]
-    assert stopped["accepted"] < killed_at < n_ref
-    with h5py.File(ckpt, "r") as h5:  # the checkpoint the kill left behind is complete
+    killed = _state(ckpt)
+    assert 2 <= killed["accepted"] < n_ref
+    with h5py.File(ckpt, "r") as h5:
         assert h5.attrs["format"] == "tomofem-checkpoint" and "fields/c_s@nm1" in h5
+    assert _leftovers(run) == []
+
+    # `tomofem simulate --resume`, then SIGTERM: finish the step, checkpoint, partial
+    # results, exit 130 with a message that says how to continue.
+    proc = _cli_resume(run)
+    _wait_for_steps(proc, ckpt, killed["accepted"] + 2)
+    proc.send_signal(signal.SIGTERM)
+    rc, _out, err = _finish(proc)
+    assert rc == 130, err[-3000:]
+    assert "interrupted by SIGTERM" in err and f"tomofem simulate --resume {run}" in err
+    assert "Traceback" not in err
+    partial = json.loads((run / "simulate" / "result.json").read_text())
+    stopped = _state(ckpt)
+    assert partial["stop_reason"].startswith("interrupted by SIGTERM")
+    assert killed["accepted"] < stopped["accepted"] == partial["steps_accepted"] < n_ref
+    assert len(partial["series"]["voltage"]) == stopped["accepted"] + 1
+    assert json.loads((run / "results.json").read_text())["status"] == "interrupted"
+    assert _leftovers(run) == []
+    failing = tmp_path / "failing"  # a copy of this mid-run state, for the Newton-failure check
+    shutil.copytree(run, failing)
 
     # Resume to the end: the same steps and the same voltages as without interruptions.
-    rc, _out, err = _finish(_start(run, "--resume"))
+    rc, _out, err = _finish(_cli_resume(run))
     assert rc == 0, err[-3000:]
-    final = json.loads((run / "result.json").read_text())
+    final = json.loads((run / "simulate" / "result.json").read_text())
     assert final["stop_reason"] == "protocol complete"
     assert final["steps_accepted"] == n_ref
     for key in ("time", "dt", "step"):
@@ -125,17 +145,19 @@ def test_sigterm_sigkill_resume_equals_uninterrupted_run(tmp_path, reference):
     np.testing.assert_allclose(
         final["series"]["li_solid"], reference["series"]["li_solid"], rtol=1e-10
     )
+    assert json.loads((run / "results.json").read_text())["status"] == "complete"
     assert _leftovers(run) == []
 
     # Newton failure mid-run: cut and retry down to the floor, then a clean stop that keeps
     # the last good state (the checkpoint's time does not move) and says why.
-    args = ("--resume", "--snes-max-it", "1", "--dt-min", "0.5")
-    rc, _out, err = _finish(_start(failing, *args))
-    assert rc == 4, err[-3000:]
-    stop = json.loads((failing / "result.json").read_text())["stop_reason"]
+    config = failing / "config.toml"
+    config.write_text(config.read_text().replace("dt_min = 0.001", "dt_min = 0.5"))
+    rc, _out, err = _finish(_start(failing, "--resume", "--snes-max-it", "1"))
+    assert rc == 2, err[-3000:]
+    stop = json.loads((failing / "simulate" / "result.json").read_text())["stop_reason"]
     assert stop.startswith("step below dt_min=0.5 s")
     assert f"t={stopped['t']:.6g} s" in stop and "dt=" in stop and "residual norms [" in stop
-    after = _state(failing / "checkpoint.h5")
+    after = _state(failing / "simulate" / "checkpoint.h5")
     assert after["t"] == stopped["t"] and after["accepted"] == stopped["accepted"]
     assert after["rejected"] > stopped["rejected"]
 
