@@ -85,12 +85,15 @@ class PhaseDomain:
         return self.box_volume / self.length(axis)
 
 
-def _box(mesh: dolfinx.mesh.Mesh) -> tuple[np.ndarray, np.ndarray]:
+def mesh_box(mesh: dolfinx.mesh.Mesh) -> tuple[np.ndarray, np.ndarray]:
+    """Corners of the global axis-aligned bounding box of ``mesh`` (collective)."""
     x = mesh.geometry.x[:, :3]
     lo = x.min(axis=0) if x.size else np.full(3, np.inf)
     hi = x.max(axis=0) if x.size else np.full(3, -np.inf)
-    comm = mesh.comm
-    return comm.allreduce(lo, op=MPI.MIN), comm.allreduce(hi, op=MPI.MAX)
+    glo, ghi = np.empty(3), np.empty(3)
+    mesh.comm.Allreduce(np.ascontiguousarray(lo, dtype=float), glo, op=MPI.MIN)
+    mesh.comm.Allreduce(np.ascontiguousarray(hi, dtype=float), ghi, op=MPI.MAX)
+    return glo, ghi
 
 
 def cell_volumes(mesh: dolfinx.mesh.Mesh) -> np.ndarray:
@@ -167,7 +170,7 @@ def phase_domain(
     for t, v in conductivities.items():
         lut[int(t)] = v
     k.x.array[:] = lut[cell_phase]
-    lo, hi = _box(mesh)
+    lo, hi = mesh_box(mesh)
     return PhaseDomain(
         mesh=sub,
         k=k,

@@ -17,6 +17,7 @@ import numpy as np
 
 from tomofem._fenics import MPI, dolfinx
 from tomofem.errors import MeshingError
+from tomofem.homogenization.domain import mesh_box
 from tomofem.tags import SOLID, BoxFace, Phase, boundary_tag, interface_tag
 
 log = logging.getLogger(__name__)
@@ -47,9 +48,7 @@ def tag_facets_by_phase(mesh: dolfinx.mesh.Mesh, cell_phase: np.ndarray) -> dolf
     if np.any(inter):
         lo, hi = np.minimum(pa[inter], pb[inter]), np.maximum(pa[inter], pb[inter])
         values[inter] = [interface_tag(a, b) for a, b in zip(lo, hi, strict=True)]
-    x = mesh.geometry.x
-    box_lo = mesh.comm.allreduce(x.min(axis=0), op=MPI.MIN)
-    box_hi = mesh.comm.allreduce(x.max(axis=0), op=MPI.MAX)
+    box_lo, box_hi = mesh_box(mesh)
     tol = 1e-9 * float(np.linalg.norm(box_hi - box_lo))
     for face in BoxFace:
         plane = box_hi[face.axis] if face.is_max else box_lo[face.axis]

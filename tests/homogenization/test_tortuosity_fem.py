@@ -1,0 +1,87 @@
+import math
+
+import numpy as np
+import pytest
+from conftest import SPHERE_FRACTION, rayleigh_sc
+
+from tomofem._fenics import MPI
+from tomofem.homogenization.tortuosity import tortuosity_fem
+from tomofem.homogenization.verification import tagged_box
+from tomofem.tags import SOLID, Phase
+
+PORE = int(Phase.PORE)
+
+
+LENGTHS = np.array([1.0, 2.0, 0.5])
+
+
+def channel(x, axis):
+    """A 1/3 x 1/2 rectangular channel along ``axis`` (grid-aligned for n = 6)."""
+    x = x / LENGTHS[:, None]
+    a, b = [i for i in range(3) if i != axis]
+    return np.where((x[a] > 1 / 3) & (x[a] < 2 / 3) & (x[b] < 0.5), PORE, int(SOLID))
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("degree", [1, 2])
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_straight_channel_tau_is_one(axis, degree):
+    mesh, ct, _ = tagged_box(MPI.COMM_WORLD, (6, 6, 6), lambda x: channel(x, axis), LENGTHS)
+    res = tortuosity_fem(mesh, ct, {PORE: 1.0}, axis, degree=degree)
+    assert res.porosity == pytest.approx(1 / 6)
+    assert res.tau == pytest.approx(1.0, abs=1e-10)
+    assert res.k_eff == pytest.approx(1 / 6, rel=1e-10)
+    assert res.flux_in == pytest.approx(res.flux_out, rel=1e-10)
+    assert res.length == pytest.approx(LENGTHS[axis])
+
+
+@pytest.mark.parametrize("contrast", [1e-6, 1e-2, 1e2, 1e6])
+def test_laminates_exact_any_contrast(contrast):
+    mesh, ct, _ = tagged_box(MPI.COMM_WORLD, (4, 4, 4), lambda x: np.where(x[2] < 0.25, 1, 2))
+    ks = {1: 1.0, 2: contrast}
+    f = np.array([0.25, 0.75])
+    kv = np.array([1.0, contrast])
+    par = tortuosity_fem(mesh, ct, ks, 0)
+    ser = tortuosity_fem(mesh, ct, ks, 2)
+    for res, exact in ((par, f @ kv), (ser, 1 / (f @ (1 / kv)))):
+        assert res.flux_mismatch < 1e-7
+        assert abs(res.k_eff / exact - 1) <= max(1e-10, res.flux_mismatch)
+        assert math.isnan(res.tau)
+
+
+def test_non_percolating_gives_infinite_tau():
+    mesh, ct, _ = tagged_box(MPI.COMM_WORLD, (6, 4, 4), lambda x: np.where(x[0] < 0.5, PORE, 2))
+    res = tortuosity_fem(mesh, ct, {PORE: 1.0}, 0)
+    assert res.tau == math.inf and res.k_eff == 0.0 and not res.percolating
+    assert "do not connect" in res.message
+    assert tortuosity_fem(mesh, ct, {PORE: 1.0}, 1).tau == pytest.approx(1.0)
+
+
+def test_isolated_cluster_pinned_not_singular():
+    def phases(x):
+        chan = (x[1] < 0.25) & (x[2] < 0.25)
+        blob = (np.abs(x[0] - 0.5) < 0.125) & (x[1] > 0.5) & (x[1] < 0.75) & (x[2] > 0.5)
+        blob &= x[2] < 0.75
+        return np.where(chan | blob, PORE, 2)
+
+    mesh, ct, _ = tagged_box(MPI.COMM_WORLD, (8, 8, 8), phases)
+    res = tortuosity_fem(mesh, ct, {PORE: 1.0}, 0)
+    assert res.k_eff == pytest.approx(1 / 16, rel=1e-9)
+    assert res.connected_porosity == pytest.approx(1 / 16)
+    assert res.porosity == pytest.approx(1 / 16 + 1 / 64)
+    assert "2 cluster" not in res.message and "of 2" in res.message
+
+
+def test_sc_spheres_converge_to_rayleigh_at_order_two(sphere_cells):
+    """Insulating spheres, f = 0.113: P1 error vs Rayleigh decays like h^2 = N^(-2/3)."""
+    ref = rayleigh_sc(SPHERE_FRACTION, 0.0)
+    errs, dofs = [], []
+    for h in (0.07, 0.05, 0.035):
+        mesh, ct, _ = sphere_cells(h, periodic=False)
+        res = tortuosity_fem(mesh, ct, {PORE: 1.0}, 0, isotropic=True)
+        errs.append(res.k_eff - ref)
+        dofs.append(res.unknowns)
+    assert all(e > 0 for e in errs)  # conforming FEM converges from above
+    order = -3 * np.polyfit(np.log(dofs), np.log(errs), 1)[0]
+    assert order == pytest.approx(2.0, abs=0.3), (errs, dofs, order)
+    assert errs[-1] < 2.5e-3 * ref
