@@ -164,7 +164,12 @@ def tau_x(tm) -> dict:
 
 
 def render(tm, path: Path) -> None:
-    """Off-screen picture of a three-phase mesh: cells coloured by phase, one octant cut away."""
+    """Off-screen picture of a three-phase mesh.
+
+    Left: cells coloured by phase with one octant cut away (box faces and the
+    inside); right: the solid phases alone (pore cells hidden), showing the
+    NMC particles and the CBD around them in 3D.
+    """
     import pyvista as pv
 
     pv.OFF_SCREEN = True
@@ -174,22 +179,28 @@ def render(tm, path: Path) -> None:
     grid.cell_data["phase"] = tm.cell_tags
     centre = 0.5 * (tm.box[0] + tm.box[1])
     cen = tm.points[tm.cells].mean(axis=1)
-    keep = ~np.all(cen > centre, axis=1)
-    part = grid.extract_cells(np.flatnonzero(keep))
-    surf = part.extract_surface()
-    pl = pv.Plotter(off_screen=True, window_size=(1200, 1000))
-    pl.add_mesh(
-        surf,
-        scalars="phase",
-        categories=True,
-        cmap=["#3b7dd8", "#9a9a9a", "#e0a030"],
-        show_edges=True,
-        edge_color="#202020",
-        line_width=0.3,
-        scalar_bar_args={"title": "phase (1 pore, 2 NMC, 3 CBD)"},
-    )
-    pl.camera_position = "iso"
-    pl.camera.azimuth = 180
+    views = [
+        grid.extract_cells(np.flatnonzero(~np.all(cen > centre, axis=1))).extract_surface(),
+        grid.extract_cells(np.flatnonzero(tm.cell_tags >= 2)).extract_surface(),
+    ]
+    colours = ["#3b7dd8", "#9a9a9a", "#e0a030"]
+    pl = pv.Plotter(off_screen=True, window_size=(2000, 1000), shape=(1, 2))
+    titles = ["pore (blue) / NMC (grey) / CBD (orange), octant removed", "NMC + CBD (pore hidden)"]
+    for i, (surf, title) in enumerate(zip(views, titles, strict=True)):
+        pl.subplot(0, i)
+        pl.add_mesh(
+            surf,
+            scalars="phase",
+            clim=[0.5, 3.5],
+            cmap=colours,
+            n_colors=3,
+            show_edges=True,
+            edge_color="#303030",
+            line_width=0.2,
+            show_scalar_bar=False,
+        )
+        pl.add_text(title, font_size=12)
+        pl.camera_position = "iso"
     with tempfile.NamedTemporaryFile(suffix=".png", dir=path.parent, delete=False) as f:
         tmp = Path(f.name)
     pl.screenshot(str(tmp))

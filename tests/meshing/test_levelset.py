@@ -166,3 +166,25 @@ def test_bad_options():
         LevelSetOptions(alpha=0.7)
     with pytest.raises(ConfigError, match="lattice"):
         LevelSetOptions(lattice="hex")
+
+
+@pytest.mark.mpi
+def test_levelset_mesh_distributes(comm):
+    """Built on rank 0, distributed: phase volumes and interface area survive on any rank count."""
+    from tomofem._fenics import dolfinx, ufl
+    from tomofem.meshing import to_dolfinx
+
+    lab = _sphere(16, 5.0)
+    lab[:, :, 12:] = np.where(lab[:, :, 12:] == 0, 2, lab[:, :, 12:])
+    tm = mesh_levelset(lab)[0] if comm.rank == 0 else None
+    ref = comm.bcast(check_mesh(tm) if comm.rank == 0 else None, root=0)
+    dm = to_dolfinx(tm, comm)
+    dx = ufl.Measure("dx", domain=dm.mesh, subdomain_data=dm.cell_tags)
+    dS = ufl.Measure("dS", domain=dm.mesh, subdomain_data=dm.facet_tags)
+    one = dolfinx.fem.Constant(dm.mesh, 1.0)
+    for pid in (1, 2, 3):
+        vol = comm.allreduce(dolfinx.fem.assemble_scalar(dolfinx.fem.form(one * dx(pid))))
+        assert vol == pytest.approx(ref.volume_by_phase[pid], rel=1e-12)
+    tag = tags.interface_tag(1, 2)
+    area = comm.allreduce(dolfinx.fem.assemble_scalar(dolfinx.fem.form(one("+") * dS(tag))))
+    assert area == pytest.approx(ref.area_by_tag[tag], rel=1e-12)
