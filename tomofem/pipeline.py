@@ -342,6 +342,17 @@ def homogenize(
     from tomofem import tags
 
     phase = PHASE_INDEX[cfg.phase]
+    if not np.any(labels.data == phase):  # else tau = inf "does not percolate": misleading
+        from tomofem.errors import ImageError
+
+        present = [int(v) for v in np.unique(labels.data)]
+        names = ", ".join(f"{i} = {n}" for i, n in enumerate(labels.label_names or ()))
+        raise ImageError(
+            f"homogenize.phase = {cfg.phase!r} (label {phase}) is absent from "
+            f"{labels.source or 'the label image'}, which holds labels {present}"
+            + (f" ({names})" if names else "")
+            + "; choose a phase the image has, or check the segmentation"
+        )
     out: dict[str, Any] = {"phase": cfg.phase, "fem": {}, "voxel": {}}
     if dmesh is not None:
         tort_fem = api("tomofem.homogenization.tortuosity", "tortuosity_fem", "homogenize")

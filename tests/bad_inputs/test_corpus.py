@@ -413,6 +413,16 @@ CASES: list[Case] = [
         r"pick a present phase",
     ),
     Case(
+        "homogenize-phase-absent",
+        lambda t: pipeline.homogenize(
+            image_io.Volume(_labels(), label_names=("pore", "solid"), source="seg.tif"),
+            config.HomogenizeConfig(phase="cbd", axes=["x"]),
+        ),
+        ImageError,
+        r"homogenize\.phase = 'cbd' \(label 2\) is absent from seg\.tif.*\[0, 1\]",
+        r"choose a phase the image has",
+    ),
+    Case(
         "float-labels-to-mesher",
         _mesh_levelset(lambda: _labels().astype(float)),
         MeshingError,
