@@ -1,5 +1,7 @@
 """Segmented voxels -> body-fitted conformal multi-phase tetrahedral meshes."""
 
+from tomofem.meshing.options import MeshOptions
+from tomofem.meshing.pipeline import ROUTES, mesh_image, register_route
 from tomofem.meshing.tetmesh import (
     DolfinxMesh,
     MeshReport,
@@ -12,9 +14,13 @@ from tomofem.meshing.tetmesh import (
 
 __all__ = [
     "DolfinxMesh",
+    "MeshOptions",
     "MeshReport",
+    "ROUTES",
     "TetMesh",
     "check_mesh",
+    "mesh_image",
+    "register_route",
     "structured_tetmesh",
     "tag_facets",
     "to_dolfinx",

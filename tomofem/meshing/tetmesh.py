@@ -377,6 +377,37 @@ def to_dolfinx(tm: TetMesh | None, comm, rank: int = 0) -> DolfinxMesh:
     return DolfinxMesh(mesh, cell_tags, facet_tags, phase_names, box)
 
 
+def kuhn_grid(
+    shape: tuple[int, ...], spacing: npt.ArrayLike = (1.0, 1.0, 1.0)
+) -> tuple[np.ndarray, np.ndarray]:
+    """Grid of ``shape`` boxes, each split into 6 positive tetrahedra (Kuhn split).
+
+    Returns the grid nodes (first axis slowest) and the cells, ordered by
+    tetrahedron type first: cell ``t * n_boxes + b`` is type ``t`` of box ``b``
+    (boxes in C order).
+    """
+    nx, ny, nz = (int(n) for n in shape)
+    h = np.asarray(spacing, dtype=float)
+    g = np.stack(
+        np.meshgrid(np.arange(nx + 1), np.arange(ny + 1), np.arange(nz + 1), indexing="ij"), -1
+    )
+    points = g.reshape(-1, 3) * h
+    vid = np.arange((nx + 1) * (ny + 1) * (nz + 1)).reshape(nx + 1, ny + 1, nz + 1)
+    c = [
+        vid[i : i + nx, j : j + ny, k : k + nz].ravel()
+        for i in (0, 1)
+        for j in (0, 1)
+        for k in (0, 1)
+    ]
+    # corners v[ijk] with index i*4 + j*2 + k; Kuhn split along the 0-7 diagonal
+    v = np.stack(c, axis=1)
+    kuhn = [(0, 1, 3, 7), (0, 1, 5, 7), (0, 2, 3, 7), (0, 2, 6, 7), (0, 4, 5, 7), (0, 4, 6, 7)]
+    cells = np.concatenate([v[:, list(t)] for t in kuhn]).astype(np.int64)
+    flip = tet_volumes(points, cells) < 0
+    cells[flip] = cells[flip][:, [0, 2, 1, 3]]
+    return points, cells
+
+
 def structured_tetmesh(
     labels: npt.NDArray[np.integer], spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
 ) -> TetMesh:
@@ -397,27 +428,9 @@ def structured_tetmesh(
         raise MeshingError(f"structured mesh: need a 3D label image, got shape {labels.shape}")
     if labels.min() < 0 or labels.max() >= tags.MAX_PHASES:
         raise MeshingError(f"structured mesh: labels must lie in 0..{tags.MAX_PHASES - 1}")
-    nx, ny, nz = labels.shape
     h = np.asarray(spacing, dtype=float)
-    g = np.stack(
-        np.meshgrid(np.arange(nx + 1), np.arange(ny + 1), np.arange(nz + 1), indexing="ij"), -1
-    )
-    points = g.reshape(-1, 3) * h
-    vid = np.arange((nx + 1) * (ny + 1) * (nz + 1)).reshape(nx + 1, ny + 1, nz + 1)
-    c = [
-        vid[i : i + nx, j : j + ny, k : k + nz].ravel()
-        for i in (0, 1)
-        for j in (0, 1)
-        for k in (0, 1)
-    ]
-    # corners v[ijk] with index i*4 + j*2 + k; Kuhn split along the 0-7 diagonal
-    v = np.stack(c, axis=1)
-    kuhn = [(0, 1, 3, 7), (0, 1, 5, 7), (0, 2, 3, 7), (0, 2, 6, 7), (0, 4, 5, 7), (0, 4, 6, 7)]
-    cells = np.concatenate([v[:, list(t)] for t in kuhn])
-    vols = tet_volumes(points, cells)
-    flip = vols < 0
-    cells[flip] = cells[flip][:, [0, 2, 1, 3]]
-    phase = np.tile(labels.ravel().astype(np.int32) + 1, len(kuhn))
+    points, cells = kuhn_grid(labels.shape, h)
+    phase = np.tile(labels.ravel().astype(np.int32) + 1, 6)
     box = np.array([[0.0, 0.0, 0.0], np.array(labels.shape) * h])
     facets, ftags = tag_facets(points, cells, phase, box)
     return TetMesh(points, cells.astype(np.int64), phase, facets, ftags, box, route="voxel-kuhn")

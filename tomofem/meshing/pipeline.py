@@ -1,0 +1,217 @@
+"""Label image -> validated tetrahedral mesh, through an ordered chain of routes.
+
+A route is a function ``mesh(labels, spacing, options) -> TetMesh``. Routes
+are tried in registry order (or ``options.routes`` order); each result is
+measured with :func:`check_mesh` and rejected if it is not conformal,
+watertight and tagged, has too-flat elements, too many cells, or phase
+fractions off the image's. The log says which route produced the mesh and why
+the others were rejected; if every route fails, the ``MeshingError`` lists
+each reason.
+
+Adding a route is one call, e.g. in ``tomofem/meshing/levelset.py``::
+
+    from tomofem.meshing.pipeline import register_route
+    register_route("levelset", mesh)
+
+or one line in :data:`ROUTES` below.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import replace
+
+import numpy as np
+
+from tomofem import tags
+from tomofem.errors import MeshingError
+from tomofem.meshing import gmsh_route, levelset
+from tomofem.meshing.options import MeshOptions
+from tomofem.meshing.tetmesh import MeshReport, TetMesh, check_mesh
+
+log = logging.getLogger(__name__)
+
+Route = Callable[[np.ndarray, tuple[float, float, float], MeshOptions], TetMesh]
+
+#: Meshing routes in the order they are tried.
+ROUTES: dict[str, Route] = {"surface-nets-gmsh": gmsh_route.mesh, "levelset": levelset.mesh}
+
+
+def register_route(name: str, route: Route, before: str | None = None) -> None:
+    """Add ``route`` to the chain, at the end or just before route ``before``."""
+    items = [(k, v) for k, v in ROUTES.items() if k != name]
+    keys = [k for k, _ in items]
+    i = keys.index(before) if before in keys else len(items)
+    items.insert(i, (name, route))
+    ROUTES.clear()
+    ROUTES.update(items)
+
+
+def validate_labels(labels: np.ndarray) -> np.ndarray:
+    """Check a label image for meshing; return it as an integer array.
+
+    Raises
+    ------
+    MeshingError
+        Naming the problem and the fix: not 3D, not integer, negative or too
+        many labels, fewer than two phases, a label index with no voxels, or a
+        phase of a single voxel.
+    """
+    arr = np.asarray(labels)
+    if arr.ndim != 3:
+        raise MeshingError(
+            f"input: labels have shape {arr.shape}; meshing needs a 3D label image (stack 2D "
+            "slices with np.stack, or add an axis with arr[None])"
+        )
+    if arr.dtype == bool:
+        arr = arr.astype(np.uint8)
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise MeshingError(
+            f"input: labels have dtype {arr.dtype}; give integer label indices (0 = pore, "
+            "1 = solid/active, 2 = CBD): segment first, or cast with .astype(np.uint8)"
+        )
+    if arr.min() < 0 or arr.max() >= tags.MAX_PHASES:
+        raise MeshingError(
+            f"input: label indices span {arr.min()}..{arr.max()}; they must lie in "
+            f"0..{tags.MAX_PHASES - 1} (relabel with np.unique(..., return_inverse=True))"
+        )
+    counts = np.bincount(arr.ravel(), minlength=int(arr.max()) + 1)
+    if np.count_nonzero(counts) < 2:
+        raise MeshingError(
+            f"input: label {int(arr.flat[0])} fills the whole volume; there is no interface "
+            "to mesh (use tomofem.meshing.structured_tetmesh for a plain box mesh)"
+        )
+    empty = [i for i, c in enumerate(counts) if c == 0]
+    if empty:
+        raise MeshingError(
+            f"input: label index(es) {empty} have no voxels although higher indices exist; "
+            "relabel the phases consecutively from 0"
+        )
+    tiny = [i for i, c in enumerate(counts) if c < 2]
+    if tiny:
+        raise MeshingError(
+            f"input: phase label(s) {tiny} have a single voxel; such a feature is below any "
+            "mesh size: remove it (image cleanup) or merge it into a neighbouring phase"
+        )
+    return arr
+
+
+def _rejection(report: MeshReport, labels: np.ndarray, options: MeshOptions) -> str | None:
+    """Why ``report``'s mesh is unfit, or ``None`` if it passes."""
+    if not report.conformal:
+        return (
+            f"not conformal ({report.inverted_cells} inverted cells, "
+            f"{report.nonmanifold_facets} non-manifold facets)"
+        )
+    if abs(report.box_volume_error) > 1e-9:
+        return f"not watertight (box volume error {report.box_volume_error:.2e})"
+    if report.untagged_interface_facets:
+        return f"{report.untagged_interface_facets} untagged interface facets"
+    if report.num_cells > options.max_cells:
+        return f"{report.num_cells} cells above max_cells={options.max_cells}"
+    if report.min_dihedral_deg < options.min_dihedral_deg:
+        return (
+            f"min dihedral angle {report.min_dihedral_deg:.2f} deg below "
+            f"{options.min_dihedral_deg} deg"
+        )
+    counts = np.bincount(labels.ravel())
+    total = sum(report.volume_by_phase.values())
+    for i, c in enumerate(counts):
+        ph = tags.phase_id(i)
+        err = report.volume_by_phase.get(ph, 0.0) / total - c / labels.size
+        if abs(err) > options.max_fraction_error:
+            return f"phase {ph} volume fraction off the image's by {err:+.4f}"
+    return None
+
+
+def default_phase_names(num_phases: int) -> dict[int, str]:
+    """``{1: "pore", 2: "solid"}`` for two phases, pore/active/cbd for three, phaseN beyond."""
+    names = {int(k): v for k, v in tags.PHASE_NAMES.items()}
+    if num_phases == 2:
+        names[int(tags.SOLID)] = "solid"
+    return {
+        tags.phase_id(i): names.get(tags.phase_id(i), f"phase{i + 1}") for i in range(num_phases)
+    }
+
+
+def mesh_image(
+    labels: np.ndarray,
+    spacing: tuple[float, float, float] | float = (1.0, 1.0, 1.0),
+    options: MeshOptions | None = None,
+    phase_names: dict[int, str] | None = None,
+) -> TetMesh:
+    """Mesh a segmented image into a conformal, tagged, multi-phase tetrahedral mesh.
+
+    Parameters
+    ----------
+    labels
+        3D array of label indices: 0 = pore, 1 = solid (active), 2 = CBD, ...
+        Cell tag of label ``i`` is ``tomofem.tags.phase_id(i)``.
+    spacing
+        Voxel size per axis (or one value) [length]; the mesh is in these units.
+    options
+        Sizes, smoothing and route settings (defaults: :class:`MeshOptions`).
+    phase_names
+        Name of each phase id, e.g. ``{1: "pore", 2: "nmc"}``; defaults to
+        pore/solid (two phases) or pore/active/cbd.
+
+    Returns
+    -------
+    TetMesh
+        Mesh on this process with phase cell tags, interface and per-phase box
+        facet tags; ``route`` names the route that produced it.
+
+    Raises
+    ------
+    MeshingError
+        For unfit input, or when every route failed or was rejected (the
+        message lists each route's reason).
+
+    Notes
+    -----
+    Serial and deterministic: call it on one rank and distribute with
+    :func:`tomofem.meshing.to_dolfinx` (or write it once with
+    :mod:`tomofem.io.mesh_io` and load it under MPI: idle ranks busy-wait and
+    slow gmsh down otherwise).
+    """
+    opts = MeshOptions() if options is None else options
+    lab = validate_labels(labels)
+    h = np.broadcast_to(np.asarray(spacing, dtype=float), (3,)).copy()
+    if np.any(~np.isfinite(h)) or np.any(h <= 0):
+        raise MeshingError(f"input: spacing={spacing!r} must be positive (one or three values)")
+    names = default_phase_names(int(lab.max()) + 1) if phase_names is None else phase_names
+    chain = list(ROUTES) if opts.routes is None else list(opts.routes)
+    unknown = [r for r in chain if r not in ROUTES]
+    if unknown:
+        raise MeshingError(f"options: unknown route(s) {unknown}; registered: {list(ROUTES)}")
+    reasons: list[str] = []
+    spacing3 = (float(h[0]), float(h[1]), float(h[2]))
+    for name in chain:
+        try:
+            tm = ROUTES[name](lab, spacing3, opts)
+        except MeshingError as exc:
+            reasons.append(f"{name}: failed: {exc}")
+            log.warning("meshing route %s failed: %s", name, exc)
+            continue
+        report = check_mesh(tm)
+        why = _rejection(report, lab, opts)
+        if why is not None:
+            reasons.append(f"{name}: rejected: {why}")
+            log.warning("meshing route %s rejected: %s", name, why)
+            continue
+        log.info(
+            "meshing route %s produced %d vertices, %d tets (min dihedral %.1f deg)%s",
+            name,
+            report.num_vertices,
+            report.num_cells,
+            report.min_dihedral_deg,
+            "; earlier routes: " + "; ".join(reasons) if reasons else "",
+        )
+        return replace(tm, phase_names=names, route=name)
+    raise MeshingError(
+        "meshing: every route failed or was rejected:\n  "
+        + "\n  ".join(reasons)
+        + "\nTry cleaning the image (small islands, one-voxel features), more smoothing, or a "
+        "smaller interface_size"
+    )
