@@ -278,15 +278,17 @@ def _convert(value: Any, tp: Any, path: str, meta: Mapping[str, Any], out: list[
     origin = typing.get_origin(tp)
     if origin in (types.UnionType, typing.Union):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
-        trial: list[str] = []
+        content: list[str] = []
         for a in args:
+            trial: list[str] = []
             res = _convert(value, a, path, meta, trial)
             if res is not _MISSING and not trial:
                 return res
-            if res is not _MISSING:  # right type, wrong range: report that
-                out.extend(trial)
-                return _MISSING
-            trial = []
+            if not content and any(": expected " not in t for t in trial):
+                content = trial  # right type, wrong range or entries: report that
+        if content:
+            out.extend(content)
+            return _MISSING
         out.append(f"{path}: expected {_type_name(tp)}, got {value!r}")
         return _MISSING
     if origin is Literal:

@@ -549,6 +549,13 @@ CASES: list[Case] = [
         r"check the --config path",
     ),
     Case(
+        "config-crop-too-small",
+        _config("[image]\ncrop_size = [2, 8, 8]\n"),
+        ConfigError,
+        r"image\.crop_size\[0\]",
+        r"must be >= 4, got 2",
+    ),
+    Case(
         "config-mesh-size-nonpositive",
         _config("[mesh]\ninterface_size = 0.0\n"),
         ConfigError,
