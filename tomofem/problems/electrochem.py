@@ -113,6 +113,10 @@ class HalfCellProblem:
     interface_data: np.ndarray
     cell_marker: np.ndarray
     submesh_cells: dict[str, np.ndarray] = field(default_factory=dict)
+    measures: dict[str, Any] = field(default_factory=dict)
+    """``dx`` (ids = phase tags), ``dGamma`` and ``ds`` of the parent mesh: a form
+    added to the residuals must use these objects (DOLFINx needs one set of
+    subdomain data per integral type)."""
 
     @property
     def comm(self):
@@ -454,6 +458,7 @@ def build_half_cell(dmesh, params: dict[str, Any], config: HalfCellConfig) -> Ha
         interface_data=gamma,
         cell_marker=marker,
         submesh_cells=cells,
+        measures={"dx": dx, "dGamma": dGamma, "ds": ds},
     )
     problem.collector_area = problem.assemble("collector_area")
     problem.active_volume = problem.assemble("active_volume")

@@ -104,6 +104,12 @@ class Protocol:
                 problems.append(f"steps[{k}]: give until_voltage, until_c_rate or duration")
             if s.kind == "rest" and s.duration is None:
                 problems.append(f"steps[{k}]: a rest needs a duration")
+            if s.duration is not None and not s.duration > 0:  # a negative one ran time backwards
+                problems.append(f"steps[{k}].duration: must be > 0 s, got {s.duration}")
+            if s.until_c_rate is not None and not s.until_c_rate > 0:
+                problems.append(f"steps[{k}].until_c_rate: must be > 0, got {s.until_c_rate}")
+            if s.kind == "current" and s.value == 0 and s.duration is None:
+                problems.append(f"steps[{k}]: a zero current never reaches a cut-off; use a rest")
         if not self.steps:
             problems.append("steps: empty protocol")
         if problems:
@@ -193,7 +199,7 @@ class _Interface:
         cp, lp, cm, lm = data.T
         others = np.array([[1, 2, 3], [0, 2, 3], [0, 1, 3], [0, 1, 2]])
         x = mesh.geometry.x
-        gdm = mesh.geometry.dofmap
+        gdm = mesh.geometry.dofmaps[0]
         tri = x[gdm[cp][np.arange(len(cp))[:, None], others[lp]]]
         self.area = 0.5 * np.linalg.norm(
             np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1
@@ -273,7 +279,7 @@ class _Particles:
         cells = np.flatnonzero(is_active[:n_owned]).astype(np.int32)
         sub = p.entity_maps[1].sub_topology_to_topology(cells, inverse=True)
         self.dofs = p.spaces["c_s"].dofmap.list[sub]
-        x = mesh.geometry.x[mesh.geometry.dofmap[cells]]
+        x = mesh.geometry.x[mesh.geometry.dofmaps[0][cells]]
         self.vol = np.abs(np.linalg.det(x[:, 1:] - x[:, :1])) / 6.0
         self.lab = labels[cells]
         self.p = p
@@ -555,6 +561,16 @@ def run_half_cell(
         record(0.0, 0, 0, 0.0)
         if writer:
             writer.write(0.0)
+        first = protocol.steps[0]
+        v0 = series["voltage"][0]
+        if first.kind == "current" and first.until_voltage is not None and first.value != 0:
+            if (v0 - first.until_voltage) * np.sign(first.value) <= 0:  # over before it starts
+                raise ConfigError(
+                    f"steps[0].until_voltage: the cut-off {first.until_voltage} V is already "
+                    f"passed at the start ({v0:.4f} V at SOC {protocol.initial_soc}), so the "
+                    f"{'dis' if first.value > 0 else ''}charge would end at once; check the "
+                    "cut-off voltages and the initial state of charge"
+                )
 
     stop_reason = "protocol complete"
     dt = float(state["dt"])
@@ -615,7 +631,9 @@ def run_half_cell(
             p.u_nm1[k].x.array[:] = p.u_n[k].x.array
             p.u_n[k].x.array[:] = p.u[k].x.array
         state["t"] += dt
-        state["capacity_C"] += i_now * dt
+        # Charge passed = Li gained by the solid (it exchanges Li only across Γ): exact
+        # for every mode, also where BDF2 weights a varying potentiostatic current.
+        state["capacity_C"] += FARADAY * (p.assemble("li_solid") - series["li_solid"][-1])
         state["accepted"] += 1
         state["dt_prev"] = dt
         if step.duration is not None and state["t"] - state["step_start"] >= step.duration * (
@@ -634,6 +652,7 @@ def run_half_cell(
         if done:
             state["step_index"] += 1
             state["step_start"] = state["t"]
+            state["dt_prev"] = None  # restart BDF at the jump in the forcing
             dt = ctl.dt_initial
         if out is not None and checkpoint_every and state["accepted"] % checkpoint_every == 0:
             state["dt"] = dt  # the next step, so a resumed run takes the same steps

@@ -1,0 +1,17 @@
+"""Tiny half cells shared by the electrochemistry tests (voxel meshes, µm units)."""
+
+import numpy as np
+
+from tomofem._fenics import MPI
+from tomofem.meshing import structured_tetmesh, to_dolfinx
+
+
+def tiny_cell(comm=None, separator: int = 2):
+    """Two touching blocks of active material with a pore gap and a pore separator slab."""
+    comm = comm or MPI.COMM_WORLD
+    lab = np.zeros((6 + separator, 4, 4), dtype=int)
+    lab[0:5, 0:2, 0:3] = 1
+    lab[0:3, 2:4, 1:4] = 1
+    lab[3, 3, :] = 1
+    tm = structured_tetmesh(lab) if comm.rank == 0 else None
+    return to_dolfinx(tm, comm)
