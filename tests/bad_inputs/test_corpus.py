@@ -36,6 +36,7 @@ from tomofem.errors import (
     ImageError,
     MeshingError,
     ParameterError,
+    PercolationError,
     ResourceError,
     RunFolderError,
 )
@@ -44,6 +45,7 @@ from tomofem.image import connectivity, metrics
 from tomofem.image import io as image_io
 from tomofem.io import checkpoint, runfolder
 from tomofem.problems import electrochem
+from tomofem.solvers.discharge import Protocol, Step
 
 # --------------------------------------------------------------------------- inputs
 
@@ -219,6 +221,18 @@ def _params_without(key: str) -> dict:
     p = half_cell()
     del p[key]
     return p
+
+
+def _discharge(protocol, collector_gap: bool = False):
+    """A half-cell run on a voxel mesh of one active block (x = 0 collector unless a gap)."""
+    from tomofem._fenics import MPI
+    from tomofem.meshing import structured_tetmesh, to_dolfinx
+    from tomofem.solvers.discharge import run_half_cell
+
+    labels = np.zeros((6, 4, 4), np.uint8)
+    labels[1 if collector_gap else 0 : 5, 1:3, 1:3] = 1
+    dmesh = to_dolfinx(structured_tetmesh(labels, (2.0, 2.0, 2.0)), MPI.COMM_SELF)
+    return run_half_cell(dmesh, materials.half_cell(), protocol)
 
 
 def _existing_run_folder(tmp: Path) -> Path:
@@ -483,6 +497,35 @@ CASES: list[Case] = [
         ParameterError,
         r"'nmc999'",
         r"choose one of",
+    ),
+    # ---------------------------------------------------------------- discharge protocols
+    Case(
+        "protocol-negative-duration",
+        lambda t: _discharge(Protocol((Step("rest", 0.0, duration=-5.0),), 1.0)),
+        ConfigError,
+        r"steps\[0\]\.duration",
+        r"must be > 0 s, got -5",
+    ),
+    Case(
+        "protocol-cutoff-above-start-voltage",
+        lambda t: _discharge(Protocol.discharge(1.0, 4.5, 1.0)),
+        ConfigError,
+        r"steps\[0\]\.until_voltage: the cut-off 4\.5 V is already passed",
+        r"check the cut-off voltages and the initial state of charge",
+    ),
+    Case(
+        "protocol-initial-soc-out-of-range",
+        lambda t: _discharge(Protocol.discharge(1.0, 3.0, 1.5)),
+        ConfigError,
+        r"initial_soc",
+        r"must lie in \[0, 1\], got 1\.5",
+    ),
+    Case(
+        "active-phase-off-the-collector",
+        lambda t: _discharge(Protocol.discharge(1.0, 3.0, 1.0), collector_gap=True),
+        PercolationError,
+        r"collector face xmin",
+        r"choose another collector_face",
     ),
     # ---------------------------------------------------------------- configs
     Case(
