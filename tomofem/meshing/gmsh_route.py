@@ -475,3 +475,14 @@ def mesh(
     t["volume"] = time.perf_counter() - t0
     log.debug("surface-nets-gmsh stage times: %s", t)
     return replace(tm, route="surface-nets-gmsh")
+
+
+def sicn(points: np.ndarray, cells: np.ndarray) -> np.ndarray:
+    """gmsh's signed inverse condition number of each tetrahedron (1 = regular, <= 0 = inverted)."""
+    with gmsh_session(1) as gmsh:
+        gmsh.model.add("quality")
+        gmsh.model.addDiscreteEntity(3, 1)
+        gmsh.model.mesh.addNodes(3, 1, np.arange(1, len(points) + 1), points.ravel())
+        tags = np.arange(1, len(cells) + 1)
+        gmsh.model.mesh.addElementsByType(1, 4, tags, (cells + 1).ravel())
+        return np.asarray(gmsh.model.mesh.getElementQualities(tags, "minSICN"))

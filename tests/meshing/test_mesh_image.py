@@ -1,0 +1,186 @@
+"""mesh_image and the surface-nets + gmsh route on synthetic two- and three-phase images."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+
+from tomofem import tags
+from tomofem.errors import MeshingError
+from tomofem.meshing import MeshOptions, check_mesh, mesh_image, pipeline, to_dolfinx
+from tomofem.meshing.gmsh_route import sicn
+from tomofem.meshing.surface import count_contact_defects, repair_contacts
+
+GMSH = MeshOptions(routes=("surface-nets-gmsh",))
+
+
+def _grid(n):
+    x = np.arange(n) + 0.5
+    return np.meshgrid(x, x, x, indexing="ij")
+
+
+def _sphere(n=32, r=10.0, c=(16.3, 15.8, 16.1)):
+    X, Y, Z = _grid(n)
+    return ((X - c[0]) ** 2 + (Y - c[1]) ** 2 + (Z - c[2]) ** 2 <= r * r).astype(np.uint8)
+
+
+def _three_phase(n=32):
+    """CBD slab (label 2) under a pore region, two spheres (label 1) crossing it and a face."""
+    X, Y, Z = _grid(n)
+    lab = np.zeros((n, n, n), np.uint8)
+    lab[Z < 11] = 2
+    lab[(X - 16) ** 2 + (Y - 16.5) ** 2 + (Z - 15) ** 2 <= 8**2] = 1
+    lab[(X - 4) ** 2 + (Y - 28) ** 2 + (Z - 26) ** 2 <= 6**2] = 1
+    return lab
+
+
+def _packing(n=32):
+    """Non-overlapping spheres of radius 5 voxels (gap 1), cut by the box faces."""
+    rng = np.random.default_rng(3)
+    X, Y, Z = _grid(n)
+    lab = np.zeros((n, n, n), np.uint8)
+    centres: list[np.ndarray] = []
+    while len(centres) < 12:
+        c = rng.uniform(0, n, 3)
+        if all(np.linalg.norm(c - o) >= 11.0 for o in centres):
+            centres.append(c)
+            lab[(X - c[0]) ** 2 + (Y - c[1]) ** 2 + (Z - c[2]) ** 2 <= 25.0] = 1
+    return lab
+
+
+def _assert_valid(tm, labels, frac_tol=0.005):
+    r = check_mesh(tm)
+    assert r.conformal and r.untagged_interface_facets == 0
+    assert abs(r.box_volume_error) < 1e-12
+    # box facets lie on their planes and carry the phase of their cell
+    for t in np.unique(tm.facet_tags[tm.facet_tags >= 1000]):
+        phase, face = tags.boundary_phase_face(int(t))
+        x = tm.points[tm.facets[tm.facet_tags == t]][:, :, face.axis]
+        assert np.all(x == tm.box[int(face.is_max), face.axis])
+        assert phase in r.volume_by_phase
+    tot = sum(r.volume_by_phase.values())
+    for i in range(int(labels.max()) + 1):
+        err = r.volume_by_phase[tags.phase_id(i)] / tot - np.mean(labels == i)
+        assert abs(err) < frac_tol, (i, err)
+    assert r.min_dihedral_deg >= 5.0
+    assert sicn(tm.points, tm.cells).min() >= 0.1
+    return r
+
+
+def test_sphere_volume_and_area_within_targets():
+    lab = _sphere()
+    tm = mesh_image(lab, options=GMSH)
+    assert tm.route == "surface-nets-gmsh"
+    r = _assert_valid(tm, lab, frac_tol=1e-9)
+    R = 10.0
+    assert r.volume_by_phase[tags.SOLID] == pytest.approx(4 / 3 * np.pi * R**3, rel=0.01)
+    assert r.area_by_tag[tags.interface_tag(1, 2)] == pytest.approx(4 * np.pi * R**2, rel=0.02)
+    assert tm.phase_names == {1: "pore", 2: "solid"}
+
+
+def test_two_phase_packing_conformal_tagged_accurate():
+    lab = _packing()
+    tm = mesh_image(lab, options=GMSH)
+    r = _assert_valid(tm, lab)
+    faces = {t for t in r.area_by_tag if t >= 1000}
+    assert {tags.boundary_tag(1, f) for f in tags.BoxFace} <= faces
+    # the mesh is much coarser than the voxels inside the phases
+    assert tm.num_vertices < 0.2 * lab.size
+
+
+def test_three_phase_triple_lines():
+    lab = _three_phase()
+    tm = mesh_image(lab, options=GMSH)
+    r = _assert_valid(tm, lab, frac_tol=1e-6)
+    for a, b in ((1, 2), (1, 3), (2, 3)):
+        assert r.area_by_tag[tags.interface_tag(a, b)] > 0
+    assert tags.boundary_tag(tags.Phase.CBD, tags.BoxFace.ZMIN) in r.area_by_tag
+    assert r.area_by_tag[tags.boundary_tag(3, tags.BoxFace.ZMIN)] == pytest.approx(32.0**2)
+    assert tm.phase_names == {1: "pore", 2: "active", 3: "cbd"}
+
+
+def test_spacing_scales_the_mesh():
+    lab = _sphere(24, 7.0, (12.2, 11.9, 12.1))
+    tm = mesh_image(lab, spacing=(0.5, 0.5, 0.5), options=GMSH)
+    np.testing.assert_allclose(tm.box[1], [12.0, 12.0, 12.0])
+    r = check_mesh(tm)
+    assert r.volume_by_phase[2] == pytest.approx(lab.sum() * 0.125, rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("labels", "match"),
+    [
+        (np.zeros((8, 8), dtype=np.uint8), "3D label image"),
+        (np.zeros((6, 6, 6), dtype=float), "integer"),
+        (np.ones((6, 6, 6), dtype=np.uint8), "fills the whole volume"),
+        (np.where(np.arange(216).reshape(6, 6, 6) < 100, 0, 2), "no voxels"),
+        (np.pad(np.ones((1, 1, 1), dtype=np.uint8), 3), "single voxel"),
+        (np.full((6, 6, 6), -1), "0..8"),
+    ],
+)
+def test_bad_input_raises_meshing_error(labels, match):
+    with pytest.raises(MeshingError, match=match):
+        mesh_image(labels)
+
+
+def test_contact_repair_removes_diagonal_contacts():
+    lab = np.zeros((6, 6, 6), dtype=np.uint8)
+    lab[2, 2, 1:5] = 1
+    lab[3, 3, 1:5] = 1  # edge-only contact along z
+    lab[1, 1, 0] = lab[0, 0, 1] = 0
+    assert count_contact_defects(lab)[0] > 0
+    fixed, changed = repair_contacts(lab)
+    assert changed > 0 and count_contact_defects(fixed) == (0, 0)
+    with pytest.raises(MeshingError, match="repair_contacts"):
+        mesh_image(lab, options=MeshOptions(routes=GMSH.routes, repair_contacts=False))
+
+
+def test_chain_logs_rejection_and_falls_through(caplog, monkeypatch):
+    import gmsh
+
+    def broken(labels, spacing, options):
+        raise MeshingError("stage X failed on purpose")
+
+    monkeypatch.setattr(pipeline, "ROUTES", dict(pipeline.ROUTES))
+    pipeline.register_route("broken", broken, before="surface-nets-gmsh")
+    assert list(pipeline.ROUTES)[0] == "broken"
+    with caplog.at_level(logging.INFO, logger="tomofem.meshing.pipeline"):
+        tm = mesh_image(
+            _sphere(24, 6.0, (12.2, 11.9, 12.1)),
+            options=MeshOptions(routes=("broken", "surface-nets-gmsh")),
+        )
+    assert tm.route == "surface-nets-gmsh"
+    assert "broken failed: stage X failed on purpose" in caplog.text
+    with pytest.raises(MeshingError, match="every route failed"):
+        mesh_image(_sphere(24, 6.0), options=MeshOptions(routes=("broken",)))
+    assert not gmsh.isInitialized()
+
+
+@pytest.mark.mpi
+def test_distributed_mesh_matches_rank0_mesh(comm):
+    from tomofem._fenics import MPI, dolfinx, ufl
+
+    tm = mesh_image(_three_phase(24), options=GMSH) if comm.rank == 0 else None
+    ref = check_mesh(tm) if comm.rank == 0 else None
+    ref = comm.bcast(
+        None if ref is None else (ref.num_cells, ref.volume_by_phase, ref.area_by_tag), root=0
+    )
+    dm = to_dolfinx(tm, comm)
+    mesh = dm.mesh
+    ncells = mesh.topology.index_map(3).size_local
+    assert comm.allreduce(ncells, MPI.SUM) == ref[0]
+    dx = ufl.Measure("dx", domain=mesh, subdomain_data=dm.cell_tags)
+    dS = ufl.Measure("dS", domain=mesh, subdomain_data=dm.facet_tags)
+    ds = ufl.Measure("ds", domain=mesh, subdomain_data=dm.facet_tags)
+    one = dolfinx.fem.Constant(mesh, 1.0)
+
+    def total(form):
+        return comm.allreduce(dolfinx.fem.assemble_scalar(dolfinx.fem.form(form)), MPI.SUM)
+
+    for ph, vol in ref[1].items():
+        assert total(one * dx(ph)) == pytest.approx(vol, rel=1e-12)
+    for t, area in ref[2].items():
+        meas = ds(t) if t >= 1000 else dS(t)
+        assert total(one * meas) == pytest.approx(area, rel=1e-12)
