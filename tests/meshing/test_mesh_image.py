@@ -145,7 +145,7 @@ def test_chain_logs_rejection_and_falls_through(caplog, monkeypatch):
 
     monkeypatch.setattr(pipeline, "ROUTES", dict(pipeline.ROUTES))
     pipeline.register_route("broken", broken, before="surface-nets-gmsh")
-    assert list(pipeline.ROUTES)[0] == "broken"
+    assert next(iter(pipeline.ROUTES)) == "broken"
     with caplog.at_level(logging.INFO, logger="tomofem.meshing.pipeline"):
         tm = mesh_image(
             _sphere(24, 6.0, (12.2, 11.9, 12.1)),
