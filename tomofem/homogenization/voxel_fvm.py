@@ -33,7 +33,7 @@ import numpy as np
 import scipy.ndimage as ndi
 import scipy.sparse as sp
 
-from tomofem.errors import ConfigError, ConvergenceError, ImageError
+from tomofem.errors import ConfigError, ImageError
 from tomofem.homogenization.bounds import check_bounds
 from tomofem.homogenization.results import (
     TortuosityResult,
@@ -219,7 +219,7 @@ def _solve(
     axis: int,
     h: np.ndarray,
     comm,
-    rtol: float,
+    options: dict,
     backend: str,
 ) -> _Solved:
     t0 = time.perf_counter()
@@ -239,7 +239,7 @@ def _solve(
         u = spsolve(block.tocsc(), rhs)
         its = 0
     elif backend == "petsc":
-        u, its = _petsc_solve(block, rhs, x0, rows, n_global, comm, rtol)
+        u, its = _petsc_solve(block, rhs, x0, rows, n_global, comm, options)
     else:
         raise ConfigError(f"backend={backend!r}: choose 'petsc' or 'scipy'")
     t_solve = time.perf_counter() - t0
@@ -250,10 +250,11 @@ def _solve(
     return _Solved(fin, fout, n_global, its, {"assemble": t_asm, "solve": t_solve})
 
 
-def _petsc_solve(block, rhs, x0, rows, n_global, comm, rtol):
-    from tomofem._fenics import PETSc
-    from tomofem.solvers.presets import conduction_cg_gamg
+def _petsc_solve(block, rhs, x0, rows, n_global, comm, options):
+    from tomofem._fenics import MPI, PETSc
+    from tomofem.homogenization.linalg import checked_solve, make_ksp
 
+    comm = MPI.COMM_SELF if comm is None else comm
     nloc = rows[1] - rows[0]
     csr = (
         block.indptr.astype(PETSc.IntType),
@@ -266,27 +267,14 @@ def _petsc_solve(block, rhs, x0, rows, n_global, comm, rtol):
     b.array[:] = rhs
     x = A.createVecRight()
     x.array[:] = x0
-    ksp = PETSc.KSP().create(comm)
-    prefix = "tomofem_voxel_fvm_"
-    ksp.setOptionsPrefix(prefix)
-    opts = PETSc.Options()
-    for key, val in conduction_cg_gamg(rtol=rtol).items():
-        opts[prefix + key] = val
-    ksp.setOperators(A)
-    ksp.setFromOptions()
+    ksp = make_ksp(A, "tomofem_voxel_fvm_", options)
     ksp.setInitialGuessNonzero(True)
-    ksp.solve(b, x)
-    reason, its = ksp.getConvergedReason(), ksp.getIterationNumber()
-    u = x.array.copy()
-    for key in conduction_cg_gamg():
-        opts.delValue(prefix + key)
-    for obj in (ksp, A, b, x):
-        obj.destroy()
-    if reason <= 0:
-        raise ConvergenceError(
-            f"voxel FVM: CG+GAMG did not converge (reason {reason} after {its} iterations); "
-            "check the conductivity contrast or use backend='scipy' for a small image"
-        )
+    try:
+        its = checked_solve(ksp, b, x, "voxel FVM")
+        u = x.array.copy()
+    finally:
+        for obj in (ksp, A, b, x):
+            obj.destroy()
     return u, its
 
 
@@ -299,6 +287,7 @@ def effective_conductivity_voxel(
     rtol: float = 1e-10,
     backend: str = "petsc",
     check: bool = True,
+    petsc_options: dict | None = None,
 ) -> TortuosityResult:
     """Effective conductivity along ``axis`` of a voxel conductivity map.
 
@@ -321,6 +310,8 @@ def effective_conductivity_voxel(
         ``"petsc"`` (CG + GAMG, parallel) or ``"scipy"`` (direct, serial, small images).
     check
         Check the Wiener bounds on the result (raises if violated).
+    petsc_options
+        KSP/PC options replacing ``conduction_cg_gamg(rtol)`` (``rtol`` is then ignored).
 
     Returns
     -------
@@ -353,7 +344,11 @@ def effective_conductivity_voxel(
         )
         log.warning(msg)
         return blocked_result("voxel-fvm", axis, porosity, length, area, msg)
-    solved = _solve(k, keep, axis, h, comm, rtol, backend)
+    if petsc_options is None:
+        from tomofem.solvers.presets import conduction_cg_gamg
+
+        petsc_options = conduction_cg_gamg(rtol=rtol)
+    solved = _solve(k, keep, axis, h, comm, dict(petsc_options), backend)
     k_eff = effective_from_flux(0.5 * (solved.flux_in + solved.flux_out), length, area, 1.0)
     values = np.unique(k[conducting])
     tau = tortuosity_factor(porosity, float(values[0]), k_eff) if values.size == 1 else math.nan
@@ -395,6 +390,7 @@ def tortuosity_voxel(
     comm=None,
     rtol: float = 1e-10,
     backend: str = "petsc",
+    petsc_options: dict | None = None,
 ) -> TortuosityResult:
     """Tortuosity factor of the True phase of a boolean image along ``axis``.
 
@@ -407,7 +403,7 @@ def tortuosity_voxel(
     connectivity
         6 (face contacts only) or 26 (edge/corner contacts opened, see
         :func:`bridge_diagonal_contacts`): the voxel geometry's main ambiguity.
-    voxel_size, comm, rtol, backend
+    voxel_size, comm, rtol, backend, petsc_options
         As in :func:`effective_conductivity_voxel`.
     """
     im = np.asarray(im)
@@ -421,5 +417,11 @@ def tortuosity_voxel(
     elif connectivity != 6:
         raise ConfigError(f"connectivity={connectivity}: choose 6 or 26")
     return effective_conductivity_voxel(
-        im.astype(float), axis, voxel_size=voxel_size, comm=comm, rtol=rtol, backend=backend
+        im.astype(float),
+        axis,
+        voxel_size=voxel_size,
+        comm=comm,
+        rtol=rtol,
+        backend=backend,
+        petsc_options=petsc_options,
     )
