@@ -120,6 +120,15 @@ def _phase_volumes(mesh: dolfinx.mesh.Mesh, owned_tags: np.ndarray) -> dict[int,
     return dict(sorted(merged.items()))
 
 
+def phase_volumes(mesh: dolfinx.mesh.Mesh, cell_tags: dolfinx.mesh.MeshTags) -> dict[int, float]:
+    """Global volume of each phase tag (m3); every cell must be tagged."""
+    tdim = mesh.topology.dim
+    n_owned = mesh.topology.index_map(tdim).size_local
+    tags = np.full(n_owned + mesh.topology.index_map(tdim).num_ghosts, -1, dtype=np.int64)
+    tags[cell_tags.indices] = cell_tags.values
+    return _phase_volumes(mesh, tags[:n_owned])
+
+
 def phase_domain(
     mesh: dolfinx.mesh.Mesh,
     cell_tags: dolfinx.mesh.MeshTags,
