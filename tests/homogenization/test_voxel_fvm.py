@@ -119,3 +119,28 @@ def test_real_electrode_crop(electrode_tiff):
     r26 = tortuosity_voxel(lab == 0, 0, connectivity=26, rtol=1e-8)
     assert 1.0 < r26.tau < r6.tau < 5.0
     assert r6.flux_mismatch < 1e-6
+
+
+@pytest.mark.parametrize("backend", ["scipy", "petsc"])
+def test_contact_resistance_series_films_exact(backend):
+    """Three grains in series: L / k_eff = sum L_i / k_i + 2 R_c, parallel direction unaffected."""
+    h, rc = 0.1, 0.05
+    grains = np.zeros((9, 4, 4), dtype=int)
+    grains[3:6], grains[6:] = 1, 2
+    same = np.ones(grains.shape)  # one phase, particle contacts only
+    res = effective_conductivity_voxel(
+        same, 0, voxel_size=h, grains=grains, contact_resistance=rc, backend=backend, rtol=1e-12
+    )
+    assert res.k_eff == pytest.approx(0.9 / (0.9 + 2 * rc), rel=1e-9)
+    side = effective_conductivity_voxel(
+        same, 1, voxel_size=h, grains=grains, contact_resistance=rc, backend=backend
+    )
+    assert side.k_eff == pytest.approx(1.0, rel=1e-9)
+    # Films on the interfaces between two phases (grains default to the conductivity map).
+    two = np.where(grains == 1, 4.0, 1.0)
+    res = effective_conductivity_voxel(
+        two, 0, voxel_size=h, contact_resistance=rc, backend=backend, rtol=1e-12
+    )
+    assert res.k_eff == pytest.approx(0.9 / (0.6 + 0.3 / 4 + 2 * rc), rel=1e-9)
+    with pytest.raises(ConfigError, match="contact_resistance"):
+        effective_conductivity_voxel(two, 0, contact_resistance=-1.0)

@@ -147,6 +147,7 @@ def check_bounds(
     rtol: float = 1e-6,
     hs_rtol: float = 0.02,
     what: str = "effective conductivity",
+    lower: bool = True,
 ) -> BoundsCheck:
     """Raise if directional effective values leave the bounds; return the record.
 
@@ -174,6 +175,10 @@ def check_bounds(
         error the caller accepts.
     what
         Name used in the error message.
+    lower
+        Check the lower bounds too. Resistive films between grains (contact
+        resistance) are extra resistance the bulk fractions do not know about, so
+        only the upper bounds remain valid for them.
 
     Raises
     ------
@@ -187,7 +192,7 @@ def check_bounds(
     arr = np.atleast_1d(arr)
     lo, hi = reuss(fractions, conductivities), voigt(fractions, conductivities)
     slack = rtol * max(abs(hi), np.finfo(float).tiny)
-    lo, hi = lo - slack, hi + slack
+    lo, hi = (lo - slack) if lower else -np.inf, hi + slack
     hs_lo = hs_hi = None
     if isotropic:
         hs_lo, hs_hi = hashin_shtrikman(fractions, conductivities)

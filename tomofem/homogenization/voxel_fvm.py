@@ -153,7 +153,13 @@ def _local_rows(n_global: int, rank: int, size: int) -> tuple[int, int]:
 
 
 def _assemble_rows(
-    k: np.ndarray, keep: np.ndarray, axis: int, h: np.ndarray, rows: tuple[int, int]
+    k: np.ndarray,
+    keep: np.ndarray,
+    axis: int,
+    h: np.ndarray,
+    rows: tuple[int, int],
+    grains: np.ndarray | None = None,
+    r_contact: float = 0.0,
 ) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """CSR block of rows ``rows`` (global numbering of kept voxels, C order).
 
@@ -190,6 +196,12 @@ def _assemble_rows(
             conn = gnb >= 0
             idx, gnb, kn = idx[conn], gnb[conn], kf[nbflat[conn]]
             g = 2.0 * kc[idx] * kn / (kc[idx] + kn) * geo
+            if r_contact > 0.0:
+                # Series film on faces between different grains: A / (sum h/2k + R_c).
+                area = float(np.prod(h)) / float(h[ax])
+                gf = grains.ravel()
+                jump = gf[flat[idx]] != gf[nbflat[conn]]
+                g = np.where(jump, area / (area / g + r_contact), g)
             diag[idx] += g
             r_list.append(idx)
             c_list.append(gnb)
@@ -221,13 +233,17 @@ def _solve(
     comm,
     options: dict,
     backend: str,
+    grains: np.ndarray | None = None,
+    r_contact: float = 0.0,
 ) -> _Solved:
     t0 = time.perf_counter()
     n_global = int(np.count_nonzero(keep))
     size = 1 if comm is None else comm.size
     rank = 0 if comm is None else comm.rank
     rows = _local_rows(n_global, rank, size)
-    block, rhs, x0, (iin, gin), (iout, gout) = _assemble_rows(k, keep, axis, h, rows)
+    block, rhs, x0, (iin, gin), (iout, gout) = _assemble_rows(
+        k, keep, axis, h, rows, grains, r_contact
+    )
     t_asm = time.perf_counter() - t0
     t0 = time.perf_counter()
     if backend == "scipy":
@@ -288,6 +304,8 @@ def effective_conductivity_voxel(
     backend: str = "petsc",
     check: bool = True,
     petsc_options: dict | None = None,
+    contact_resistance: float = 0.0,
+    grains: np.ndarray | None = None,
 ) -> TortuosityResult:
     """Effective conductivity along ``axis`` of a voxel conductivity map.
 
@@ -312,6 +330,14 @@ def effective_conductivity_voxel(
         Check the Wiener bounds on the result (raises if violated).
     petsc_options
         KSP/PC options replacing ``conduction_cg_gamg(rtol)`` (``rtol`` is then ignored).
+    contact_resistance
+        Area-specific resistance ``R_c`` (m2 K W-1 or Ohm m2) of a thin film on every
+        face between two different grains, in series with the two half-voxels: models
+        poor particle-particle or particle-binder contacts. 0 = perfect contact.
+    grains
+        Integer image of grain (particle) ids defining where films sit; default: the
+        conductivity map itself, i.e. films on every interface between different
+        conductivities. Pass a particle label image for contacts within one phase.
 
     Returns
     -------
@@ -348,7 +374,14 @@ def effective_conductivity_voxel(
         from tomofem.solvers.presets import conduction_cg_gamg
 
         petsc_options = conduction_cg_gamg(rtol=rtol)
-    solved = _solve(k, keep, axis, h, comm, dict(petsc_options), backend)
+    if contact_resistance < 0 or not math.isfinite(contact_resistance):
+        raise ConfigError(f"contact_resistance={contact_resistance} must be finite and >= 0")
+    if grains is not None and np.shape(grains) != k.shape:
+        raise ImageError(f"grains has shape {np.shape(grains)}, the image {k.shape}")
+    grains = k if grains is None else np.asarray(grains)
+    solved = _solve(
+        k, keep, axis, h, comm, dict(petsc_options), backend, grains, float(contact_resistance)
+    )
     k_eff = effective_from_flux(0.5 * (solved.flux_in + solved.flux_out), length, area, 1.0)
     values = np.unique(k[conducting])
     tau = tortuosity_factor(porosity, float(values[0]), k_eff) if values.size == 1 else math.nan
@@ -356,7 +389,12 @@ def effective_conductivity_voxel(
     bounds = None
     if check:
         bounds = check_bounds(
-            k_eff, counts / k.size, kvals, rtol=max(1e-6, 100 * rtol), what="voxel FVM k_eff"
+            k_eff,
+            counts / k.size,
+            kvals,
+            rtol=max(1e-6, 100 * rtol),
+            what="voxel FVM k_eff",
+            lower=contact_resistance == 0.0,
         ).to_dict()
     removed = n_clusters - n_through
     msg = f"{n_through} percolating cluster(s); {removed} non-percolating cluster(s) removed"
