@@ -339,6 +339,60 @@ def smooth(surf: LabelSurface, iterations: int, lam: float = 0.5, mu: float = 0.
     return replace(surf, points=p)
 
 
+def triangle_quality(points: np.ndarray, tris: np.ndarray) -> np.ndarray:
+    """Shape quality 4 sqrt(3) area / sum of squared edges (1 = equilateral, 0 = flat)."""
+    p = points[tris]
+    area = 0.5 * np.linalg.norm(np.cross(p[:, 1] - p[:, 0], p[:, 2] - p[:, 0]), axis=1)
+    e2 = sum(np.sum((p[:, i] - p[:, (i + 1) % 3]) ** 2, axis=1) for i in range(3))
+    return 4.0 * np.sqrt(3.0) * area / np.maximum(e2, 1e-300)
+
+
+def flip_flat_triangles(surf: LabelSurface, threshold: float = 0.05) -> LabelSurface:
+    """Flip the longest edge of nearly flat triangles inside a patch.
+
+    Smoothing straightens staircase curves; a triangle whose three vertices
+    lie on one curve (or a corner and a curve) then collapses, and gmsh cannot
+    parametrise a patch containing it. Its longest edge is then usually an
+    inner edge of the patch, and flipping it (when that improves the worse of
+    the two triangles) removes the flat triangle without moving any vertex.
+    """
+    tris = surf.tris.copy()
+    patch = surf.patch
+    q = triangle_quality(surf.points, tris)
+    bad = np.flatnonzero(q < threshold)
+    if not len(bad):
+        return surf
+    # directed edge -> triangle
+    owner: dict[tuple[int, int], int] = {}
+    for t, (a, b, c) in enumerate(tris.tolist()):
+        owner[(a, b)] = t
+        owner[(b, c)] = t
+        owner[(c, a)] = t
+    flipped = 0
+    for t in bad:
+        a, b, c = tris[t].tolist()
+        p = surf.points
+        # rotate so that (a, b) is the longest edge
+        edges = [(a, b, c), (b, c, a), (c, a, b)]
+        a, b, c = max(edges, key=lambda e: np.sum((p[e[0]] - p[e[1]]) ** 2))
+        u = owner.get((b, a))
+        if u is None or patch[u] != patch[t] or owner.get((a, b)) != t:
+            continue
+        (d,) = [v for v in tris[u].tolist() if v not in (a, b)]
+        new = np.array([[c, a, d], [c, d, b]])
+        if triangle_quality(p, new).min() <= min(q[t], triangle_quality(p, tris[[u]])[0]):
+            continue
+        tris[t], tris[u] = new
+        for tt in (t, u):
+            x, y, z = tris[tt].tolist()
+            owner[(x, y)] = owner[(y, z)] = owner[(z, x)] = tt
+        owner.pop((a, b), None)
+        owner.pop((b, a), None)
+        flipped += 1
+    log.debug("surface: flipped %d of %d nearly flat triangles", flipped, len(bad))
+    return replace(surf, tris=tris)
+
+
 def _shells(surf: LabelSurface, phase: int) -> tuple[np.ndarray, np.ndarray, int]:
     """Triangles bounding ``phase``, their orientation sign (+1 = normal points out), shell id."""
     t = np.flatnonzero((surf.sides[:, 0] == phase) | (surf.sides[:, 1] == phase))
@@ -485,7 +539,7 @@ def shared_surface(
         corrected directly.
     """
     raw = surface_nets(phases, spacing)
-    surf = smooth(raw, smoothing_iterations, lam, mu)
+    surf = flip_flat_triangles(smooth(raw, smoothing_iterations, lam, mu))
     if preserve and smoothing_iterations > 0:
         counts = np.bincount(np.asarray(phases).ravel())
         surf = preserve_volumes(surf, raw, volume_iterations, skip_phase=int(np.argmax(counts)))

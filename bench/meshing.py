@@ -1,0 +1,147 @@
+"""Benchmark: the surface-nets + gmsh route on synthetic two- and three-phase packings.
+
+Usage (from the repository root)::
+
+    OMP_NUM_THREADS=1 .venv/bin/python bench/meshing.py --sizes 64,100 --png
+
+Each case runs in its own process under ``/usr/bin/time -v`` (peak resident
+memory). For each: wall time per stage (surface nets + smoothing + offsets,
+gmsh remesh + volume restore, HXT + Netgen), vertices, cells, vertices per
+voxel, quality (min dihedral, fraction below 5 degrees, min SICN, SICN below
+0.1), phase-fraction errors against the image, and the interface area density
+against marching cubes on the smoothed indicator (``tomofem.image.metrics``,
+whose surfaces end at the outer voxel centres: densities are compared).
+
+Structures: two-phase = random sequential addition of spheres of radius 6
+voxels with a 1-voxel gap, porosity 0.72 (``random_sphere_packing``);
+three-phase = the same packing with every third particle relabelled CBD
+(label 2). Results: ``bench/results/meshing.json`` (atomic write).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def structure(n: int, phases: int) -> np.ndarray:
+    """The benchmark image of ``n``^3 voxels with 2 or 3 phases."""
+    from scipy import ndimage
+
+    from tomofem.image.synthetic import random_sphere_packing
+
+    lab = random_sphere_packing(n, 0.72, 6.0, seed=7, gap=1.0).astype(np.uint8)
+    if phases == 3:
+        comp, k = ndimage.label(lab == 1)
+        cbd = np.isin(comp, np.arange(3, k + 1, 3))
+        lab[cbd] = 2
+    return lab
+
+
+def run_case(n: int, phases: int, png: str | None) -> dict:
+    """Mesh one structure and measure it (runs in the child process)."""
+    from tomofem.image.metrics import surface_area
+    from tomofem.meshing import MeshOptions, check_mesh, gmsh_route
+    from tomofem.meshing.pipeline import validate_labels
+
+    lab = validate_labels(structure(n, phases))
+    opts = MeshOptions()
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    tm = gmsh_route.mesh(lab, (1.0, 1.0, 1.0), opts, timings)
+    total = time.perf_counter() - t0
+    r = check_mesh(tm)
+    q = gmsh_route.sicn(tm.points, tm.cells)
+    vol = sum(r.volume_by_phase.values())
+    frac_err = {
+        str(i): r.volume_by_phase.get(i + 1, 0.0) / vol - float(np.mean(lab == i))
+        for i in range(phases)
+    }
+    # interface area density of each non-pore phase (all its interfaces) vs marching cubes
+    area_err = {}
+    for i in range(1, phases):
+        ph = i + 1
+        mesh_area = sum(
+            a for t, a in r.area_by_tag.items() if 100 < t < 1000 and ph in divmod(t - 100, 10)
+        )
+        mc = surface_area(lab == i)
+        area_err[str(i)] = (mesh_area / n**3) / (mc / (n - 1) ** 3) - 1.0
+    out = {
+        "n": n,
+        "phases": phases,
+        "seconds_total": total,
+        "seconds_by_stage": timings,
+        "vertices": r.num_vertices,
+        "cells": r.num_cells,
+        "vertices_per_voxel": r.num_vertices / lab.size,
+        "min_dihedral_deg": r.min_dihedral_deg,
+        "frac_dihedral_below_5deg": r.frac_below_5deg,
+        "min_sicn": float(q.min()),
+        "count_sicn_below_0.1": int(np.sum(q < 0.1)),
+        "box_volume_error": r.box_volume_error,
+        "untagged_interface_facets": r.untagged_interface_facets,
+        "phase_fraction_error_abs": frac_err,
+        "interface_area_density_error_vs_marching_cubes": area_err,
+        "dihedral_histogram": r.dihedral_histogram,
+        "dihedral_bins": r.dihedral_bins,
+    }
+    if png:
+        from tomofem.viz.plots import render_mesh
+
+        render_mesh(tm.points, tm.cells, tm.cell_tags, png, title=f"{n}^3, {phases} phases")
+        out["png"] = png
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="64,100")
+    ap.add_argument("--phases", default="2,3")
+    ap.add_argument("--png", action="store_true", help="render the 3-phase case of the first size")
+    ap.add_argument("--case", help=argparse.SUPPRESS)  # "n,phases[,png]": child mode
+    args = ap.parse_args()
+    if args.case:
+        parts = args.case.split(",")
+        res = run_case(int(parts[0]), int(parts[1]), parts[2] if len(parts) > 2 else None)
+        print("RESULT " + json.dumps(res))
+        return
+    results = []
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    for i, n in enumerate(int(s) for s in args.sizes.split(",")):
+        for phases in (int(p) for p in args.phases.split(",")):
+            case = f"{n},{phases}"
+            if args.png and i == 0 and phases == 3:
+                case += f",{REPO / 'bench' / 'results' / f'meshing_{n}_{phases}phase.png'}"
+            cmd = ["/usr/bin/time", "-v", sys.executable, __file__, "--case", case]
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+            line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
+            if line is None:
+                res = {
+                    "n": n,
+                    "phases": phases,
+                    "error": proc.stderr.split("\tCommand being timed")[0][-800:],
+                }
+            else:
+                res = json.loads(line[7:])
+            m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr)
+            res["peak_rss_mb"] = int(m.group(1)) / 1024 if m else None
+            print(json.dumps({k: v for k, v in res.items() if "histogram" not in k}), flush=True)
+            results.append(res)
+    from tomofem.io.atomic import write_json
+
+    write_json(REPO / "bench" / "results" / "meshing.json", {"cases": results})
+
+
+if __name__ == "__main__":
+    main()
