@@ -135,6 +135,10 @@ def remesh_surface(surf: LabelSurface, options: MeshOptions, voxel: float) -> La
         row = np.full(int(ntags.max()) + 1, -1, dtype=np.int64)
         row[ntags] = np.arange(len(ntags))
         tris_l, codes_l = [], []
+        order = np.argsort(patch, kind="stable")
+        ucodes, starts = np.unique(patch[order], return_index=True)
+        by_code = dict(zip(ucodes.tolist(), np.split(order, starts[1:]), strict=True))
+        trees: dict[int, tuple] = {}
         for stag, code in surf_code.items():
             _, _, en = gmsh.model.mesh.getElements(2, stag)
             if not len(en) or not len(en[0]):
@@ -144,12 +148,14 @@ def remesh_surface(surf: LabelSurface, options: MeshOptions, voxel: float) -> La
                 )
             tri = row[np.asarray(en[0], dtype=np.int64).reshape(-1, 3)]
             # orient like the input triangles of the same patch tag nearby
-            orig = surf.tris[patch == code]
-            op = surf.points[orig]
-            on = np.cross(op[:, 1] - op[:, 0], op[:, 2] - op[:, 0])
+            if code not in trees:
+                op = surf.points[surf.tris[by_code[code]]]
+                on = np.cross(op[:, 1] - op[:, 0], op[:, 2] - op[:, 0])
+                trees[code] = (cKDTree(op.mean(axis=1)), on)
+            tree, on = trees[code]
             sample = tri[:: max(1, len(tri) // 25)]
             sp = pts[sample]
-            _, near = cKDTree(op.mean(axis=1)).query(sp.mean(axis=1))
+            _, near = tree.query(sp.mean(axis=1))
             sn = np.cross(sp[:, 1] - sp[:, 0], sp[:, 2] - sp[:, 0])
             if np.einsum("ij,ij->", sn, on[near]) < 0:
                 tri = tri[:, [0, 2, 1]]
@@ -478,7 +484,7 @@ def mesh(
 
 
 def sicn(points: np.ndarray, cells: np.ndarray) -> np.ndarray:
-    """gmsh's signed inverse condition number of each tetrahedron (1 = regular, <= 0 = inverted)."""
+    """Signed inverse condition number (gmsh) of each tetrahedron: 1 regular, <= 0 inverted."""
     with gmsh_session(1) as gmsh:
         gmsh.model.add("quality")
         gmsh.model.addDiscreteEntity(3, 1)
