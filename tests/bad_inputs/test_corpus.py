@@ -242,11 +242,17 @@ def _existing_run_folder(tmp: Path) -> Path:
     return tmp / "run1"
 
 
-def _mesh_levelset(labels_fn, **opts):
-    def run(tmp):
-        from tomofem.meshing.levelset import LevelSetOptions, mesh_levelset
+def _mesher():
+    from tomofem.meshing.pipeline import mesh_image
 
-        return mesh_levelset(labels_fn(), (1.0, 1.0, 1.0), LevelSetOptions(**opts))
+    return mesh_image
+
+
+def _mesh_image(labels_fn, **opts):
+    def run(tmp):
+        from tomofem.meshing.options import MeshOptions
+
+        return _mesher()(labels_fn(), (1.0, 1.0, 1.0), MeshOptions(**opts))
 
     return run
 
@@ -438,17 +444,40 @@ CASES: list[Case] = [
     ),
     Case(
         "float-labels-to-mesher",
-        _mesh_levelset(lambda: _labels().astype(float)),
+        _mesh_image(lambda: _labels().astype(float)),
         MeshingError,
-        r"float64",
-        r"segment the image first",
+        r"dtype float64",
+        r"segment first, or cast",
     ),
     Case(
         "phase-filling-the-volume-mesher",
-        _mesh_levelset(lambda: np.zeros((6, 6, 6), np.uint8)),
+        _mesh_image(lambda: np.zeros((6, 6, 6), np.uint8)),
         MeshingError,
-        r"only label 0",
-        r"structured_tetmesh|box mesher",
+        r"label 0 fills the whole volume",
+        r"structured_tetmesh",
+    ),
+    Case(
+        "one-voxel-phase-mesher",
+        _mesh_image(
+            lambda: np.where(np.arange(216).reshape(6, 6, 6) == 100, 2, _labels((6, 6, 6)))
+        ),
+        MeshingError,
+        r"phase label\(s\) \[2\] have a single voxel",
+        r"remove it \(image cleanup\) or merge it",
+    ),
+    Case(
+        "mesh-sizes-beyond-element-cap",
+        _mesh_image(_labels, interface_size=0.02, max_size=0.05, max_cells=1_000_000),
+        ResourceError,
+        r"interface_size = 0\.02 .*8x8x8 image need at least ~\d",
+        r"raise mesh\.interface_size / mesh\.max_size, crop the image",
+    ),
+    Case(
+        "mesh-spacing-nonpositive",
+        lambda t: _mesher()(_labels(), (1.0, -1.0, 1.0)),
+        MeshingError,
+        r"spacing=\(1\.0, -1\.0, 1\.0\)",
+        r"must be positive",
     ),
     Case(
         "tortuosity-axis-out-of-range",

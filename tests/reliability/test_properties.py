@@ -130,22 +130,33 @@ def test_levelset_mesh_is_conformal_watertight_or_meshing_error(labels):
     _check_tetmesh(tm, labels)
 
 
-@settings(max_examples=10, **SETTINGS)
-@given(labels=volumes(max_side=14, min_side=4, min_phases=2, max_phases=3))
+def smooth_volumes(max_side: int):
+    """Smoothed label fields: a failing route chain on white noise costs ~20 s an example."""
+    return st.builds(
+        make_labels,
+        st.tuples(*[st.integers(5, max_side)] * 3),
+        st.integers(2, 3),
+        st.sampled_from([1.5, 2.0, 3.0]),
+        st.integers(0, 2**31 - 1),
+    )
+
+
+@settings(max_examples=8, **SETTINGS)
+@given(labels=smooth_volumes(max_side=10))
 def test_mesh_image_matches_phase_volumes_or_meshing_error(labels):
-    meshing = pytest.importorskip("tomofem.meshing")
-    if not hasattr(meshing, "mesh_image"):
-        pytest.skip("tomofem.meshing.mesh_image is not installed yet")
     from tomofem.meshing.options import MeshOptions
+    from tomofem.meshing.pipeline import mesh_image
 
     opts = MeshOptions()
     try:
-        tm = meshing.mesh_image(labels, (1.0, 1.0, 1.0), opts)
+        tm = mesh_image(labels, (1.0, 1.0, 1.0), opts)
     except MeshingError:
         return
     _check_tetmesh(tm, labels)
     from tomofem.meshing import check_mesh
+    from tomofem.meshing.pipeline import estimate_cells
 
+    assert tm.num_cells >= estimate_cells(labels, opts)  # the element cap's guard is a lower bound
     rep = check_mesh(tm)
     for idx in np.unique(labels):
         image_fraction = float(np.mean(labels == idx))
