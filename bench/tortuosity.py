@@ -285,13 +285,50 @@ def electrode(args) -> dict:
     return {"published_tau_x_full": PUBLISHED_TAU_X, "cases": cases}
 
 
+def perf(args) -> dict:
+    """1M-DOF P1 tortuosity solve on the voxel (Kuhn) mesh of an electrode crop."""
+    import tifffile
+
+    from tomofem.meshing import structured_tetmesh, to_dolfinx
+
+    comm = MPI.COMM_WORLD
+    n = args.perf_crop
+    tm = None
+    if comm.rank == 0:
+        raw = tifffile.imread(DATA / "electrode.tiff")[:n, :n, :n]
+        tm = structured_tetmesh((raw > 0).astype(np.int8))
+    t0 = time.perf_counter()
+    dm = to_dolfinx(tm, comm)
+    t_dist = time.perf_counter() - t0
+    runs = []
+    for _ in range(args.repeats + 1):  # the first run includes form compilation
+        comm.Barrier()
+        t0 = time.perf_counter()
+        r = tortuosity_fem(dm.mesh, dm.cell_tags, {PORE: 1.0}, 0, check=False)
+        comm.Barrier()
+        runs.append({"total_s": time.perf_counter() - t0, **r.timings})
+    warm = runs[1:]
+    return {
+        "ranks": comm.size,
+        "crop": n,
+        "unknowns": r.unknowns,
+        "iterations": r.iterations,
+        "tau": r.tau,
+        "distribute_s": t_dist,
+        "first_run_incl_jit": runs[0],
+        "median_s": {k: statistics.median(x[k] for x in warm) for k in warm[0]},
+        "peak_rss_mb_rank0": rss_mb(),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--study", choices=["spheres", "electrode", "all"], default="all")
+    ap.add_argument("--study", choices=["spheres", "electrode", "perf", "all"], default="all")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="few small cases (smoke test)")
     ap.add_argument("--no-fem", action="store_true", help="electrode: voxel FVM only")
     ap.add_argument("--fem-crop", type=int, default=64)
+    ap.add_argument("--perf-crop", type=int, default=128)
     args = ap.parse_args()
     rank0 = MPI.COMM_WORLD.rank == 0
     suffix = "_quick" if args.quick else ""
@@ -299,6 +336,11 @@ def main() -> None:
         res = spheres(args)
         if rank0:
             write_json(res, RESULTS / f"tortuosity_spheres{suffix}.json")
+    if args.study == "perf":
+        res = perf(args)
+        if rank0:
+            print(json.dumps(res, indent=1))
+            write_json(res, RESULTS / f"tortuosity_perf_np{MPI.COMM_WORLD.size}.json")
     if args.study in ("electrode", "all"):
         res = electrode(args)
         if rank0 and res:

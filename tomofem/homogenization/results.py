@@ -105,11 +105,13 @@ class TortuosityResult:
         return abs(self.flux_in - self.flux_out) / scale
 
     def to_dict(self) -> dict:
-        """JSON-ready mapping (infinite tau is written as the string ``"inf"``)."""
+        """JSON-ready mapping (infinite tau as the string ``"inf"``, undefined as null)."""
         d = asdict(self)
-        for key in ("tau", "macmullin"):
+        for key in ("tau", "macmullin", "connected_porosity"):
             if math.isinf(d[key]):
                 d[key] = "inf"
+            elif math.isnan(d[key]):
+                d[key] = None  # not defined (several conducting phases); JSON has no NaN
         d["flux_mismatch"] = self.flux_mismatch
         return d
 
