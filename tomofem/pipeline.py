@@ -308,10 +308,18 @@ def mesh(labels: Any, options: Any, comm: Any = None) -> tuple[Any, Any]:
     mesh_image = api("tomofem.meshing", "mesh_image", "mesh")
     from tomofem.meshing import check_mesh
 
-    if comm is not None and comm.rank != 0:
-        return None, None
-    tm = mesh_image(labels.data, labels.spacing, options)
-    return tm, check_mesh(tm)
+    tm = report = error = None
+    if comm is None or comm.rank == 0:
+        try:
+            tm = mesh_image(labels.data, labels.spacing, options)
+            report = check_mesh(tm)
+        except TomofemError as exc:  # the other ranks must hear of it, not wait in to_dolfinx
+            error = exc
+    if comm is not None and comm.size > 1:
+        error = comm.bcast(error, root=0)
+    if error is not None:
+        raise error
+    return tm, report
 
 
 def distribute(tetmesh: Any, comm: Any) -> Any:

@@ -86,3 +86,19 @@ def test_signal_to_one_rank_stops_every_rank_after_the_same_step():
     assert proc.returncode == 0, proc.stderr
     assert "rank 0 stopped after step 5 (none)" in proc.stdout
     assert "rank 1 stopped after step 5 (SIGTERM)" in proc.stdout
+
+
+def test_cli_meshing_error_on_rank_0_reaches_every_rank(tmp_path):
+    """Meshing runs on rank 0 only; its MeshingError must end all ranks cleanly (exit 2)."""
+    import numpy as np
+
+    labels = np.zeros((6, 6, 6), np.uint8)
+    labels[2:4, 2:4, :] = 1
+    labels[0, 0, 0] = 2  # a one-voxel phase: refused by the mesher's input check
+    np.save(tmp_path / "labels.npy", labels)
+    code = "import sys; from tomofem.cli import main; sys.exit(main(sys.argv[1:]))"
+    proc = _mpirun(code, "mesh", str(tmp_path / "labels.npy"), "-o", str(tmp_path / "run"))
+    assert proc.returncode == 2, proc.stderr
+    assert "MPI_Abort" not in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.stderr.count("tomofem: MeshingError") == 1
+    assert "single voxel" in proc.stderr
