@@ -133,6 +133,18 @@ def test_fields_round_trip_exactly_by_input_index(comm, shared_tmp):
     n2 = comm.allreduce(int(np.sum(tags_back == 2)))
     assert n2 == 6 * 5 * 2 * 2  # six tets per active voxel
 
+    # The XDMF sidecar makes the stored mesh readable by DOLFINx (and ParaView) directly.
+    with dolfinx.io.XDMFFile(comm, str(path.with_suffix(".xdmf")), "r") as xdmf:
+        msh = xdmf.read_mesh(name="mesh")
+        msh.topology.create_connectivity(2, 3)
+        phases = xdmf.read_meshtags(msh, "phases")
+        facets = xdmf.read_meshtags(msh, "facets")
+    owned = phases.indices < msh.topology.index_map(3).size_local
+    assert msh.topology.index_map(3).size_global == 6 * 4 * 4 * 6
+    assert comm.allreduce(int(np.sum(phases.values[owned] == 2))) == n2
+    owned_f = facets.indices < msh.topology.index_map(2).size_local
+    assert 112 in set(comm.allreduce(facets.values[owned_f].tolist()))  # pore|active interface
+
 
 def ufl_dx(mesh):
     from tomofem._fenics import ufl

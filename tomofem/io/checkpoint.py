@@ -30,7 +30,10 @@ Layout (``h5ls -r``)::
     /fields/NAME/input_index, values   (sorted by input vertex index)
 
 :func:`read_mesh` rebuilds the distributed DOLFINx mesh with its tags from the
-file alone, so a resumed run does not need the original image.
+file alone, so a resumed run does not need the original image. A small
+``checkpoint.xdmf`` written next to it points into ``/mesh``, so ParaView and
+``dolfinx.io.XDMFFile(comm, "checkpoint.xdmf", "r").read_mesh()`` /
+``read_meshtags(mesh, "phases" | "facets")`` read the stored mesh directly.
 """
 
 from __future__ import annotations
@@ -255,10 +258,46 @@ def write_checkpoint(
                 g["values"] = vals
         try:
             write_bytes(dest, buf.getvalue())
+            if mesh_arrays is not None:  # ParaView / dolfinx.io.XDMFFile read the mesh from it
+                write_bytes(dest.with_suffix(".xdmf"), _xdmf(dest.name, mesh_arrays).encode())
         except RunFolderError as exc:
             error = f"checkpoint not written: {exc}"
     _collective_raise(comm, error)
     return dest
+
+
+def _xdmf(h5_name: str, m: dict[str, np.ndarray]) -> str:
+    """XDMF 3 text pointing into the checkpoint's ``/mesh`` group (mesh, phases, facets)."""
+    n_pts, n_cells, n_facets = len(m["points"]), len(m["cells"]), len(m["facets"])
+
+    def item(path: str, dims: str, kind: str) -> str:
+        size = m[path].dtype.itemsize  # int64 vertices, int32 tags, float64 points
+        return (
+            f'<DataItem Dimensions="{dims}" NumberType="{kind}" Precision="{size}" '
+            f'Format="HDF">{h5_name}:/mesh/{path}</DataItem>'
+        )
+
+    geometry = f'<Geometry GeometryType="XYZ">{item("points", f"{n_pts} 3", "Float")}</Geometry>'
+    cells = (
+        f'<Topology TopologyType="Tetrahedron" NumberOfElements="{n_cells}" NodesPerElement="4">'
+        f"{item('cells', f'{n_cells} 4', 'Int')}</Topology>"
+    )
+    facets = (
+        f'<Topology TopologyType="Triangle" NumberOfElements="{n_facets}" NodesPerElement="3">'
+        f"{item('facets', f'{n_facets} 3', 'Int')}</Topology>"
+    )
+    return (
+        '<?xml version="1.0"?>\n<Xdmf Version="3.0" xmlns:xi="http://www.w3.org/2001/XInclude">'
+        "<Domain>"
+        f'<Grid Name="mesh" GridType="Uniform">{cells}{geometry}</Grid>'
+        f'<Grid Name="phases" GridType="Uniform">{cells}{geometry}'
+        '<Attribute Name="phases" AttributeType="Scalar" Center="Cell">'
+        f"{item('cell_tags', f'{n_cells}', 'Int')}</Attribute></Grid>"
+        f'<Grid Name="facets" GridType="Uniform">{facets}{geometry}'
+        '<Attribute Name="facets" AttributeType="Scalar" Center="Cell">'
+        f"{item('facet_tags', f'{n_facets}', 'Int')}</Attribute></Grid>"
+        "</Domain></Xdmf>\n"
+    )
 
 
 # --------------------------------------------------------------------------- read
