@@ -15,6 +15,8 @@ Steps (each in its own process under /usr/bin/time -v, so peak memory is the ste
   psd           continuous/intrusion PSD + constrictivity of the pore phase (12 radii)
   particles     watershed particle sizes of the active phase
   correlation   two-point function + chord lengths of the pore phase along 3 axes
+  ensemble      (not in the default list) GMM posterior -> 10 sampled segmentations,
+                independent and correlated (2 voxels): porosity and pore spanning fraction
 
 Run:  OMP_NUM_THREADS=1 .venv/bin/python bench/image.py [--datasets ...] [--steps ...] [--merge]
 Out:  bench/results/image.json  (median of --repeats runs, nlm once). Peak memory is the
@@ -44,7 +46,7 @@ STEPS = ["prep", "nlm", "gmm", "connectivity", "areas", "psd", "particles", "cor
 DATASETS = ["electrode256", "synthetic400"]
 
 
-GREY_STEPS = ("nlm", "gmm")
+GREY_STEPS = ("nlm", "gmm", "ensemble")
 
 
 def _prepare(name: str, grey: bool) -> tuple[np.ndarray, np.ndarray | None]:
@@ -77,6 +79,24 @@ def _step(step: str, labels: np.ndarray, grey: np.ndarray) -> dict:
         res = segment.gmm_segment(grey, 3, seed=0)
         truth = np.array([0, 2, 1], np.uint8)[labels]  # grey order: pore < binder < active
         return {**res.summary(), "voxel_accuracy": float(np.mean(res.labels == truth))}
+    if step == "ensemble":
+        from tomofem.image import uncertainty
+
+        post = segment.gmm_segment(grey, 3, seed=0).posterior
+
+        def metric(lab: np.ndarray) -> dict:
+            rep = connectivity.percolation(lab, 0)
+            return {
+                "porosity": rep.volume_fraction,
+                "pore_spanning_x": rep.axes[0].spanning_fraction,
+            }
+
+        return {
+            f"correlation_length_{c:g}": uncertainty.ensemble_statistics(
+                post, metric, n_samples=10, seed=1, correlation_length=c
+            ).to_dict()
+            for c in (0.0, 2.0)
+        }
     if step == "connectivity":
         out = {}
         for p in range(3):

@@ -135,3 +135,13 @@ def test_metric_bad_input():
         M.surface_area(lab == 3) if False else M.pore_size_distribution(lab, 2)
     with pytest.raises(ImageError, match="boolean"):
         M.surface_area(lab)
+
+
+def test_interface_areas_four_phases_use_unions():
+    # slabs 0|1|2|3 repeated twice along y (4 voxels each): 0|1, 1|2, 2|3 twice, 3|0 once
+    lab = syn.laminate((6, 32, 5), (4, 4, 4, 4), axis=1)
+    ia = M.interface_areas(lab)
+    plane = 5 * 4
+    expect = {"0|1": 2, "1|2": 2, "2|3": 2, "0|3": 1, "0|2": 0, "1|3": 0}
+    for key, count in expect.items():
+        assert ia.areas[key] == pytest.approx(count * plane, abs=1e-6), key
