@@ -254,13 +254,15 @@ def cut(
 
     # cut points of edges that still cross
     s = np.sign(f).astype(np.int8)
-    srt = np.sort(cells, axis=1)
-    sc = s[srt]
-    code = ((sc[:, 0] + 1) + 3 * (sc[:, 1] + 1) + 9 * (sc[:, 2] + 1) + 27 * (sc[:, 3] + 1)).astype(
-        np.int64
-    )
-    mixed = (sc.max(axis=1) > 0) & (sc.min(axis=1) < 0)
-    le = srt[mixed][:, _EDGES]  # (K, 6, 2), smaller global index first
+    sgn = s[cells]
+    mixed = (sgn.max(axis=1) > 0) & (sgn.min(axis=1) < 0)
+    whole_side = np.where(sgn.max(axis=1) > 0, 1, np.where(sgn.min(axis=1) < 0, -1, 1))
+    del sgn
+    srt = np.sort(cells[mixed], axis=1)  # only the cells that are split
+    sc = s[srt].astype(np.int64)
+    code = (sc[:, 0] + 1) + 3 * (sc[:, 1] + 1) + 9 * (sc[:, 2] + 1) + 27 * (sc[:, 3] + 1)
+    del sc
+    le = srt[:, _EDGES]  # (K, 6, 2), smaller global index first
     lc = (s[le[..., 0]] * s[le[..., 1]]) < 0
     keys = le[..., 0] * n + le[..., 1]
     ukeys, inv = _unique_inverse(keys[lc])
@@ -268,7 +270,8 @@ def cut(
     ta = f[a] / (f[a] - f[b])
     cut_pts = points[a] + ta[:, None] * (points[b] - points[a])
     local = np.full((int(mixed.sum()), 10), -1, dtype=np.int64)
-    local[:, :4] = srt[mixed]
+    local[:, :4] = srt
+    del srt, le, keys
     edge_ids = np.full(lc.shape, -1, dtype=np.int64)
     edge_ids[lc] = n + inv
     local[:, 4:] = edge_ids
@@ -278,11 +281,10 @@ def cut(
 
     tets_of, sides_of = _case_arrays()
     out_cells = [cells[~mixed]]
-    whole_side = np.where(sc.max(axis=1) > 0, 1, np.where(sc.min(axis=1) < 0, -1, 1))
     out_side = [whole_side[~mixed].astype(np.int8)]
     out_parent = [np.flatnonzero(~mixed)]
     mixed_idx = np.flatnonzero(mixed)
-    mcode = code[mixed]
+    mcode = code
     for c in np.unique(mcode):
         sel = mcode == c
         loc = local[sel]

@@ -377,8 +377,9 @@ def mesh_levelset(
     t1 = time.perf_counter()
     last = None
     jac = None  # d(fraction_k) / d(bias_j) for the first K-1 phases (Broyden)
-    best = None
+    best = None  # (max |error|, biases); meshes are not kept (memory), a re-cut is cheap
     while True:
+        points = cells = which = None  # free the last cut's mesh before the next
         points, cells, which, moved, snapped = _cut_all(labels, g, phases, bias, spacing, opts)
         iters += 1
         vol = signed_volumes(points, cells) / 6.0
@@ -392,12 +393,19 @@ def mesh_levelset(
             ", ".join(f"{e:+.4f}" for e in err),
         )
         if best is None or worst < best[0]:
-            best = (worst, bias.copy(), (points, cells, which, moved, snapped, frac))
+            best = (worst, bias.copy())
         if not opts.match_volumes or worst <= opts.volume_tolerance:
             break
         if iters > opts.volume_iterations:
-            points, cells, which, moved, snapped, frac = best[2]
-            bias = best[1]
+            if worst > best[0]:  # the last cut was not the best: redo the best
+                bias = best[1]
+                points = cells = which = None
+                points, cells, which, moved, snapped = _cut_all(
+                    labels, g, phases, bias, spacing, opts
+                )
+                vol = signed_volumes(points, cells) / 6.0
+                frac = np.bincount(which, weights=vol, minlength=len(phases)) / box_vol
+                iters += 1
             break
         if jac is None or last is None:
             jac = _fraction_jacobian(points, cells, which, len(phases), box_vol, opts, spacing)
@@ -432,7 +440,10 @@ def mesh_levelset(
         vol = signed_volumes(points, cells) / 6.0
         ids = np.searchsorted([tags.phase_id(p) for p in phases], phase_tag)
         frac = np.bincount(ids, weights=vol, minlength=len(phases)) / box_vol
-    facets, ftags = tag_facets(points, cells, phase_tag, box)
+    # int32 vertex indices halve the memory of the face sort inside tag_facets
+    small = cells.astype(np.int32) if len(points) < 2**31 else cells
+    facets, ftags = tag_facets(points, small, phase_tag, box)
+    del small
     times["tag"] = time.perf_counter() - t2
     names = {tags.phase_id(p): tags.PHASE_NAMES.get(tags.phase_id(p), f"phase{p}") for p in phases}
     if len(phases) == 2 and phases == [0, 1]:
@@ -507,6 +518,13 @@ def _fraction_jacobian(
     """
     from tomofem.meshing.tetmesh import _unique_faces
 
+    # only cells with a vertex shared by two phases can hold an interface face
+    seen = np.zeros((len(points), k), dtype=bool)
+    for i in range(k):
+        seen[np.unique(cells[which == i]), i] = True
+    mixed = seen.sum(axis=1) > 1
+    near = mixed[cells].any(axis=1)
+    cells, which = cells[near].astype(np.int32), which[near]
     uniq, face_of, counts = _unique_faces(cells)
     flat = face_of.ravel()
     ph = np.repeat(which, 4)

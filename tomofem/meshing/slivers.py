@@ -76,7 +76,10 @@ def collapse_slivers(
         return {c for c in s if alive[c] and v in cells[c]}
 
     collapsed = 0
-    dih = min_dihedral_angles(points, cells)  # kept up to date by each collapse
+    # kept up to date by each collapse; computed in chunks to bound memory
+    dih = np.concatenate(
+        [min_dihedral_angles(points, cells[i : i + 2**20]) for i in range(0, len(cells), 2**20)]
+    )
     for _ in range(max_passes):
         bad = np.flatnonzero(alive & (dih < threshold_deg))
         if not len(bad):
