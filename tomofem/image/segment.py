@@ -137,18 +137,37 @@ class GMMResult:
         }
 
 
-def _gauss_posterior(x: np.ndarray, mu: np.ndarray, var: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Posterior of a 1D Gaussian mixture, (k, n), computed stably in log space."""
-    x = x.astype(np.float64)[None, :]
-    logp = (
-        np.log(w)[:, None]
-        - 0.5 * np.log(2 * np.pi * var)[:, None]
-        - 0.5 * (x - mu[:, None]) ** 2 / var[:, None]
-    )
-    logp -= logp.max(axis=0, keepdims=True)
-    p = np.exp(logp)
-    p /= p.sum(axis=0, keepdims=True)
-    return p
+def _gauss_posterior_into(
+    x: np.ndarray,
+    mu: np.ndarray,
+    var: np.ndarray,
+    w: np.ndarray,
+    out: np.ndarray,
+    labels: np.ndarray,
+) -> None:
+    """Posterior of a 1D Gaussian mixture into ``out`` (k, n) and its argmax into ``labels``.
+
+    Computed in log space relative to the best component (stable), one
+    contiguous row per component in float32 (memory-bandwidth bound).
+    """
+    x = x.astype(np.float32, copy=False)
+    logc = np.log(w) - 0.5 * np.log(2 * np.pi * var)
+    for i in range(len(mu)):
+        np.subtract(x, np.float32(mu[i]), out=out[i])
+        np.square(out[i], out=out[i])
+        out[i] *= np.float32(-0.5 / var[i])
+        out[i] += np.float32(logc[i])
+    best = out[0].copy()
+    labels[:] = 0
+    for i in range(1, len(mu)):
+        labels[out[i] > best] = i
+        np.maximum(best, out[i], out=best)
+    total = np.zeros_like(best)
+    for i in range(len(mu)):
+        out[i] -= best
+        np.exp(out[i], out=out[i])
+        total += out[i]
+    out /= total
 
 
 def gmm_segment(
@@ -202,12 +221,12 @@ def gmm_segment(
     var0 = np.array([max(sample[cls == i].var(), 1e-12) for i in range(n_phases)])
     gm = GaussianMixture(
         n_components=n_phases,
-        covariance_type="full",
+        covariance_type="diag",  # 1 feature: the cheapest exact parametrisation
         max_iter=max_iter,
         tol=tol,
         weights_init=w0,
         means_init=mu0[:, None],
-        precisions_init=(1.0 / var0)[:, None, None],
+        precisions_init=(1.0 / var0)[:, None],
         random_state=int(gen.integers(2**31)),
     )
     gm.fit(sample[:, None])
@@ -216,10 +235,11 @@ def gmm_segment(
     var = gm.covariances_.ravel()[order]
     w = gm.weights_[order]
     post = np.empty((n_phases, flat.size), dtype=np.float32)
+    labels = np.empty(flat.size, dtype=np.uint8)
     for start in range(0, flat.size, _CHUNK):
         stop = min(start + _CHUNK, flat.size)
-        post[:, start:stop] = _gauss_posterior(flat[start:stop], mu, var, w)
-    labels = np.argmax(post, axis=0).astype(np.uint8).reshape(img.shape)
+        _gauss_posterior_into(flat[start:stop], mu, var, w, post[:, start:stop], labels[start:stop])
+    labels = labels.reshape(img.shape)
     res = GMMResult(
         labels=labels,
         posterior=post.reshape((n_phases, *img.shape)),
