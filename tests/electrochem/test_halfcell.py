@@ -1,5 +1,7 @@
 """Conservation, interface current, model equivalences and parallel agreement of half cells."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from _cells import tiny_cell
@@ -95,7 +97,7 @@ def test_serial_equals_two_ranks():
 
     code = """
     from tomofem.testing import report
-    import sys; sys.path.insert(0, %r)
+    import sys; sys.path.insert(0, HERE)
     from _cells import tiny_cell
     from tomofem.materials import half_cell
     from tomofem.problems.electrochem import HalfCellConfig
@@ -105,7 +107,7 @@ def test_serial_equals_two_ranks():
     proto = Protocol((Step("current", 2.0, duration=500.0),), 1.0)
     r = run_half_cell(tiny_cell(), half_cell(), proto, HalfCellConfig(counter="lithium"), opts)
     report({k: r.series[k] for k in ("voltage", "li_solid", "li_electrolyte", "j_std")})
-    """ % str(__import__("pathlib").Path(__file__).parent)
+    """.replace("HERE", repr(str(Path(__file__).parent)))
     par = run_mpi(code, 2)
     ser = run_mpi(code, 1)
     for k in ser:

@@ -62,15 +62,11 @@ def particles_in_box(
         else:
             fused = [(3, balls[0])]
         inside, _ = occ.intersect(fused, [(3, occ.addBox(*box[0], *ext))])
-        out, _ = occ.fragment([(3, b)], inside)
+        _, children = occ.fragment([(3, b)], inside)
         occ.synchronize()
-        solid_vols = []
-        pore_vols = []
-        for dim, tag in gmsh.model.getEntities(3):
-            com = np.array(occ.getCenterOfMass(dim, tag))
-            d = np.linalg.norm(centres - com, axis=1) - radii
-            # a fragment is inside a particle iff its centre of mass is (convex pieces)
-            (solid_vols if np.any(d < 0) else pore_vols).append(tag)
+        # children[0]: pieces of the box; children[1:]: pieces of the particles
+        solid_vols = sorted({t for ch in children[1:] for _, t in ch})
+        pore_vols = sorted({t for _, t in children[0]} - set(solid_vols))
         gmsh.model.addPhysicalGroup(3, pore_vols, int(tags.Phase.PORE))
         gmsh.model.addPhysicalGroup(3, solid_vols, int(tags.Phase.ACTIVE))
         gmsh.model.mesh.setSize(gmsh.model.getEntities(0), h)
