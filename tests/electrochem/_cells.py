@@ -15,3 +15,15 @@ def tiny_cell(comm=None, separator: int = 2):
     lab[3, 3, :] = 1
     tm = structured_tetmesh(lab) if comm.rank == 0 else None
     return to_dolfinx(tm, comm)
+
+
+def tiny_cell_with_cbd(comm=None):
+    """:func:`tiny_cell` with a carbon-binder bridge touching both particles and the collector."""
+    comm = comm or MPI.COMM_WORLD
+    lab = np.zeros((8, 4, 4), dtype=int)
+    lab[0:5, 0:2, 0:3] = 1
+    lab[0:3, 2:4, 1:4] = 1
+    lab[0:4, 2:4, 0] = 2
+    lab[5, 0:2, 0:2] = 2
+    tm = structured_tetmesh(lab) if comm.rank == 0 else None
+    return to_dolfinx(tm, comm)

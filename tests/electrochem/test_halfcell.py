@@ -134,3 +134,14 @@ def test_bad_config_is_a_clear_error():
     with pytest.raises(ConfigError, match="duration"):
         Protocol((Step("rest"),)).validate()
     assert dolfinx  # FEniCS imported through tomofem._fenics
+
+
+@pytest.mark.parametrize("cbd", ["electrolyte", "conductor"])
+def test_three_phase_cbd_modes_conserve(cbd):
+    from _cells import tiny_cell_with_cbd
+
+    dm = tiny_cell_with_cbd()
+    proto = Protocol((Step("current", 2.0, duration=600.0),), 1.0)
+    res = run_half_cell(dm, half_cell(), proto, HalfCellConfig(counter="lithium", cbd=cbd), FAST)
+    assert res.stop_reason == "protocol complete"
+    assert max(_conservation_errors(res)) < 1e-9

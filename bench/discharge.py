@@ -1,0 +1,172 @@
+"""Benchmark: 1C discharge of pore-resolved NMC811 half cells, serial and on 2 ranks.
+
+Usage (from the repository root)::
+
+    OMP_NUM_THREADS=1 .venv/bin/python bench/discharge.py --cases syn64 --nprocs 1,2
+    OMP_NUM_THREADS=1 .venv/bin/python bench/discharge.py --cases syn100,real100 --max-steps 20
+
+Cases: ``syn64`` / ``syn100`` — overlapping spheres (radius 6 voxels, porosity
+0.45) meshed with :func:`tomofem.meshing.mesh_image`; ``real100`` — the
+[78:178]^3 crop of ``../shared/data/electrode.tiff`` (three phases, CBD lumped
+into the electrolyte). 1 voxel = 1 µm, collector on x-min, Li-metal counter
+electrode on x-max, Valøen-Reimers electrolyte, Chen 2020 NMC811, start at
+SOC 1, 1C to 3.5 V (``--max-steps`` caps long cases; the result says so).
+
+Each (case, ranks) runs as ``/usr/bin/time -v mpirun -n N python bench/discharge.py
+--worker ...`` so peak memory is measured for the solve alone; the mesh is built
+once per case and cached in a temporary folder (never committed: the real crop
+is derived data). Reported: wall time (total, and of the time loop), accepted /
+rejected steps, Newton iterations per step, Krylov iterations per Newton
+iteration, DOFs, capacity, final voltage, stop reason, peak RSS (largest
+process, from ``time -v``). Results merge into ``bench/results/discharge.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+DATA = Path(os.environ.get("TOMOFEM_SHARED_DATA", REPO.parent / "shared" / "data"))
+OUT = REPO / "bench" / "results" / "discharge.json"
+MARK = "DISCHARGE_BENCH:"
+
+
+def labels_of(case: str) -> np.ndarray:
+    from tomofem.image.synthetic import random_overlapping_spheres
+
+    if case.startswith("syn"):
+        n = int(case[3:])
+        solid = random_overlapping_spheres(n, porosity=0.45, radius=6.0, seed=1)
+        return solid.astype(np.int8)
+    if case == "real100":
+        from tomofem.image.io import load_electrode
+
+        lab = load_electrode(DATA / "electrode.tiff").labels
+        return np.ascontiguousarray(lab[78:178, 78:178, 78:178]).astype(np.int8)
+    raise SystemExit(f"unknown case {case!r}")
+
+
+def build_mesh(case: str, cache: Path) -> dict:
+    from tomofem.meshing import mesh_image
+
+    t = time.perf_counter()
+    tm = mesh_image(labels_of(case))
+    path = cache / f"{case}.npz"
+    np.savez(path, points=tm.points, cells=tm.cells, cell_tags=tm.cell_tags,
+             facets=tm.facets, facet_tags=tm.facet_tags, box=tm.box)  # fmt: skip
+    return {"mesh_file": str(path), "mesh_time_s": time.perf_counter() - t,
+            "cells": int(len(tm.cells)), "vertices": int(len(tm.points)), "route": tm.route}  # fmt: skip
+
+
+def worker(args) -> None:
+    from tomofem._fenics import MPI
+    from tomofem.materials import half_cell
+    from tomofem.meshing import TetMesh, to_dolfinx
+    from tomofem.problems.electrochem import HalfCellConfig
+    from tomofem.solvers.discharge import Protocol, SolverOptions, run_half_cell
+
+    comm = MPI.COMM_WORLD
+    t0 = time.perf_counter()
+    tm = None
+    if comm.rank == 0:
+        z = np.load(args.mesh_file)
+        tm = TetMesh(
+            z["points"], z["cells"], z["cell_tags"], z["facets"], z["facet_tags"], z["box"]
+        )
+    dm = to_dolfinx(tm, comm)
+    opts = SolverOptions(linear=args.linear, max_steps=args.max_steps)
+    cfg = HalfCellConfig(length_scale=1e-6, counter="lithium")
+    res = run_half_cell(dm, half_cell(), Protocol.discharge(args.c_rate, args.cutoff), cfg, opts)
+    s = res.series
+    newton = int(np.sum(s["newton_iterations"]))
+    krylov = int(np.sum(s["krylov_iterations"]))
+    out = {
+        "wall_time_s": time.perf_counter() - t0,
+        "loop_time_s": res.wall_time_s,
+        "steps_accepted": res.steps_accepted,
+        "steps_rejected": res.steps_rejected,
+        "newton_per_step": newton / max(res.steps_accepted, 1),
+        "krylov_per_newton": krylov / max(newton, 1),
+        "dofs": res.dofs,
+        "particles": res.n_particles,
+        "capacity_mAh": res.capacity_mAh,
+        "capacity_fraction_of_nominal": res.capacity_mAh / (res.one_c_current_A / 3.6 * 3600),
+        "final_voltage_V": s["voltage"][-1],
+        "simulated_time_s": s["time"][-1],
+        "stop_reason": res.stop_reason,
+        "linear": args.linear,
+        "ranks": comm.size,
+        "voltage_every_5_steps": s["voltage"][::5],
+    }
+    if comm.rank == 0:
+        print(MARK + json.dumps(out), flush=True)
+
+
+def run_case(case: str, nprocs: int, mesh: dict, args) -> dict:
+    cmd = ["/usr/bin/time", "-v", str(REPO / ".venv" / "bin" / "mpirun"), "-n", str(nprocs),
+           sys.executable, __file__, "--worker", "--mesh-file", mesh["mesh_file"],
+           "--linear", args.linear, "--max-steps", str(args.max_steps),
+           "--c-rate", str(args.c_rate), "--cutoff", str(args.cutoff)]  # fmt: skip
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    line = [x for x in proc.stdout.splitlines() if x.startswith(MARK)]
+    if proc.returncode != 0 or not line:
+        raise RuntimeError(
+            f"{case} on {nprocs} ranks failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        )
+    res = json.loads(line[0][len(MARK) :])
+    rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr)
+    res["peak_rss_MB_largest_process"] = int(rss.group(1)) / 1024 if rss else None
+    res.update({k: mesh[k] for k in ("cells", "vertices", "mesh_time_s", "route")})
+    res["case"] = case
+    res["load_average_1min"] = os.getloadavg()[0]
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cases", default="syn64")
+    ap.add_argument("--nprocs", default="1,2")
+    ap.add_argument("--linear", default="auto", choices=["auto", "direct", "fieldsplit"])
+    ap.add_argument("--max-steps", type=int, default=100000)
+    ap.add_argument("--c-rate", type=float, default=1.0)
+    ap.add_argument("--cutoff", type=float, default=3.5)
+    ap.add_argument("--worker", action="store_true")
+    ap.add_argument("--mesh-file")
+    args = ap.parse_args()
+    if args.worker:
+        worker(args)
+        return
+    results = json.loads(OUT.read_text()) if OUT.exists() else {"results": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for case in args.cases.split(","):
+            if case.startswith("real") and not (DATA / "electrode.tiff").exists():
+                print(f"skip {case}: {DATA / 'electrode.tiff'} absent")
+                continue
+            mesh = build_mesh(case, Path(tmp))
+            for n in (int(v) for v in args.nprocs.split(",")):
+                r = run_case(case, n, mesh, args)
+                print(json.dumps({k: v for k, v in r.items() if k != "voltage_every_5_steps"}))
+                key = (r["case"], r["ranks"], r["linear"])
+                results["results"] = [
+                    x for x in results["results"] if (x["case"], x["ranks"], x["linear"]) != key
+                ] + [r]
+                OUT.parent.mkdir(parents=True, exist_ok=True)
+                tmpf = OUT.with_suffix(".json.tmp")
+                tmpf.write_text(json.dumps(results, indent=1))
+                os.replace(tmpf, OUT)
+
+
+if __name__ == "__main__":
+    main()
