@@ -65,8 +65,13 @@ def build_mesh(case: str, cache: Path) -> dict:
     path = cache / f"{case}.npz"
     np.savez(path, points=tm.points, cells=tm.cells, cell_tags=tm.cell_tags,
              facets=tm.facets, facet_tags=tm.facet_tags, box=tm.box)  # fmt: skip
-    return {"mesh_file": str(path), "mesh_time_s": time.perf_counter() - t,
-            "cells": int(len(tm.cells)), "vertices": int(len(tm.points)), "route": tm.route}  # fmt: skip
+    return {
+        "mesh_file": str(path),
+        "mesh_time_s": time.perf_counter() - t,
+        "cells": len(tm.cells),
+        "vertices": len(tm.points),
+        "route": tm.route,
+    }
 
 
 def worker(args) -> None:
