@@ -169,7 +169,7 @@ def sphere_cell(
             gmsh.option.setNumber("Mesh.MeshSizeMin", h)
             gmsh.option.setNumber("Mesh.MeshSizeMax", h)
             gmsh.option.setNumber("Mesh.MeshSizeFromCurvature", 0)
-            gmsh.option.setNumber("Mesh.Algorithm3D", 1)
+            gmsh.option.setNumber("Mesh.Algorithm3D", 10)  # HXT: 3x faster than Delaunay here
             model.mesh.generate(3)
             if order > 1:
                 model.mesh.setOrder(order)
