@@ -10,6 +10,7 @@ Modules (import the one you need; those marked * load DOLFINx):
   contact films), parallel, the published-method baseline.
 * :mod:`~tomofem.homogenization.random_walk` -- blind-ant MSD diffusivity tensor.
 * :mod:`~tomofem.homogenization.rve` -- sub-volume statistics and L_RVE.
+* :mod:`~tomofem.homogenization.uncertainty` -- tau interval over sampled segmentations.
 * :mod:`~tomofem.homogenization.tortuosity` * -- through-thickness FEM with percolation.
 * :mod:`~tomofem.homogenization.tensor` * -- full tensor, periodic / Dirichlet / flux BCs.
 * :mod:`~tomofem.homogenization.contact` * -- thin-film contact resistance on interfaces.
