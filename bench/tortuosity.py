@@ -83,6 +83,11 @@ def sphere_labels(n: int) -> np.ndarray:
     return (x**2 + y**2 + z**2 < RADIUS**2).astype(np.int8)  # 0 pore, 1 solid
 
 
+def progress(case: dict, keys) -> None:
+    """One JSON line per finished case, so a long run shows where it is."""
+    print(json.dumps({k: case[k] for k in keys}), flush=True)
+
+
 def timed(fn, repeats: int):
     times, out = [], None
     for _ in range(repeats):
@@ -144,12 +149,7 @@ def spheres(args) -> dict:
                 "peak_rss_mb": rss_mb(),
             }
             cases.append(case)
-            print(
-                json.dumps(
-                    {k: case[k] for k in ("method", "resolution", "tau", "unknowns", "wall_s")}
-                ),
-                flush=True,
-            )
+            progress(case, ("method", "resolution", "tau", "unknowns", "wall_s"))
     gm = [c for c in cases if c["method"] == "fem-gmsh"]
     n1, n2 = gm[-2]["unknowns"], gm[-1]["unknowns"]
     t1, t2 = gm[-2]["tau"], gm[-1]["tau"]
@@ -234,15 +234,7 @@ def electrode(args) -> dict:
                 "peak_rss_mb": rss_mb(),
             }
             cases.append(case)
-            print(
-                json.dumps(
-                    {
-                        k: case[k]
-                        for k in ("crop", "connectivity", "tau", "porosity", "unknowns", "wall_s")
-                    }
-                ),
-                flush=True,
-            )
+            progress(case, ("crop", "connectivity", "tau", "porosity", "unknowns", "wall_s"))
     if not args.no_fem:
         from tomofem.meshing import MeshOptions, mesh_image, to_dolfinx
 
@@ -266,21 +258,8 @@ def electrode(args) -> dict:
                 "peak_rss_mb": rss_mb(),
             }
             cases.append(case)
-            print(
-                json.dumps(
-                    {
-                        k: case[k]
-                        for k in (
-                            "crop",
-                            "smoothing_iterations",
-                            "tau",
-                            "porosity",
-                            "unknowns",
-                            "wall_s",
-                        )
-                    }
-                ),
-                flush=True,
+            progress(
+                case, ("crop", "smoothing_iterations", "tau", "porosity", "unknowns", "wall_s")
             )
     return {"published_tau_x_full": PUBLISHED_TAU_X, "cases": cases}
 
