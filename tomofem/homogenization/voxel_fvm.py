@@ -368,7 +368,8 @@ def effective_conductivity_voxel(
             f"the conducting phase ({n_clusters} face-connected clusters) does not connect "
             f"the two faces normal to axis {axis}: tau = inf, k_eff = 0"
         )
-        log.warning(msg)
+        if comm is None or comm.rank == 0:
+            log.warning(msg)
         return blocked_result("voxel-fvm", axis, porosity, length, area, msg)
     if petsc_options is None:
         from tomofem.solvers.presets import conduction_cg_gamg
