@@ -1,17 +1,29 @@
 """Surface remeshing and graded volume meshing of a :class:`LabelSurface` with gmsh.
 
-Recipe (measured on synthetic packings, see issue 4): the shared surface is
-loaded as one discrete surface per patch tag (interface pair, or box face of
-one phase); ``createTopology`` builds the curves where patches meet;
-``classifySurfaces(pi, True, True, pi)`` splits patches only as far as needed
-to parametrise each with one map, keeping every patch boundary;
-``createGeometry`` parametrises them; the surfaces are remeshed at the
-interface size with a Distance + Threshold size field that grows to the
-maximum size inside the phases; HXT meshes each phase's volume and Netgen's
-optimiser removes slivers. The result comes back as numpy arrays.
+Recipe (issue 4): the shared surface is loaded as one discrete surface per
+patch tag (interface pair, or box face of one phase); ``createTopology``
+builds the curves where patches meet; ``classifySurfaces(pi, True, True, pi)``
+splits patches only as far as needed to parametrise each with one map, keeping
+every patch boundary; ``createGeometry`` parametrises them and the surfaces
+are remeshed at the interface size (:func:`remesh_surface`). Remeshing cuts
+chords and loses 1-2 % of convex particles' volume, so interface vertices are
+offset until every phase has its voxel volume again
+(:func:`restore_phase_volumes`). The remeshed surface is then loaded into a
+fresh model as discrete surfaces (kept as they are), one volume per connected
+region of each phase, filled by HXT with a size growing from the interface
+size to the maximum size (a grid view, :func:`_size_view`), optimised by
+Netgen, and the few remaining slivers are collapsed (:func:`mesh_volume`).
+
+Measured limits (bench/meshing.py): gmsh does not honour a size field on the
+reparametrised discrete patches (they stay at about the input edge length,
+1 voxel), so the surface is remeshed uniformly at the interface size, box
+faces included; and ``createTopology`` / ``classifySurfaces`` are not
+reproducible from run to run (0.1-0.3 % different vertex counts), even with
+one thread. Build once on one rank and distribute, or write the mesh once
+(:mod:`tomofem.io.mesh_io`) and load it.
 
 gmsh holds global state: every call initialises and always finalises it, also
-on error, and runs with one thread so that the same input gives the same mesh.
+on error.
 """
 
 from __future__ import annotations

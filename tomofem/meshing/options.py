@@ -46,8 +46,9 @@ class MeshOptions:
     optimize_netgen
         Run gmsh's Netgen optimiser after the 3D mesh (removes slivers).
     threads
-        gmsh threads. 1 keeps meshing deterministic (HXT with 2 threads plus
-        Netgen gave different meshes on repeated runs).
+        gmsh threads. HXT with 2 threads plus Netgen gave different meshes on
+        repeated runs; 1 thread removes that source (gmsh's topology and
+        classification steps still vary slightly from run to run).
     max_cells
         Reject a route's mesh with more tetrahedra than this: a guard
         against a mistyped ``interface_size``.
