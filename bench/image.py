@@ -188,12 +188,15 @@ def main() -> None:
         return
     report = {
         "benchmark": "tomofem.image",
-        "command": " ".join(
-            ["OMP_NUM_THREADS=1", ".venv/bin/python", "bench/image.py", *sys.argv[1:]]
-        ),
+        "commands": [],
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "note": "2 cores shared with other jobs: load_average_1min says how busy the machine was",
         "datasets": {},
     }
+    if args.merge and args.out.exists():
+        report = json.loads(args.out.read_text())
+    cmd = " ".join(["OMP_NUM_THREADS=1", ".venv/bin/python", "bench/image.py", *sys.argv[1:]])
+    report["commands"].append(cmd)
     for ds in args.datasets:
         if ds == "electrode256" and not (DATA / "electrode.tiff").exists():
             report["datasets"][ds] = {"skipped": f"{DATA / 'electrode.tiff'} not found"}
