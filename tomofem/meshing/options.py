@@ -44,7 +44,10 @@ class MeshOptions:
         Angle [degrees] above which gmsh splits a surface into separate
         patches during classification (180 = only at phase junctions).
     optimize_netgen
-        Run gmsh's Netgen optimiser after the 3D mesh (removes slivers).
+        Also run gmsh's Netgen optimiser after the 3D mesh. Off by default:
+        on a 64^3 packing it took 10x the volume-meshing time and left worse
+        elements (min dihedral 7.2 vs 9.4 degrees, min SICN 0.17 vs 0.27)
+        than gmsh's own optimiser followed by sliver collapse.
     threads
         gmsh threads. HXT with 2 threads plus Netgen gave different meshes on
         repeated runs; 1 thread removes that source (gmsh's topology and
@@ -77,7 +80,7 @@ class MeshOptions:
     preserve_volume: bool = True
     volume_iterations: int = 3
     feature_angle: float = 180.0
-    optimize_netgen: bool = True
+    optimize_netgen: bool = False
     threads: int = 1
     max_cells: int = 5_000_000
     routes: tuple[str, ...] | None = None
