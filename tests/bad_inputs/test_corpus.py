@@ -193,6 +193,14 @@ def _segment(image_fn, **kw):
     return run
 
 
+def _nine_levels():
+    from tomofem.image.segment import threshold
+
+    levels = (np.arange(9 * 9 * 9) % 9).reshape(9, 9, 9).astype(float)
+    noisy = levels + 0.05 * np.random.default_rng(1).standard_normal(levels.shape)
+    return threshold(noisy, "multiotsu", 9)
+
+
 def _blocked() -> np.ndarray:
     im = np.ones((6, 6, 6), bool)
     im[3] = False  # a wall across axis 0
@@ -381,6 +389,12 @@ CASES: list[Case] = [
         ImageError,
         r"NaN/inf",
         r"mask or replace",
+    ),
+    Case(
+        "multiotsu-nine-classes-finishes",  # it searched comb(256, 8) thresholds: never ended
+        lambda t: _nine_levels(),
+        None,
+        check=lambda r: len(r.thresholds) == 8 and int(r.labels.max()) == 8,
     ),
     Case(
         "constant-volume",
