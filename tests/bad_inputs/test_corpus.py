@@ -41,7 +41,7 @@ from tomofem.errors import (
     RunFolderError,
 )
 from tomofem.homogenization import bounds
-from tomofem.image import connectivity, metrics
+from tomofem.image import connectivity, metrics, synthetic
 from tomofem.image import io as image_io
 from tomofem.io import checkpoint, runfolder
 from tomofem.problems import electrochem
@@ -389,6 +389,20 @@ CASES: list[Case] = [
         ImageError,
         r"NaN/inf",
         r"mask or replace",
+    ),
+    Case(
+        "synthetic-particle-larger-than-solid",  # returned an all-solid image for porosity 0.5
+        lambda t: synthetic.random_overlapping_spheres((8, 8, 8), 0.5, 50.0, 1.0, 0),
+        ImageError,
+        r"one particle of semi-axes \[50\.0, 50\.0, 50\.0\].*\[8, 8, 8\] image at porosity 0\.5",
+        r"larger shape or smaller particles",
+    ),
+    Case(
+        "synthetic-packing-particle-too-large",
+        lambda t: synthetic.random_sphere_packing((8, 8, 8), 0.7, 50.0, 1.0, 0),
+        ImageError,
+        r"one particle .* porosity 0\.7",
+        r"larger shape or smaller particles",
     ),
     Case(
         "multiotsu-nine-classes-finishes",  # it searched comb(256, 8) thresholds: never ended

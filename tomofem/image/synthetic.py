@@ -139,6 +139,20 @@ def _stamp(
     return new
 
 
+def _require_fit(
+    shape: tuple[int, int, int], h: np.ndarray, semi: np.ndarray, porosity: float
+) -> None:
+    """Refuse a particle larger than the whole solid volume asked for (the result was all solid)."""
+    particle = 4.0 / 3.0 * np.pi * float(np.prod(semi))
+    solid = (1.0 - porosity) * float(np.prod(np.asarray(shape) * h))
+    if particle > solid:
+        raise ImageError(
+            f"one particle of semi-axes {np.round(semi, 3).tolist()} ({particle:.3g}) is larger "
+            f"than the solid volume {solid:.3g} of a {list(shape)} image at porosity {porosity}, "
+            "so the porosity cannot be met; use a larger shape or smaller particles"
+        )
+
+
 def _boolean_model(
     shape: tuple[int, int, int],
     porosity: float,
@@ -150,6 +164,7 @@ def _boolean_model(
     """Drop identical overlapping ellipsoids at uniform random centres until ``porosity`` is met."""
     if not 0.0 < porosity < 1.0:
         raise ImageError(f"porosity={porosity} must lie strictly between 0 and 1")
+    _require_fit(shape, h, semi, porosity)
     box = np.asarray(shape) * h
     if periodic and np.any(2 * semi >= box):
         raise ImageError(
@@ -288,6 +303,7 @@ def random_sphere_packing(
     shp, h, gen = shape3(shape), spacing3(voxel_size), rng(seed)
     box = np.asarray(shp) * h
     rmax = radius + 4 * radius_std
+    _require_fit(shp, h, np.full(3, 0.2 * radius if radius_std else radius), porosity)
     if periodic and np.any(2 * rmax >= box):
         raise ImageError(f"spheres of radius up to {rmax} do not fit the periodic box {box}")
     covered = np.zeros(shp, dtype=bool)
