@@ -22,8 +22,12 @@ Reported per case: tau, |error| against the reference, unknowns, wall time
 
 ``electrode``: pore phase of ../shared/data/electrode.tiff along x (first array
 axis), voxel FVM with the 6- and 26-connectivity conventions on crops and the
-full volume (published: tau_x = 2.0776, TauFactor), plus P1 FEM on the conformal
-mesh of a crop over the surface smoothing parameter (geometry sensitivity).
+full volume (published: tau_x = 2.0776, TauFactor), plus P1 FEM on level-set
+conformal meshes of a central crop over the field smoothing ``sigma`` and the
+faithful preset (geometry sensitivity). ``--voxel-crops`` / ``--no-fem`` /
+``--out`` select parts, e.g. the FEM sensitivity alone::
+
+    .venv/bin/python bench/tortuosity.py --study electrode --voxel-crops --out fem
 
 Results: bench/results/tortuosity_spheres.json and tortuosity_electrode.json
 (atomic writes).
@@ -218,7 +222,7 @@ def electrode(args) -> dict:
     labels = np.zeros(raw.shape, dtype=np.int8)
     labels[raw == 85], labels[raw == 170] = 1, 2
     cases = []
-    sizes = [64, 128] if args.quick else [64, 128, 256]
+    sizes = [64, 128] if args.quick else args.voxel_crops
     for n in sizes:
         lo = (256 - n) // 2
         im = labels[lo : lo + n, lo : lo + n, lo : lo + n] == 0
@@ -236,31 +240,33 @@ def electrode(args) -> dict:
             cases.append(case)
             progress(case, ("crop", "connectivity", "tau", "porosity", "unknowns", "wall_s"))
     if not args.no_fem:
-        from tomofem.meshing import MeshOptions, mesh_image, to_dolfinx
+        from tomofem.meshing import to_dolfinx
+        from tomofem.meshing.levelset import LevelSetOptions, mesh_levelset
 
         n = args.fem_crop
         lo = (256 - n) // 2
         two = (labels[lo : lo + n, lo : lo + n, lo : lo + n] > 0).astype(np.int8)
-        for its in (0, 3, 6, 12):
+        # Geometry sensitivity: the level-set route's field smoothing (sigma, voxels)
+        # and its faithful preset (unsmoothed distances, 1-voxel lattice).
+        variants = [("faithful", LevelSetOptions.faithful())]
+        variants += [(f"sigma={s}", LevelSetOptions(sigma=s)) for s in args.fem_sigmas]
+        for name, opts in variants:
             t0 = time.perf_counter()
-            tm = mesh_image(two, 1.0, MeshOptions(smoothing_iterations=its))
+            tm, _stats = mesh_levelset(two, 1.0, opts)
             t_mesh = time.perf_counter() - t0
             dm = to_dolfinx(tm, MPI.COMM_WORLD)
             r = tortuosity_fem(dm.mesh, dm.cell_tags, {PORE: 1.0}, 0)
             case = {
-                "method": "fem-image",
+                "method": "fem-levelset",
                 "crop": n,
-                "smoothing_iterations": its,
-                "route": tm.route,
+                "variant": name,
                 **r.to_dict(),
                 "mesh_s": t_mesh,
                 "wall_s": time.perf_counter() - t0,
                 "peak_rss_mb": rss_mb(),
             }
             cases.append(case)
-            progress(
-                case, ("crop", "smoothing_iterations", "tau", "porosity", "unknowns", "wall_s")
-            )
+            progress(case, ("crop", "variant", "tau", "porosity", "unknowns", "wall_s"))
     return {"published_tau_x_full": PUBLISHED_TAU_X, "cases": cases}
 
 
@@ -309,9 +315,12 @@ def main() -> None:
     ap.add_argument("--no-fem", action="store_true", help="electrode: voxel FVM only")
     ap.add_argument("--fem-crop", type=int, default=64)
     ap.add_argument("--perf-crop", type=int, default=100)
+    ap.add_argument("--voxel-crops", type=int, nargs="*", default=[64, 128, 256])
+    ap.add_argument("--fem-sigmas", type=float, nargs="*", default=[0.75, 1.5, 2.5])
+    ap.add_argument("--out", default="", help="suffix of the result file name")
     args = ap.parse_args()
     rank0 = MPI.COMM_WORLD.rank == 0
-    suffix = "_quick" if args.quick else ""
+    suffix = ("_quick" if args.quick else "") + (f"_{args.out}" if args.out else "")
     if args.study in ("spheres", "all"):
         res = spheres(args)
         if rank0:
