@@ -15,7 +15,8 @@ whose surfaces end at the outer voxel centres: densities are compared).
 Structures: two-phase = random sequential addition of spheres of radius 6
 voxels with a 1-voxel gap, porosity 0.72 (``random_sphere_packing``);
 three-phase = the same packing with every third particle relabelled CBD
-(label 2). Results: ``bench/results/meshing.json`` (atomic write).
+(label 2). Results: ``bench/results/meshing.json`` (``meshing_<out>.json`` with ``--out``;
+atomic write).
 """
 
 from __future__ import annotations
@@ -109,6 +110,7 @@ def main() -> None:
     ap.add_argument("--sizes", default="64,100")
     ap.add_argument("--phases", default="2,3")
     ap.add_argument("--png", action="store_true", help="render the 3-phase case of the first size")
+    ap.add_argument("--out", default="", help="results go to bench/results/meshing[_OUT].json")
     ap.add_argument("--case", help=argparse.SUPPRESS)  # "n,phases[,png]": child mode
     args = ap.parse_args()
     if args.case:
@@ -140,7 +142,8 @@ def main() -> None:
             results.append(res)
     from tomofem.io.atomic import write_json
 
-    write_json(REPO / "bench" / "results" / "meshing.json", {"cases": results})
+    name = f"meshing_{args.out}.json" if args.out else "meshing.json"
+    write_json(REPO / "bench" / "results" / name, {"cases": results})
 
 
 if __name__ == "__main__":
