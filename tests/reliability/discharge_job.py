@@ -28,10 +28,10 @@ import numpy as np
 
 SIMULATE = """\
 [simulate]
-c_rate = 3.0
-v_min = 3.6
+c_rate = 0.5
+v_min = 4.0
 soc0 = 1.0
-max_soc_step = 0.05
+max_soc_step = 0.5
 linear = "direct"
 checkpoint_every = 2
 

@@ -100,6 +100,9 @@ def test_sigkill_sigterm_resume_equals_uninterrupted_run(tmp_path, reference):
     ckpt = run / "simulate" / "checkpoint.h5"
     n_ref = reference["steps_accepted"]
     assert n_ref >= 12, "the reference run is too short to interrupt twice"
+    # The step size must change during the run, or a resume that restarts with the wrong
+    # step (as the first checkpoints did: written before the step grew) would go unseen.
+    assert len(set(reference["series"]["dt"][1:8])) >= 4
 
     # SIGKILL partway: only the periodic checkpoint survives, complete.
     proc = _start(run, "--slow", "0.3")
