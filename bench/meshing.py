@@ -42,7 +42,9 @@ def structure(n: int, phases: int) -> np.ndarray:
 
     from tomofem.image.synthetic import random_sphere_packing
 
-    lab = random_sphere_packing(n, 0.72, 6.0, seed=7, gap=1.0).astype(np.uint8)
+    attempts = int(2e5 * max(1.0, (n / 64) ** 3))  # RSA candidate budget grows with the box
+    lab = random_sphere_packing(n, 0.72, 6.0, seed=7, gap=1.0, max_attempts=attempts)
+    lab = lab.astype(np.uint8)
     if phases == 3:
         comp, k = ndimage.label(lab == 1)
         cbd = np.isin(comp, np.arange(3, k + 1, 3))
