@@ -269,8 +269,10 @@ def clusters_touching(msh: dolfinx.mesh.Mesh, labels: np.ndarray, facets: np.nda
     tdim = msh.topology.dim
     msh.topology.create_connectivity(tdim - 1, tdim)
     f2c = msh.topology.connectivity(tdim - 1, tdim)
-    cells = np.unique(np.concatenate([f2c.links(f) for f in facets])) if len(facets) else []
-    local = set(np.unique(labels[np.asarray(cells, dtype=np.int64)]).tolist())
+    facets = np.asarray(facets, dtype=np.int64)
+    # Boundary facets have one cell: the first link, no Python loop over facets.
+    cells = f2c.array[f2c.offsets[facets]]
+    local = set(np.unique(labels[cells]).tolist())
     out: set[int] = set()
     for part in msh.comm.allgather(local):
         out |= part
