@@ -82,6 +82,14 @@ def worker(args) -> None:
     from tomofem.solvers.discharge import Protocol, SolverOptions, run_half_cell
 
     comm = MPI.COMM_WORLD
+    if comm.rank == 0:
+        import logging
+
+        logging.basicConfig(
+            filename=args.mesh_file + f".np{comm.size}.log",
+            level=logging.INFO,
+            format="%(asctime)s %(name)s %(message)s",
+        )
     t0 = time.perf_counter()
     tm = None
     if comm.rank == 0:
@@ -133,6 +141,10 @@ def run_case(case: str, nprocs: int, mesh: dict, args) -> dict:
     res = json.loads(line[0][len(MARK) :])
     rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr)
     res["peak_rss_MB_largest_process"] = int(rss.group(1)) / 1024 if rss else None
+    # CPU seconds of all ranks (user + system): less sensitive than wall time to a
+    # machine shared with other jobs (the load average is recorded too).
+    cpu = [re.search(rf"{k} time \(seconds\): ([0-9.]+)", proc.stderr) for k in ("User", "System")]
+    res["cpu_time_s_all_ranks"] = sum(float(m.group(1)) for m in cpu if m)
     res.update({k: mesh[k] for k in ("cells", "vertices", "mesh_time_s", "route")})
     res["case"] = case
     res["load_average_1min"] = os.getloadavg()[0]
@@ -149,17 +161,26 @@ def main() -> None:
     ap.add_argument("--cutoff", type=float, default=3.5)
     ap.add_argument("--worker", action="store_true")
     ap.add_argument("--mesh-file")
+    ap.add_argument("--cache", help="keep meshes (and worker logs) here instead of a temp folder")
     args = ap.parse_args()
     if args.worker:
         worker(args)
         return
     results = json.loads(OUT.read_text()) if OUT.exists() else {"results": []}
     with tempfile.TemporaryDirectory() as tmp:
+        cache = Path(args.cache or tmp)
+        cache.mkdir(parents=True, exist_ok=True)
         for case in args.cases.split(","):
             if case.startswith("real") and not (DATA / "electrode.tiff").exists():
                 print(f"skip {case}: {DATA / 'electrode.tiff'} absent")
                 continue
-            mesh = build_mesh(case, Path(tmp))
+            cached = cache / f"{case}.npz"
+            if args.cache and cached.exists():
+                z = np.load(cached)
+                mesh = {"mesh_file": str(cached), "mesh_time_s": float("nan"),
+                        "cells": len(z["cells"]), "vertices": len(z["points"]), "route": "cached"}  # fmt: skip
+            else:
+                mesh = build_mesh(case, cache)
             for n in (int(v) for v in args.nprocs.split(",")):
                 r = run_case(case, n, mesh, args)
                 print(json.dumps({k: v for k, v in r.items() if k != "voltage_every_5_steps"}))
