@@ -24,7 +24,7 @@ Two regimes, both explicit:
   the lattice corners (voxel corners) ties go to the pore, so solids touching
   only diagonally are separated (solids 6-connected). Tested on a one-voxel
   throat, edge contacts in both orientations and a corner contact. It costs
-  about 2.5 vertices per voxel.
+  about 2.7 vertices per voxel on the real electrode.
 * The defaults (BCC lattice of 2.5 voxels, distances smoothed with
   ``sigma = 1.5`` voxels, about 0.17 vertices per voxel) mesh the smoothed
   image, whose topology differs from the voxels': one-voxel throats close or
@@ -158,7 +158,7 @@ class LevelSetOptions:
         A BCC lattice of step 1 voxel (vertices at voxel centres and corners)
         on unsmoothed signed distances: every face-connected run of voxels of a
         phase stays connected, edge/corner-only pore contacts open, diagonal
-        solid contacts close. About 2.5 vertices per voxel.
+        solid contacts close. About 2.7 vertices per voxel on the real electrode.
         """
         base = {"lattice": "bcc", "lattice_step": 1.0, "sigma": 0.0, "keep_voxels": True}
         return cls(**(base | changes))
