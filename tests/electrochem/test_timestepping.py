@@ -29,6 +29,6 @@ def test_controller_grows_shrinks_and_caps():
     c = StepControl(dt_initial=1.0, dt_max=2.0)
     assert c.after_success(1.0, 2) == 1.5
     assert c.after_success(1.5, 2) == 2.0
-    assert c.after_success(1.0, 8) == pytest.approx(0.7)
-    assert c.after_success(1.0, 5) == 1.0
+    assert c.after_success(1.0, 9) == pytest.approx(0.7)
+    assert c.after_success(1.0, 7) == 1.0
     assert c.after_failure(1.0) == 0.25

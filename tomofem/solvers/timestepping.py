@@ -44,6 +44,8 @@ class StepControl:
         Factors applied after an easy step, a hard step, and a failed step.
     easy_iterations, hard_iterations
         Newton iteration counts at or below which a step is easy, above which hard.
+        The lagged-LU preset converges in 4-5 iterations on routine steps (measured
+        on a 64^3 electrode), so "easy" must include 5 or the step never grows.
     """
 
     dt_initial: float = 1.0
@@ -52,8 +54,8 @@ class StepControl:
     grow: float = 1.5
     shrink: float = 0.7
     cut: float = 0.25
-    easy_iterations: int = 3
-    hard_iterations: int = 6
+    easy_iterations: int = 5
+    hard_iterations: int = 8
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` on inconsistent settings."""
