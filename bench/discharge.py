@@ -177,8 +177,13 @@ def main() -> None:
             cached = cache / f"{case}.npz"
             if args.cache and cached.exists():
                 z = np.load(cached)
-                mesh = {"mesh_file": str(cached), "mesh_time_s": float("nan"),
-                        "cells": len(z["cells"]), "vertices": len(z["points"]), "route": "cached"}  # fmt: skip
+                mesh = {
+                    "mesh_file": str(cached),
+                    "mesh_time_s": float("nan"),
+                    "cells": len(z["cells"]),
+                    "vertices": len(z["points"]),
+                    "route": "cached",
+                }
             else:
                 mesh = build_mesh(case, cache)
             for n in (int(v) for v in args.nprocs.split(",")):
