@@ -383,6 +383,7 @@ class HalfCellSolver:
         self._nl: dict[str, Any] = {}
         self.residuals: list[float] = []  # SNES residual norms of the last solve
         self.reason = 0  # SNES converged reason of the last solve
+        self._lag: dict[str, int] = {}  # current preconditioner lag per mode
 
     def nonlinear(self, mode: str):
         """Return the (lazily compiled) ``NonlinearProblem`` of ``mode``."""
@@ -441,10 +442,17 @@ class HalfCellSolver:
         self._prev = fnorm
         return int(reason)
 
-    def solve(self, mode: str, current_scale: float) -> tuple[bool, int, int]:
+    @property
+    def lagged(self) -> bool:
+        """Whether the preset reuses factorisations across Newton iterations."""
+        return int(self._petsc.get("snes_lag_preconditioner", 1)) > 1
+
+    def solve(self, mode: str, current_scale: float, fresh: bool = False) -> tuple[bool, int, int]:
         """One Newton solve; returns (converged, Newton its, Krylov its).
 
-        ``current_scale`` [A] (the 1C current) sets the absolute tolerance: the
+        ``fresh`` refactorises the Jacobian at every iteration (the retry after a
+        failure with a lagged factorisation). ``current_scale`` [A] (the 1C
+        current) sets the absolute tolerance: the
         residual rows are currents in units of ``J_REF L^2``, and an imbalance
         of 1e-10 of the cell current is converged. Asking for less would chase
         round-off in the potential rows (conductances are ~1e6 times the
@@ -453,6 +461,15 @@ class HalfCellSolver:
         nl = self.nonlinear(mode)
         atol = ATOL_RELATIVE_TO_CURRENT * current_scale / self.problem.scales["i_ref"]
         nl.solver.setTolerances(atol=atol)
+        if self.lagged:  # fresh: refactorise at every Newton iteration of this solve
+            lag = 1 if fresh else int(self._petsc["snes_lag_preconditioner"])
+            if self._lag.get(mode) != lag:  # petsc4py has no setter: via the options
+                key = f"{nl.solver.getOptionsPrefix()}snes_lag_preconditioner"
+                opts = PETSc.Options()
+                opts[key] = lag
+                nl.solver.setFromOptions()
+                del opts[key]
+                self._lag[mode] = lag
         nl.solver.setConvergenceHistory(reset=True)
         try:
             nl.solve()
@@ -636,6 +653,11 @@ def run_half_cell(
             p.constants[name].value = val
         p.constants["dt"].value = dt
         ok, its, kits = hc.solve(mode, one_c)
+        if not ok and hc.lagged:
+            # a stale factorisation may have misled Newton: same step, fresh LU
+            _restore(p, snap)
+            ok, its2, kits2 = hc.solve(mode, one_c, fresh=True)
+            its, kits = its + its2, kits + kits2
         if not ok:
             _restore(p, snap)
             state["rejected"] += 1
