@@ -102,9 +102,17 @@ def test_poisson_on_current_ranks():
     assert np.isfinite(res["l2sq"])
 
 
-def test_demo_smoke_prints_bounded_number():
-    from tomofem.demo import smoke
+@pytest.mark.mpi
+def test_demo_fast_runs_every_stage(shared_tmp):
+    """`make demo`'s chain in fast mode: every stage done, numbers bounded, run folder written."""
+    import json
 
-    r = smoke(n=12)
-    assert r.reuss <= r.k_eff <= r.voigt
-    assert 0.2 < r.porosity < 1.0
+    from tomofem.demo import main
+
+    res = main(output=str(shared_tmp / "demo"), fast=True, quiet=True)
+    assert res.status == "complete", res.table()
+    results = json.loads((shared_tmp / "demo" / "results.json").read_text())
+    assert results["status"] == "complete"
+    tau = res.results["homogenize"]["fem"]["x"]
+    assert 1.0 <= tau["tau"] < 10.0
+    assert len(list((shared_tmp / "demo").glob("*.png"))) >= 3
