@@ -394,28 +394,13 @@ def kuhn_grid(
 
     Returns the grid nodes (first axis slowest) and the cells, ordered by
     tetrahedron type first: cell ``t * n_boxes + b`` is type ``t`` of box ``b``
-    (boxes in C order).
+    (boxes in C order). The lattice itself is :func:`tomofem.meshing.lattice.kuhn_lattice`.
     """
-    nx, ny, nz = (int(n) for n in shape)
-    h = np.asarray(spacing, dtype=float)
-    g = np.stack(
-        np.meshgrid(np.arange(nx + 1), np.arange(ny + 1), np.arange(nz + 1), indexing="ij"), -1
-    )
-    points = g.reshape(-1, 3) * h
-    vid = np.arange((nx + 1) * (ny + 1) * (nz + 1)).reshape(nx + 1, ny + 1, nz + 1)
-    c = [
-        vid[i : i + nx, j : j + ny, k : k + nz].ravel()
-        for i in (0, 1)
-        for j in (0, 1)
-        for k in (0, 1)
-    ]
-    # corners v[ijk] with index i*4 + j*2 + k; Kuhn split along the 0-7 diagonal
-    v = np.stack(c, axis=1)
-    kuhn = [(0, 1, 3, 7), (0, 1, 5, 7), (0, 2, 3, 7), (0, 2, 6, 7), (0, 4, 5, 7), (0, 4, 6, 7)]
-    cells = np.concatenate([v[:, list(t)] for t in kuhn]).astype(np.int64)
-    flip = tet_volumes(points, cells) < 0
-    cells[flip] = cells[flip][:, [0, 2, 1, 3]]
-    return points, cells
+    from tomofem.meshing.lattice import kuhn_lattice
+
+    n = np.asarray(shape, dtype=np.int64)
+    points, cells = kuhn_lattice(n, n * np.asarray(spacing, dtype=float))
+    return points, cells.reshape(-1, 6, 4).transpose(1, 0, 2).reshape(-1, 4)
 
 
 def structured_tetmesh(
