@@ -222,3 +222,51 @@ class StopRequest:
         from tomofem._fenics import MPI
 
         return bool(comm.allreduce(local, op=MPI.LOR))
+
+
+def on_root[T](
+    comm: Any, func: Callable[..., T], *args: Any, share: bool = True, **kwargs: Any
+) -> T:
+    """Call ``func`` on rank 0 only; every rank returns its result or raises its error.
+
+    Serial work that must give one answer for the whole job (reading and
+    segmenting an image, building a mesh) runs once instead of once per rank:
+    the other ranks neither spend the cores nor risk a different result. An
+    exception on rank 0 is broadcast and re-raised on every rank, so no rank
+    waits in the next collective call for a rank that has given up.
+
+    Parameters
+    ----------
+    comm
+        Communicator (None or a single rank: ``func`` is simply called).
+    func, args, kwargs
+        The work and its arguments.
+    share
+        Broadcast the result to every rank (pickled; fine for label images and
+        reports of a few hundred MB). False: the other ranks get None, for
+        results that only rank 0 uses or that are distributed later (meshes).
+
+    Returns
+    -------
+    The result of ``func`` (None on ranks > 0 when ``share`` is False).
+    """
+    if comm is None or comm.size == 1:
+        return func(*args, **kwargs)
+    result: Any = None
+    error: BaseException | None = None
+    if comm.rank == 0:
+        try:
+            result = func(*args, **kwargs)
+        except Exception as exc:  # every kind: the other ranks must not hang
+            error = exc
+    if error is not None:
+        import pickle
+
+        try:
+            pickle.dumps(error)
+        except Exception:  # an unpicklable exception travels as its text
+            error = RuntimeError(f"{type(error).__name__}: {error}")
+    error = comm.bcast(error, root=0)
+    if error is not None:
+        raise error
+    return comm.bcast(result, root=0) if share else result

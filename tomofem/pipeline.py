@@ -30,6 +30,7 @@ from tomofem.config import (
     SimulateConfig,
 )
 from tomofem.errors import TomofemError
+from tomofem.mpi import on_root
 
 log = logging.getLogger(__name__)
 
@@ -308,18 +309,11 @@ def mesh(labels: Any, options: Any, comm: Any = None) -> tuple[Any, Any]:
     mesh_image = api("tomofem.meshing", "mesh_image", "mesh")
     from tomofem.meshing import check_mesh
 
-    tm = report = error = None
-    if comm is None or comm.rank == 0:
-        try:
-            tm = mesh_image(labels.data, labels.spacing, options)
-            report = check_mesh(tm)
-        except TomofemError as exc:  # the other ranks must hear of it, not wait in to_dolfinx
-            error = exc
-    if comm is not None and comm.size > 1:
-        error = comm.bcast(error, root=0)
-    if error is not None:
-        raise error
-    return tm, report
+    def build() -> tuple[Any, Any]:
+        tm = mesh_image(labels.data, labels.spacing, options)
+        return tm, check_mesh(tm)
+
+    return on_root(comm, build, share=False) or (None, None)
 
 
 def distribute(tetmesh: Any, comm: Any) -> Any:
@@ -488,10 +482,11 @@ def run(
     """
     res = PipelineResult()
     timer = folder.stage if folder is not None else _null_stage
-    with timer("image"):
-        volume, truth = load_image(config.image)
+    with timer("image"):  # read once, on rank 0: only the labels travel to the other ranks
+        volume, truth = on_root(comm, load_image, config.image, share=False) or (None, None)
     res.outputs.update(volume=volume, truth=truth)
-    res.results["image"] = volume.metadata()
+    if volume is not None:
+        res.results["image"] = volume.metadata()
     done: set[str] = set()
     wanted = list(config.stages)
     for i, name in enumerate(wanted):
@@ -541,7 +536,7 @@ def _on_root(comm: Any) -> bool:
 def _run_stage(name: str, config: RunConfig, res: PipelineResult, comm: Any, folder: Any) -> None:
     out = res.outputs
     if name == "segment":
-        labels, report = segment(out["volume"], config.segment)
+        labels, report = on_root(comm, segment, out["volume"], config.segment)
         if out.get("truth") is not None and out["truth"].shape == labels.data.shape:
             report["accuracy_vs_truth"] = float(np.mean(labels.data == out["truth"]))
             res.quantities.append(
@@ -553,7 +548,7 @@ def _run_stage(name: str, config: RunConfig, res: PipelineResult, comm: Any, fol
             frac = float(np.mean(labels.data == i))
             res.quantities.append(Quantity("segment", f"fraction {name_}", frac, "-"))
     elif name == "analyze":
-        rep = analyze(out["labels"])
+        rep = on_root(comm, analyze, out["labels"])
         res.results["analyze"] = rep
         for pair, sv in rep["interfaces"].get("specific", {}).items():
             res.quantities.append(
