@@ -62,14 +62,15 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _output(p: argparse.ArgumentParser, default: str | None = None) -> None:
-    p.add_argument(
+    g = p.add_argument_group("run folder")
+    g.add_argument(
         "-o",
         "--output",
         metavar="RUN_DIR",
         default=default,
         help="run folder to create (output.folder)",
     )
-    p.add_argument("--force", action="store_true", help="replace an existing run folder")
+    g.add_argument("--force", action="store_true", help="replace an existing run folder")
 
 
 def _image_arg(p: argparse.ArgumentParser, what: str) -> None:
@@ -322,7 +323,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"tomofem {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def add(name: str, func: Callable, help_: str, desc: str, examples: Sequence[str]) -> Any:
+    def add(
+        name: str,
+        func: Callable,
+        help_: str,
+        desc: str,
+        examples: Sequence[str],
+        image: str | None = None,
+        output: bool = True,
+    ) -> Any:
+        """Add a subcommand with the common options (and its image/run-folder arguments)."""
         p = sub.add_parser(
             name,
             help=help_,
@@ -331,6 +341,11 @@ def build_parser() -> argparse.ArgumentParser:
             formatter_class=_Formatter,
         )
         p.set_defaults(func=func)
+        if image is not None:
+            _image_arg(p, image)
+        if output:
+            _output(p, None)
+        _common(p)
         return p
 
     p = add(
@@ -339,8 +354,8 @@ def build_parser() -> argparse.ArgumentParser:
         "versions of tomofem, DOLFINx, PETSc, gmsh, MPI",
         "Print the versions of tomofem and the stack it runs on (for bug reports).",
         ["tomofem info", "mpirun -n 2 tomofem info   # check that MPI starts"],
+        output=False,
     )
-    _common(p)
 
     p = add(
         "segment",
@@ -353,16 +368,14 @@ def build_parser() -> argparse.ArgumentParser:
             "tomofem segment scan.tif --method multiotsu --phases 3 -o runs/seg",
             "tomofem segment scan.tif -c run.toml --set segment.denoise=true -o runs/seg",
         ],
+        image="grey-scale image",
     )
-    _image_arg(p, "grey-scale image")
     p.add_argument(
         "--method",
         choices=["otsu", "multiotsu", "gmm", "threshold"],
         help="segmentation method (segment.method)",
     )
     p.add_argument("--phases", type=int, help="number of phases (segment.phases)")
-    _output(p, None)
-    _common(p)
 
     p = add(
         "analyze",
@@ -377,10 +390,8 @@ def build_parser() -> argparse.ArgumentParser:
             "tomofem analyze electrode.tiff --set segment.label_values=[0,85,170] "
             "--set segment.phases=3",
         ],
+        image="label image",
     )
-    _image_arg(p, "label image")
-    _output(p, None)
-    _common(p)
 
     p = add(
         "mesh",
@@ -393,13 +404,11 @@ def build_parser() -> argparse.ArgumentParser:
             "tomofem mesh labels.tif --interface-size 2 -o runs/mesh",
             "tomofem mesh -c run.toml --set mesh.smoothing_iterations=3 -o runs/mesh",
         ],
+        image="label image",
     )
-    _image_arg(p, "label image")
     p.add_argument("--interface-size", type=float, help="edge at interfaces [voxels]")
     p.add_argument("--max-size", type=float, help="edge inside phases [voxels]")
     p.add_argument("--smoothing", type=int, help="surface smoothing passes")
-    _output(p, None)
-    _common(p)
 
     p = add(
         "homogenize",
@@ -414,8 +423,8 @@ def build_parser() -> argparse.ArgumentParser:
             "tomofem homogenize labels.tif --phase pore --axes x y z -o runs/tau",
             "mpirun -n 4 tomofem homogenize labels.tif --voxel-only -o runs/tau-voxel",
         ],
+        image="label image",
     )
-    _image_arg(p, "label image")
     p.add_argument(
         "--phase",
         choices=["pore", "active", "solid", "cbd"],
@@ -427,8 +436,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--degree", type=int, choices=[1, 2], help="FEM Lagrange degree")
     p.add_argument("--rve-sizes", type=int, nargs="+", metavar="N", help="RVE study edges")
     p.add_argument("--voxel-only", action="store_true", help="skip meshing and FEM")
-    _output(p, None)
-    _common(p)
 
     p = add(
         "simulate",
@@ -443,14 +450,12 @@ def build_parser() -> argparse.ArgumentParser:
             "mpirun -n 4 tomofem simulate -c run.toml -o runs/1C",
             "tomofem simulate --resume runs/1C",
         ],
+        image="label image",
     )
-    _image_arg(p, "label image")
     p.add_argument("--c-rate", type=float, help="C-rate [1/h]")
     p.add_argument("--v-min", type=float, help="lower cut-off voltage [V]")
     p.add_argument("--t-end", type=float, help="largest simulated time [s]")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
-    _output(p, None)
-    _common(p)
 
     p = add(
         "pipeline",
@@ -463,10 +468,8 @@ def build_parser() -> argparse.ArgumentParser:
             "tomofem pipeline scan.tif -c examples/pipeline.toml -o runs/scan1",
             "mpirun -n 4 tomofem pipeline -c examples/pipeline.toml -o runs/p",
         ],
+        image="image",
     )
-    _image_arg(p, "image")
-    _output(p, None)
-    _common(p)
 
     p = add(
         "demo",
@@ -480,8 +483,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--real", action="store_true", help="crop of ../shared/data/electrode.tiff")
     p.add_argument("--fast", action="store_true", help="smallest sizes (tests)")
-    _output(p, None)
-    _common(p)
 
     p = add(
         "export",
@@ -489,6 +490,7 @@ def build_parser() -> argparse.ArgumentParser:
         "export results to other tools (pybamm)",
         "Export the effective parameters of a run to another tool.",
         ["tomofem export pybamm runs/scan1 -o scan1-bpx.json"],
+        output=False,
     )
     p.set_defaults(export_parser=p)
     esub = p.add_subparsers(dest="target", metavar="TARGET")
@@ -531,7 +533,6 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--force", action="store_true", help="overwrite FILE.json")
     e.set_defaults(func=_cmd_export_pybamm)
     _common(e)
-    _common(p)
     return parser
 
 
