@@ -375,7 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["otsu", "multiotsu", "gmm", "threshold"],
         help="segmentation method (segment.method)",
     )
-    p.add_argument("--phases", type=int, help="number of phases (segment.phases)")
+    p.add_argument("--phases", type=int, metavar="N", help="number of phases (segment.phases)")
 
     p = add(
         "analyze",
@@ -406,9 +406,11 @@ def build_parser() -> argparse.ArgumentParser:
         ],
         image="label image",
     )
-    p.add_argument("--interface-size", type=float, help="edge at interfaces [voxels]")
-    p.add_argument("--max-size", type=float, help="edge inside phases [voxels]")
-    p.add_argument("--smoothing", type=int, help="surface smoothing passes")
+    p.add_argument(
+        "--interface-size", type=float, metavar="VOXELS", help="edge at interfaces [voxels]"
+    )
+    p.add_argument("--max-size", type=float, metavar="VOXELS", help="edge inside phases [voxels]")
+    p.add_argument("--smoothing", type=int, metavar="N", help="surface smoothing passes")
 
     p = add(
         "homogenize",
@@ -452,9 +454,9 @@ def build_parser() -> argparse.ArgumentParser:
         ],
         image="label image",
     )
-    p.add_argument("--c-rate", type=float, help="C-rate [1/h]")
-    p.add_argument("--v-min", type=float, help="lower cut-off voltage [V]")
-    p.add_argument("--t-end", type=float, help="largest simulated time [s]")
+    p.add_argument("--c-rate", type=float, metavar="C", help="C-rate [1/h]")
+    p.add_argument("--v-min", type=float, metavar="VOLTS", help="lower cut-off voltage [V]")
+    p.add_argument("--t-end", type=float, metavar="SECONDS", help="largest simulated time [s]")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
 
     p = add(
