@@ -281,13 +281,8 @@ def test_periodic_fem_tensor_of_cubic_structure_respects_hs_lower_and_voigt(seed
     assert np.all(eig <= voigt(frac, ks) * (1 + 1e-8))
 
 
-@pytest.mark.xfail(
-    reason="levelset: the field of a 5-voxel phase becomes -inf/NaN for the lattice points "
-    "(RuntimeWarning 'invalid value encountered in cast' at meshing/cutting.py "
-    "np.sign(f).astype(int8)) and the phase silently vanishes; found by the property above",
-    strict=False,
-)
 def test_levelset_fields_stay_finite_for_a_tiny_phase():
+    """A 5-voxel phase that pore bridging would erase keeps a finite field and a volume."""
     import warnings
 
     from tomofem.meshing.levelset import mesh_levelset

@@ -214,10 +214,17 @@ def _signed_distance(mask: np.ndarray, spacing: np.ndarray) -> np.ndarray:
     """
     import edt
 
-    aniso = tuple(float(a) for a in spacing / spacing.min())
+    aniso = np.asarray(spacing / spacing.min(), dtype=float)
     m = np.ascontiguousarray(mask)
-    d_in = edt.edt(m, anisotropy=aniso).astype(np.float32)
-    d_out = edt.edt(~m, anisotropy=aniso).astype(np.float32)
+    # an empty (or full) mask has no voxel to measure from: edt returns inf,
+    # and inf - inf in the cut fields is NaN; the box diagonal is "far enough"
+    far = np.float32(np.linalg.norm(np.asarray(mask.shape) * aniso) + 1.0)
+    if not m.any():
+        return np.full(m.shape, -far, dtype=np.float32)
+    if m.all():
+        return np.full(m.shape, far, dtype=np.float32)
+    d_in = edt.edt(m, anisotropy=tuple(aniso)).astype(np.float32)
+    d_out = edt.edt(~m, anisotropy=tuple(aniso)).astype(np.float32)
     return np.where(m, d_in - 0.5, 0.5 - d_out)
 
 
@@ -365,7 +372,19 @@ def mesh_levelset(
     counts = np.array([np.count_nonzero(labels == p) for p in phases], dtype=float)
     bridged = 0
     if opts.bridge_pore and 0 in phases:
+        original = labels
         labels, bridged = bridge_pore_contacts(labels, pore=0)
+        lost = [p for p in phases if not np.any(labels == p)]
+        if lost:  # a tiny phase made only of bridge voxels: keep it, unbridged
+            log.warning(
+                "levelset: pore bridging would erase label(s) %s; their voxels stay unbridged",
+                lost,
+            )
+            keep = np.isin(original, lost)
+            labels[keep] = original[keep]
+            bridged -= int(keep.sum())
+            del keep
+        del original
     g = phase_fields(labels, phases, opts, spacing)
     times["fields"] = time.perf_counter() - t0
     target = counts / labels.size
@@ -411,6 +430,11 @@ def mesh_levelset(
                 frac = np.bincount(which, weights=vol, minlength=len(phases)) / box_vol
                 iters += 1
             break
+        lost = (frac <= 0) & (target > 0)
+        if lost.any():  # no area, no slope: put the phase back first, then adjust
+            bias = _revived_biases(g, bias, lost, points, spacing, opts)
+            jac = last = None
+            continue
         if jac is None or last is None:
             jac = _fraction_jacobian(points, cells, which, len(phases), box_vol, opts, spacing)
         else:  # Broyden's update from the last step
@@ -475,6 +499,36 @@ def mesh_levelset(
         times=times,
     )
     return tm, stats
+
+
+def _revived_biases(
+    g: np.ndarray,
+    bias: np.ndarray,
+    lost: np.ndarray,
+    points: np.ndarray,
+    spacing: np.ndarray,
+    opts: LevelSetOptions,
+) -> np.ndarray:
+    """Raise the bias of each phase the cut lost until it wins at some lattice vertex.
+
+    A phase smaller than the lattice (a few voxels) can lose every vertex to
+    its neighbours; it then has no interface, the volume Jacobian has no
+    slope for it and the adjustment never brings it back. Its bias is set so
+    that it wins by ``alpha`` of a lattice step at the vertex where it is
+    closest to winning, after which the adjustment takes over.
+    """
+    bias = bias.copy()
+    gb = g + bias[:, None, None, None].astype(np.float32)
+    margin = opts.alpha * opts.lattice_step
+    for k in np.flatnonzero(lost):
+        gap = _sample(gb[k] - np.delete(gb, k, axis=0).max(axis=0), points, spacing)
+        raise_by = margin - float(gap.max())
+        if k == len(bias) - 1:  # the last bias stays fixed: lower the others instead
+            bias[:-1] -= raise_by
+        else:
+            bias[k] += raise_by
+        log.info("levelset: label %d lost by the lattice; bias raised by %.3f", k, raise_by)
+    return bias
 
 
 def _calibrated_biases(
