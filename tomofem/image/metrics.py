@@ -44,7 +44,7 @@ def _edt(mask: np.ndarray, h: np.ndarray) -> np.ndarray:
 
 
 def volume_fractions(labels: np.ndarray, n_phases: int | None = None) -> tuple[float, ...]:
-    """Volume fraction of each label index ``0 .. n_phases - 1`` [-]."""
+    """Volume fraction of each label index, 0 to ``n_phases - 1`` [-]."""
     lab = labels3d(labels)
     k = int(lab.max()) + 1 if n_phases is None else int(n_phases)
     counts = np.bincount(lab.ravel(), minlength=k)[:k]

@@ -1,8 +1,8 @@
 """Atomic file writes: a reader sees the old file or the new one, never half of one.
 
 Each writer puts the bytes in a temporary file in the destination's folder
-(same file system, so the rename is atomic), flushes and ``fsync``s it, then
-``os.replace``s it over the destination and ``fsync``s the folder so the rename
+(same file system, so the rename is atomic), flushes and syncs it (``fsync``),
+moves it over the destination (``os.replace``) and syncs the folder so the rename
 itself survives a power cut. On any failure the temporary file is removed and
 the previous destination, if any, is left untouched.
 """

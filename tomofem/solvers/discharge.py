@@ -59,7 +59,7 @@ class Step:
     until_voltage
         Cut-off voltage [V] ending a current step when crossed.
     until_c_rate
-        |current| [C-rate] below which a voltage step ends (CV taper).
+        Absolute current [C-rate] below which a voltage step ends (CV taper).
     duration
         Longest duration of the step [s].
     """
