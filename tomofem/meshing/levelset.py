@@ -264,27 +264,63 @@ def phase_fields(
     return g
 
 
-def _cut_fields(labels: np.ndarray, g: np.ndarray, phases: list[int], bias: np.ndarray) -> list:
+def cut_order(labels: np.ndarray, phases: list[int]) -> list[int]:
+    """Cutting order: thickest phase first (largest voxel count per boundary face).
+
+    Each cut follows one phase's field on the lattice left by the earlier
+    cuts, so the first cut sees the clean lattice and the last phase gets
+    what the others leave. Thick, smooth phases (NMC particles) cut first
+    keep their surfaces; a thin phase (carbon-binder films) cut last is
+    bounded by the surfaces already placed. On the real 64^3 crop, NMC ->
+    pore -> CBD gives interface areas within 2.5 % of marching cubes on the
+    same field, pore -> NMC -> CBD (label order) -5 / +5 / +5 %.
+
+    Returns
+    -------
+    list of int
+        Indices into ``phases``.
+    """
+    faces = np.zeros(len(phases))
+    idx = np.searchsorted(np.asarray(phases), labels)
+    for axis in range(3):
+        a = np.take(idx, np.arange(labels.shape[axis] - 1), axis=axis)
+        b = np.take(idx, np.arange(1, labels.shape[axis]), axis=axis)
+        diff = a != b
+        faces += np.bincount(a[diff], minlength=len(phases))
+        faces += np.bincount(b[diff], minlength=len(phases))
+    counts = np.bincount(idx.ravel(), minlength=len(phases))
+    thickness = counts / np.maximum(faces, 1)
+    return [int(i) for i in np.argsort(-thickness, kind="stable")]
+
+
+def _cut_fields(g: np.ndarray, bias: np.ndarray):
     """Voxel-grid level set of each sequential cut, extended past earlier phases.
 
-    Cut ``i`` separates ``phases[i]`` (positive) from ``phases[i+1:]``; cells
+    Cut ``i`` separates phase ``i`` (positive) from phases ``i+1:``; cells
     already given to an earlier phase are cut too (conformity), so its field
     is continued into those phases by the value at the nearest voxel of a
-    later phase, which keeps spurious cuts there few and large.
+    later phase, which keeps spurious cuts there few and large. "Earlier" is
+    decided by the biased fields, not by the voxel labels: a thin film's
+    smoothed region differs from its voxels, and continuing the field from
+    the label boundary put spurious NMC|CBD cuts inside the smoothed solid
+    (CBD interface area +9 % against marching cubes on the 100^3 crop).
+    Yields one field at a time (float32) to bound memory.
     """
-    out = []
     gb = g + bias[:, None, None, None].astype(np.float32)
-    for i in range(len(phases) - 1):
+    winner = np.argmax(gb, axis=0).astype(np.int8) if len(g) > 2 else None
+    for i in range(len(g) - 1):
         fi = gb[i] - gb[i + 1 :].max(axis=0)
         if i > 0:
-            earlier = np.isin(labels, phases[:i])
+            earlier = winner < i
             if earlier.any():
                 idx = ndimage.distance_transform_edt(
                     earlier, return_distances=False, return_indices=True
                 )
+                del earlier
                 fi = fi[tuple(idx)]
-        out.append(fi)
-    return out
+                del idx
+        yield fi
+        del fi
 
 
 def _sample(field_: np.ndarray, x: np.ndarray, spacing: np.ndarray) -> np.ndarray:
@@ -300,8 +336,9 @@ def _cut_all(
     bias: np.ndarray,
     spacing: np.ndarray,
     opts: LevelSetOptions,
+    order: list[int],
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
-    """Lattice, then one warp-and-cut per phase boundary; returns points, cells, phase index."""
+    """Lattice, then one warp-and-cut per phase in ``order``; returns points, cells, phase index."""
     extent = np.asarray(labels.shape) * spacing
     counts = lattice_counts(np.asarray(labels.shape, dtype=float), opts.lattice_step)
     make = bcc_lattice if opts.lattice == "bcc" else kuhn_lattice
@@ -310,7 +347,7 @@ def _cut_all(
     which = np.full(len(cells), -1, dtype=np.int64)  # index into phases, -1 = not yet
     movable = np.ones(len(points), dtype=bool)
     moved = snapped = 0
-    for i, fi in enumerate(_cut_fields(labels, g, phases, bias)):
+    for i, fi in zip(order, _cut_fields(g[order], bias[order]), strict=False):
         vals = _sample(fi, points, spacing)
         res = cut(points, cells, vals, opts.alpha, movable, box)
         points, cells = res.points, res.cells
@@ -319,7 +356,7 @@ def _cut_all(
         movable = np.r_[movable, np.ones(len(points) - len(movable), dtype=bool)] & ~res.on_surface
         moved += res.moved
         snapped += res.snapped
-    which[which < 0] = len(phases) - 1
+    which[which < 0] = order[-1]
     return points, cells, which, moved, snapped
 
 
@@ -386,6 +423,7 @@ def mesh_levelset(
             del keep
         del original
     g = phase_fields(labels, phases, opts, spacing)
+    order = cut_order(labels, phases)
     times["fields"] = time.perf_counter() - t0
     target = counts / labels.size
     bias = np.zeros(len(phases))
@@ -403,7 +441,9 @@ def mesh_levelset(
     best = None  # (max |error|, biases); meshes are not kept (memory), a re-cut is cheap
     while True:
         points = cells = which = None  # free the last cut's mesh before the next
-        points, cells, which, moved, snapped = _cut_all(labels, g, phases, bias, spacing, opts)
+        points, cells, which, moved, snapped = _cut_all(
+            labels, g, phases, bias, spacing, opts, order
+        )
         iters += 1
         vol = signed_volumes(points, cells) / 6.0
         frac = np.bincount(which, weights=vol, minlength=len(phases)) / box_vol
@@ -424,7 +464,7 @@ def mesh_levelset(
                 bias = best[1]
                 points = cells = which = None
                 points, cells, which, moved, snapped = _cut_all(
-                    labels, g, phases, bias, spacing, opts
+                    labels, g, phases, bias, spacing, opts, order
                 )
                 vol = signed_volumes(points, cells) / 6.0
                 frac = np.bincount(which, weights=vol, minlength=len(phases)) / box_vol
