@@ -93,10 +93,13 @@ def _constructed():
     corner = np.zeros((10, 10, 10), np.int8)
     corner[2:5, 2:5, 2:5] = 1
     corner[5:8, 5:8, 5:8] = 1  # two solid blocks touching at one corner
-    return {"throat": throat, "edge": edge, "mirror": mirror, "corner": corner}
+    bars = np.zeros((10, 8, 8), np.int8)
+    bars[:5, :4, :4] = 1
+    bars[5:, 4:, 4:] = 1  # solid bars that would span x through one corner contact
+    return {"throat": throat, "edge": edge, "mirror": mirror, "corner": corner, "bars": bars}
 
 
-@pytest.mark.parametrize("case", ["throat", "edge", "mirror", "corner"])
+@pytest.mark.parametrize("case", ["throat", "edge", "mirror", "corner", "bars"])
 def test_faithful_settings_honour_the_dual_convention(case):
     """Pore 26-connected, solid 6-connected: the mesh has the image's components."""
     lab = _constructed()[case]
@@ -110,13 +113,45 @@ def test_faithful_settings_honour_the_dual_convention(case):
     assert r.conformal and r.count_below_1deg == 0
 
 
-def test_coarse_settings_report_a_closed_throat():
-    """At the default 2-voxel lattice a one-voxel throat closes, and the report says so."""
+def _spans(rep, key):
+    return {p.label: tuple(f > 0 for f in getattr(p, key)) for p in rep.phases}
+
+
+@pytest.mark.parametrize("case", ["throat", "edge", "mirror", "corner", "bars"])
+def test_default_settings_percolate_like_the_image(case):
+    """Default (connectivity="dual"): every phase spans the box along the image's axes.
+
+    The one-voxel throat is the pore's only x path (pore 26-connected:
+    open); in "edge", "mirror" and "bars" the solid's only x or y path is a
+    diagonal contact (solids 6-connected: closed) while the pore's is open.
+    """
+    lab = _constructed()[case]
+    tm, stats = mesh_levelset(lab, 1.0)
+    rep = compare_connectivity(lab, tm)
+    assert _spans(rep, "mesh_spanning_fraction") == _spans(rep, "image_spanning_fraction")
+    assert stats.percolation_differences == ""
+    r = check_mesh(tm)
+    assert r.conformal and r.count_below_1deg == 0
+    if case == "throat":  # the default lattice closes it: rejected, re-meshed finer
+        assert "label 0 spans x in the image, not in the mesh" in stats.rejected[0]
+        assert stats.options["lattice_step"] < LevelSetOptions().lattice_step
+
+
+def test_smoothed_connectivity_reports_a_closed_throat():
+    """connectivity="smoothed" meshes the smoothed field as is: the throat closes, visibly."""
     lab = _constructed()["throat"]
-    tm, _ = mesh_levelset(lab, 1.0)
+    tm, stats = mesh_levelset(lab, 1.0, LevelSetOptions(connectivity="smoothed"))
     pore = compare_connectivity(lab, tm).phases[0]
     assert pore.image_spanning_fraction[0] > 0.5
-    assert pore.mesh_components == 2 and pore.mesh_spanning_fraction[0] == 0.0
+    assert pore.mesh_spanning_fraction[0] == 0.0
+    assert stats.rejected == [] and stats.options["lattice_step"] == 2.5
+
+
+def test_escalation_cap_keeps_the_mesh_and_reports_the_difference():
+    lab = _constructed()["throat"]
+    _, stats = mesh_levelset(lab, 1.0, LevelSetOptions(escalation_max_vertices=100))
+    assert stats.options["lattice_step"] == 2.5
+    assert "label 0 spans x in the image, not in the mesh" in stats.percolation_differences
 
 
 def test_bridge_pore_contacts():
@@ -166,6 +201,8 @@ def test_bad_options():
         LevelSetOptions(alpha=0.7)
     with pytest.raises(ConfigError, match="lattice"):
         LevelSetOptions(lattice="hex")
+    with pytest.raises(ConfigError, match="connectivity"):
+        LevelSetOptions(connectivity="26")
 
 
 @pytest.mark.mpi

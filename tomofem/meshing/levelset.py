@@ -12,29 +12,39 @@ count.
 
 Connectivity semantics
 ----------------------
-Two regimes, both explicit:
+The image module's dual convention (pore 26-connected, solids 6-connected)
+is the default, at two levels, and ``LevelSetOptions.connectivity`` says which:
 
+* ``connectivity="dual"`` (default): the mesh must *percolate* like the
+  image: every phase spans the box along the same axes as its voxels under
+  the dual convention (:func:`percolation_difference`). A mesh that does not
+  is rejected and the image re-meshed with half the lattice step and
+  smoothing, then with the faithful settings below (up to
+  ``escalation_max_vertices``); the stats and the log name each rejected
+  setting and why. Tested on constructed cases: a one-voxel pore throat (the
+  default lattice closes it: rejected, re-meshed until open), edge- and
+  corner-only contacts where the pore's only path is diagonal (open) and the
+  solid's is too (closed). On the real 100^3 crop the default settings pass
+  (no escalation), yet smaller clusters still merge, split or vanish: the
+  components per phase differ (:func:`tomofem.meshing.connectivity.compare_connectivity`
+  reports them), which is the smoothing's effect on topology below the
+  percolation level; the benchmark reports its effect on tortuosity.
 * ``LevelSetOptions.faithful()`` (BCC lattice of 1 voxel, unsmoothed signed
   distances, pore contacts bridged): the mesh has the image's topology under
-  the dual convention. Lattice centres sit on voxel centres, where the voxel's
-  own phase wins by a full voxel of distance, so every face-connected run of
-  voxels of a phase stays connected along the lattice edges between centres;
+  the dual convention, component by component. Lattice centres sit on voxel
+  centres, where the voxel's own phase wins by a full voxel of distance, so
+  every face-connected run of voxels of a phase stays connected along the
+  lattice edges between centres;
   :func:`tomofem.meshing.connectivity.bridge_pore_contacts` first turns
   edge/corner-only pore contacts into face paths (pore 26-connected), and at
   the lattice corners (voxel corners) ties go to the pore, so solids touching
-  only diagonally are separated (solids 6-connected). Tested on a one-voxel
-  throat, edge contacts in both orientations and a corner contact. On the
-  real 100^3 crop the pore keeps its 68 components exactly; a bridge voxel
-  taken from a solid can cut that solid's only face link (628 solid
-  components become 664), the price of making the pore's diagonal contacts
-  conduct. It costs
-  about 2.7 vertices per voxel on the real electrode.
-* The defaults (BCC lattice of 2.5 voxels, distances smoothed with
-  ``sigma = 1.5`` voxels, about 0.17 vertices per voxel) mesh the smoothed
-  image, whose topology differs from the voxels': one-voxel throats close or
-  open, thin films thin out. :func:`tomofem.meshing.connectivity.compare_connectivity`
-  reports the change (components and spanning volume per phase and axis) and
-  the benchmark reports its effect on tortuosity; ``sigma`` and
+  only diagonally are separated (solids 6-connected). On the real 100^3 crop
+  the pore keeps its 68 components exactly; a bridge voxel taken from a solid
+  can cut that solid's only face link (628 solid components become 664), the
+  price of making the pore's diagonal contacts conduct. It costs about 2.7
+  vertices per voxel.
+* ``connectivity="smoothed"`` meshes the smoothed field as it is (no check):
+  one-voxel throats close or open, thin films thin out; ``sigma`` and
   ``lattice_step`` are the controls.
 """
 
@@ -50,7 +60,7 @@ from scipy import ndimage
 
 from tomofem import tags
 from tomofem.errors import ConfigError, MeshingError
-from tomofem.meshing.connectivity import bridge_pore_contacts
+from tomofem.meshing.connectivity import bridge_pore_contacts, compare_connectivity
 from tomofem.meshing.cutting import cut
 from tomofem.meshing.lattice import bcc_lattice, kuhn_lattice, lattice_counts, signed_volumes
 from tomofem.meshing.slivers import collapse_slivers
@@ -117,6 +127,19 @@ class LevelSetOptions:
     collapse_below_deg
         Collapse a short edge of cells whose smallest dihedral angle is below
         this [degrees] (:mod:`tomofem.meshing.slivers`); 0 disables.
+    connectivity
+        ``"dual"``: the mesh must percolate like the image under the dual
+        convention (every phase spans the box along the same axes; pore
+        26-connected, solids 6-connected); a mesh that does not is rejected
+        and the image re-meshed with half the lattice step and smoothing,
+        then with the :meth:`faithful` settings (see the module notes).
+        ``"smoothed"``: mesh the smoothed field as it is; its connectivity is
+        whatever the smoothing makes it (measure it with
+        :func:`tomofem.meshing.connectivity.compare_connectivity`).
+    escalation_max_vertices
+        Finer settings whose lattice alone would exceed this many vertices
+        are not tried (memory and time); the coarser mesh is then kept and
+        its percolation difference reported in the stats and the log.
     """
 
     lattice_step: float = 2.5
@@ -133,6 +156,8 @@ class LevelSetOptions:
     volume_tolerance: float = 0.001
     collapse_below_deg: float = 5.0
     calibration_block: int = 112
+    connectivity: str = "dual"
+    escalation_max_vertices: int = 4_000_000
 
     def __post_init__(self) -> None:
         problems = []
@@ -146,6 +171,8 @@ class LevelSetOptions:
             problems.append(f"lattice={self.lattice!r}: must be 'kuhn' or 'bcc'")
         if self.field not in ("distance", "indicator"):
             problems.append(f"field={self.field!r}: must be 'distance' or 'indicator'")
+        if self.connectivity not in ("dual", "smoothed"):
+            problems.append(f"connectivity={self.connectivity!r}: must be 'dual' or 'smoothed'")
         if self.volume_iterations < 0:
             problems.append(f"volume_iterations={self.volume_iterations}: must be >= 0")
         if problems:
@@ -189,7 +216,18 @@ class LevelSetStats:
     bridged
         Voxels turned into pore (for the field only) to bridge diagonal pore contacts.
     times
-        Seconds per stage.
+        Seconds per stage (of the mesh kept; ``connectivity`` holds the
+        guard's checks and any rejected coarser meshes).
+    options
+        The settings that produced the mesh (finer than asked if the
+        connectivity guard escalated).
+    rejected
+        Settings tried first and why their mesh was rejected (percolation
+        differing from the image's under the dual convention).
+    percolation_differences
+        Empty if every phase spans the box along the same axes as in the
+        image; otherwise what differs (only when the finest allowed settings
+        still differ).
     """
 
     phases: list[int]
@@ -202,6 +240,9 @@ class LevelSetStats:
     collapsed: int
     bridged: int
     times: dict[str, float] = field(default_factory=dict)
+    options: dict = field(default_factory=dict)
+    rejected: list[str] = field(default_factory=list)
+    percolation_differences: str = ""
 
 
 def _signed_distance(mask: np.ndarray, spacing: np.ndarray) -> np.ndarray:
@@ -389,6 +430,41 @@ def mesh_levelset(
     """
     opts = options or LevelSetOptions()
     labels = np.asarray(labels)
+    _validate(labels)
+    spacing = np.broadcast_to(np.asarray(spacing, dtype=float), (3,)).copy()
+    if opts.connectivity == "smoothed":
+        return _mesh_once(labels, spacing, opts)
+    t0 = time.perf_counter()
+    rejected: list[str] = []
+    rungs = _escalation(opts, labels.shape)
+    for k, rung in enumerate(rungs):
+        tm, stats = _mesh_once(labels, spacing, rung)
+        diff = percolation_difference(labels, tm)
+        if not diff or k == len(rungs) - 1:
+            break
+        why = f"lattice_step={rung.lattice_step:g}, sigma={rung.sigma:g}: {diff}"
+        log.warning("levelset: percolation differs from the image's (dual convention); %s", why)
+        rejected.append(why)
+        tm = stats = None  # free before the finer mesh
+    if diff:
+        log.warning(
+            "levelset: percolation still differs from the image's at the finest allowed "
+            "settings (%s); the mesh is kept and the difference reported",
+            diff,
+        )
+    times = dict(stats.times)
+    times["connectivity"] = time.perf_counter() - t0 - sum(stats.times.values())
+    return tm, replace(
+        stats,
+        times=times,
+        options=rung.to_dict(),
+        rejected=rejected,
+        percolation_differences=diff,
+    )
+
+
+def _validate(labels: np.ndarray) -> None:
+    """Raise MeshingError for label arrays the route cannot mesh."""
     if labels.ndim != 3:
         raise MeshingError(f"levelset: need a 3D label image, got shape {labels.shape}")
     if not np.issubdtype(labels.dtype, np.integer):
@@ -397,13 +473,19 @@ def mesh_levelset(
         )
     if labels.min() < 0 or labels.max() >= tags.MAX_PHASES:
         raise MeshingError(f"levelset: label indices must lie in 0..{tags.MAX_PHASES - 1}")
-    spacing = np.broadcast_to(np.asarray(spacing, dtype=float), (3,)).copy()
-    phases = [int(p) for p in np.unique(labels)]
+    phases = np.unique(labels)
     if len(phases) < 2:
         raise MeshingError(
             f"levelset: the image holds only label {phases[0]}; a single-phase box needs no "
             "interface meshing (use structured_tetmesh or a box mesher)"
         )
+
+
+def _mesh_once(
+    labels: np.ndarray, spacing: np.ndarray, opts: LevelSetOptions
+) -> tuple[TetMesh, LevelSetStats]:
+    """One mesh at fixed settings (no connectivity guard); see :func:`mesh_levelset`."""
+    phases = [int(p) for p in np.unique(labels)]
     t0 = time.perf_counter()
     times: dict[str, float] = {}
     counts = np.array([np.count_nonzero(labels == p) for p in phases], dtype=float)
@@ -537,8 +619,53 @@ def mesh_levelset(
         collapsed=collapsed,
         bridged=bridged,
         times=times,
+        options=opts.to_dict(),
     )
     return tm, stats
+
+
+def percolation_difference(labels: np.ndarray, tm: TetMesh) -> str:
+    """Phases and axes along which the mesh spans the box but the image does not, or vice versa.
+
+    The image follows the dual convention (pore 26-connected, solids
+    6-connected), the mesh joins cells through faces
+    (:func:`tomofem.meshing.connectivity.compare_connectivity`).
+
+    Returns
+    -------
+    str
+        Readable list of differences; empty if every phase spans along the
+        same axes in both.
+    """
+    out = []
+    for p in compare_connectivity(labels, tm).phases:
+        for ax in range(3):
+            img, msh = p.image_spanning_fraction[ax] > 0, p.mesh_spanning_fraction[ax] > 0
+            if img and not msh:
+                out.append(f"label {p.label} spans {'xyz'[ax]} in the image, not in the mesh")
+            elif msh and not img:
+                out.append(f"label {p.label} spans {'xyz'[ax]} in the mesh, not in the image")
+    return "; ".join(out)
+
+
+def _escalation(opts: LevelSetOptions, shape: tuple[int, ...]) -> list[LevelSetOptions]:
+    """Return the settings to try in turn: as given, half step and smoothing, faithful."""
+    faithful = replace(opts, lattice="bcc", lattice_step=1.0, sigma=0.0, keep_voxels=True)
+    rungs = [opts]
+    if opts.lattice_step > 1.0 or opts.sigma > 0:
+        half = replace(opts, lattice_step=max(1.0, opts.lattice_step / 2), sigma=opts.sigma / 2)
+        rungs += [half, faithful]
+    out = []
+    for r in rungs:
+        verts = 2.0 * float(np.prod(np.asarray(shape) / r.lattice_step))  # BCC; Kuhn has half
+        if out and verts > opts.escalation_max_vertices:
+            log.info(
+                "levelset: not escalating to lattice_step=%g (%.2g vertices)", r.lattice_step, verts
+            )
+            break
+        if r not in out:
+            out.append(r)
+    return out
 
 
 def _revived_biases(
@@ -591,7 +718,7 @@ def _calibrated_biases(
     sub = replace(opts, collapse_below_deg=0.0, calibration_block=max(labels.shape) + 1)
     if len(np.unique(block)) != len(phases):
         return bias
-    _, stats = mesh_levelset(block, spacing, sub)
+    _, stats = _mesh_once(block, spacing, sub)
     log.info("levelset: biases calibrated on a %s block: %s", block.shape, stats.biases)
     return np.array([stats.biases[p] for p in phases])
 
