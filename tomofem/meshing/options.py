@@ -69,6 +69,20 @@ class MeshOptions:
         lower label index (pore first: pore 26-connected, solids
         6-connected), with a warning naming the count. ``False`` raises
         ``MeshingError`` instead.
+    periodic
+        The image is one period of a structure that tiles space: mesh it so
+        that the vertices on each lower box face are matched, at the same
+        in-plane position, by vertices on the opposite face (same facet
+        triangles too), for periodic cell problems. Uses the
+        ``periodic-lattice`` route (:mod:`tomofem.meshing.periodic`: a BCC
+        lattice of ``interface_size`` cut by wrapped phase fields; uniform,
+        not graded) instead of ``routes``.
+    component_tags
+        Tag each cell with ``tags.component_tag(phase, k)`` (``10000 * phase
+        + k``) instead of its phase id, ``k`` = 1 for the largest
+        face-connected region of the phase, 2 for the next, ... (for
+        per-particle or isolated-pore studies). The phase is ``tag // 10000``;
+        facet tags stay per phase.
     """
 
     interface_size: float = 2.25
@@ -87,6 +101,8 @@ class MeshOptions:
     min_dihedral_deg: float = 1.0
     max_fraction_error: float = 0.005
     repair_contacts: bool = True
+    periodic: bool = False
+    component_tags: bool = False
 
     def __post_init__(self) -> None:
         problems = []

@@ -26,7 +26,7 @@ import numpy as np
 
 from tomofem import tags
 from tomofem.errors import MeshingError, ResourceError
-from tomofem.meshing import gmsh_route, levelset
+from tomofem.meshing import gmsh_route, levelset, periodic
 from tomofem.meshing.options import MeshOptions
 from tomofem.meshing.tetmesh import MeshReport, TetMesh, check_mesh
 
@@ -36,6 +36,8 @@ Route = Callable[[np.ndarray, tuple[float, float, float], MeshOptions], TetMesh]
 
 #: Meshing routes in the order they are tried.
 ROUTES: dict[str, Route] = {"surface-nets-gmsh": gmsh_route.mesh, "levelset": levelset.mesh}
+#: Routes whose meshes are periodic (used instead of ROUTES with ``MeshOptions(periodic=True)``).
+PERIODIC_ROUTES: dict[str, Route] = {periodic.ROUTE: periodic.mesh}
 
 
 def register_route(name: str, route: Route, before: str | None = None) -> None:
@@ -142,6 +144,41 @@ def _rejection(report: MeshReport, labels: np.ndarray, options: MeshOptions) -> 
     return None
 
 
+def component_cell_tags(tm: TetMesh) -> np.ndarray:
+    """``tags.component_tag(phase, k)`` of each cell of a phase-tagged mesh.
+
+    Components are the face-connected regions of cells of one phase, numbered
+    from 1 in order of decreasing volume (ties: lowest first cell), so the
+    numbering depends on the mesh only, not on the partition.
+
+    Raises
+    ------
+    MeshingError
+        If a phase has 10000 or more components (their tags would run into
+        the next phase's): clean small islands from the image first.
+    """
+    from tomofem.meshing.connectivity import mesh_components
+    from tomofem.meshing.tetmesh import tet_volumes
+
+    comp = mesh_components(tm)
+    vol = np.bincount(comp, weights=tet_volumes(tm.points, tm.cells))
+    first = np.full(len(vol), tm.num_cells, dtype=np.int64)
+    np.minimum.at(first, comp, np.arange(tm.num_cells))
+    phase_of = np.zeros(len(vol), dtype=np.int64)
+    phase_of[comp] = tm.cell_tags
+    ctag = np.empty(len(vol), dtype=np.int32)
+    for ph in np.unique(phase_of):
+        mine = np.flatnonzero(phase_of == ph)
+        if len(mine) >= 10000:
+            raise MeshingError(
+                f"component tags: phase {ph} has {len(mine)} connected components, more than "
+                "the 9999 a component tag can number; remove small islands (image cleanup)"
+            )
+        order = mine[np.lexsort((first[mine], -vol[mine]))]
+        ctag[order] = [tags.component_tag(int(ph), k) for k in range(1, len(mine) + 1)]
+    return ctag[comp]
+
+
 def default_phase_names(num_phases: int) -> dict[int, str]:
     """``{1: "pore", 2: "solid"}`` for two phases, pore/active/cbd for three, phaseN beyond."""
     names = {int(k): v for k, v in tags.PHASE_NAMES.items()}
@@ -206,15 +243,16 @@ def mesh_image(
             "mesh.max_size, crop the image, or raise mesh.max_cells if the memory allows"
         )
     names = default_phase_names(int(lab.max()) + 1) if phase_names is None else phase_names
-    chain = list(ROUTES) if opts.routes is None else list(opts.routes)
-    unknown = [r for r in chain if r not in ROUTES]
+    routes = PERIODIC_ROUTES if opts.periodic else ROUTES
+    chain = list(routes) if opts.routes is None or opts.periodic else list(opts.routes)
+    unknown = [r for r in chain if r not in routes]
     if unknown:
-        raise MeshingError(f"options: unknown route(s) {unknown}; registered: {list(ROUTES)}")
+        raise MeshingError(f"options: unknown route(s) {unknown}; registered: {list(routes)}")
     reasons: list[str] = []
     spacing3 = (float(h[0]), float(h[1]), float(h[2]))
     for name in chain:
         try:
-            tm = ROUTES[name](lab, spacing3, opts)
+            tm = routes[name](lab, spacing3, opts)
         except MeshingError as exc:
             reasons.append(f"{name}: failed: {exc}")
             log.warning("meshing route %s failed: %s", name, exc)
@@ -233,6 +271,8 @@ def mesh_image(
             report.min_dihedral_deg,
             "; earlier routes: " + "; ".join(reasons) if reasons else "",
         )
+        if opts.component_tags:
+            tm = replace(tm, cell_tags=component_cell_tags(tm))
         return replace(tm, phase_names=names, route=name)
     raise MeshingError(
         "meshing: every route failed or was rejected:\n  "
