@@ -22,22 +22,20 @@ from scipy import ndimage, sparse
 from scipy.sparse.csgraph import connected_components
 
 from tomofem import tags
+from tomofem.image.connectivity import bridge_diagonal_contacts
 from tomofem.meshing.tetmesh import TetMesh, _unique_faces, tet_volumes
 
 log = logging.getLogger(__name__)
 
 
-def bridge_pore_contacts(
-    labels: np.ndarray, pore: int = 0, max_rounds: int = 5
-) -> tuple[np.ndarray, int]:
+def bridge_pore_contacts(labels: np.ndarray, pore: int = 0) -> tuple[np.ndarray, int]:
     """Turn edge- and corner-only contacts of the pore into face paths.
 
-    For every 2x2 square whose pore voxels touch only along the square's
-    centre edge, one of the two other voxels becomes pore; for every 2x2x2
-    block whose only pore voxels are two opposite corners, two voxels of a
-    face path between them become pore. Face connectivity (6) of the result
-    then equals 26-connectivity of the pore in the input, and solid voxels
-    that touched only diagonally across such a contact no longer touch.
+    The voxels :func:`tomofem.image.connectivity.bridge_diagonal_contacts`
+    adds to the pore (one per edge contact, two per corner contact) become
+    pore; face connectivity (6) of the result then equals 26-connectivity of
+    the pore in the input, and solid voxels that touched only diagonally
+    across such a contact no longer touch.
 
     Parameters
     ----------
@@ -45,61 +43,17 @@ def bridge_pore_contacts(
         3D label indices.
     pore
         Label index of the phase that is 26-connected.
-    max_rounds
-        Passes (a bridge can expose a further contact).
 
     Returns
     -------
     labels, changed
         The bridged copy and the number of voxels turned into pore.
     """
+    im = np.asarray(labels) == pore
+    added = bridge_diagonal_contacts(im) & ~im
     lab = np.array(labels, copy=True)
-    changed = 0
-    n = lab.shape
-    for _ in range(max_rounds):
-        before = changed
-        for a, b in ((0, 1), (0, 2), (1, 2)):
-            p = lab == pore
-
-            def sl(da: int, db: int, p=p, a=a, b=b):
-                s = [slice(None)] * 3
-                s[a] = slice(da, n[a] - 1 + da)
-                s[b] = slice(db, n[b] - 1 + db)
-                return tuple(s)
-
-            v00, v10, v01, v11 = p[sl(0, 0)], p[sl(1, 0)], p[sl(0, 1)], p[sl(1, 1)]
-            main = v00 & v11 & ~v10 & ~v01
-            anti = v10 & v01 & ~v00 & ~v11
-            view = lab[sl(1, 0)]
-            changed += int(main.sum())
-            view[main] = pore
-            view = lab[sl(0, 0)]
-            anti &= lab[sl(0, 0)] != pore
-            changed += int(anti.sum())
-            view[anti] = pore
-        p = lab == pore
-        blk = [
-            (i, j, k, (slice(i, n[0] - 1 + i), slice(j, n[1] - 1 + j), slice(k, n[2] - 1 + k)))
-            for i in (0, 1)
-            for j in (0, 1)
-            for k in (0, 1)
-        ]
-        count = sum(p[s].astype(np.int8) for *_, s in blk)
-        for c in range(4):
-            sc = blk[c][3]
-            so = blk[7 - c][3]
-            hit = p[sc] & p[so] & (count == 2)
-            if not hit.any():
-                continue
-            # face path c -> c ^ x -> c ^ x ^ y -> opposite
-            s1 = blk[c ^ 4][3]
-            s2 = blk[c ^ 6][3]
-            lab[s1][hit] = pore
-            lab[s2][hit] = pore
-            changed += 2 * int(hit.sum())
-            p = lab == pore
-        if changed == before:
-            break
+    lab[added] = pore
+    changed = int(added.sum())
     if changed:
         log.info("connectivity: %d voxels bridge edge/corner-only pore contacts", changed)
     return lab, changed
