@@ -9,10 +9,14 @@ For each case: wall time per stage (median of ``--repeats``), vertices, cells,
 vertices per voxel, quality (min dihedral, fraction below 5 degrees, count
 below 1 degree), phase-fraction errors against the image, interface area of
 each phase against marching cubes on the same smoothed field, connectivity
-(components and spanning fractions, image under the dual convention vs mesh)
-and peak resident memory. ``--tau`` adds the pore-phase tortuosity factor
-along x from a P1 conduction solve (CG + GAMG) on the two-phase crop mesh,
-beside the face-connected voxel value; ``--png`` renders the three-phase crop.
+(components and spanning fractions, image under the dual convention vs mesh),
+the image module's own area estimate (:func:`tomofem.image.metrics.interface_areas`,
+indicator smoothed by 0.8 voxel)
+and peak resident memory, with the load average before and after. ``--tau``
+adds the pore-phase tortuosity factor along x from a P1 conduction solve
+(CG + GAMG, iterations reported) on the mesh, beside the voxel finite-volume
+values with face-connected (6) and bridged diagonal (26) pore voxels;
+``--png`` renders the three-phase crop.
 Results go to ``bench/results/meshing_real[_<out>].json`` (atomic write).
 """
 
@@ -34,12 +38,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tomofem.image.io import load_electrode  # noqa: E402
+from tomofem.image.metrics import interface_areas  # noqa: E402
 from tomofem.meshing import check_mesh  # noqa: E402
 from tomofem.meshing.connectivity import compare_connectivity  # noqa: E402
 from tomofem.meshing.levelset import LevelSetOptions, mesh_levelset, phase_fields  # noqa: E402
 
 DATA = Path(os.environ.get("TOMOFEM_SHARED_DATA", REPO.parent / "shared" / "data"))
-VOXEL_TAU_X = 2.14  # face-connected voxel solve of the pore of crop [78:178]^3 (issue 5)
 
 
 def crop(labels: np.ndarray, case: str) -> np.ndarray:
@@ -90,6 +94,7 @@ def mesh_area_by_phase(report, phases) -> dict[int, float]:
 
 def run_case(labels: np.ndarray, case: str, opts: LevelSetOptions, repeats: int) -> tuple:
     lab = crop(labels, case)
+    load_before = os.getloadavg()
     times, stages = [], []
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -100,6 +105,9 @@ def run_case(labels: np.ndarray, case: str, opts: LevelSetOptions, repeats: int)
     rep = check_mesh(tm)
     mc = mc_areas(lab, opts, stats) if lab.size <= 200**3 else {}
     area = mesh_area_by_phase(rep, stats.phases)
+    # the image module's estimate: marching cubes on the indicator smoothed by 0.8 voxel
+    img = interface_areas(lab) if lab.size <= 200**3 else None
+    img_area = {int(k): v for k, v in img.phase_areas.items()} if img else {}
     conn = compare_connectivity(lab, tm)
     res = {
         "case": case,
@@ -133,12 +141,31 @@ def run_case(labels: np.ndarray, case: str, opts: LevelSetOptions, repeats: int)
         "interface_area_mesh": area,
         "interface_area_mc": mc,
         "interface_area_ratio": {p: area[p] / mc[p] for p in mc},
+        "interface_area_image_metrics": img_area,
+        "interface_area_ratio_image_metrics": {p: area[p] / img_area[p] for p in img_area},
         "area_by_tag": rep.area_by_tag,
         "connectivity": conn.to_dict(),
+        "connectivity_option": opts.connectivity,
+        "options_used": stats.options,
+        "rejected_settings": stats.rejected,
+        "percolation_differences": stats.percolation_differences,
+        "load_average_before": load_before,
         "peak_rss_mb_after_meshing": rss_meshing,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "load_average_after": os.getloadavg(),
     }
     return tm, res
+
+
+def voxel_tau_x(lab: np.ndarray) -> dict:
+    """Pore tau_x of the voxels by finite volumes, face-connected (6) and with diagonals (26)."""
+    from tomofem.homogenization.voxel_fvm import tortuosity_voxel
+
+    out = {}
+    for conn in (6, 26):
+        r = tortuosity_voxel(lab == 0, 0, connectivity=conn)
+        out[str(conn)] = {"tau": r.tau, "iterations": r.iterations, "unknowns": r.unknowns}
+    return out
 
 
 def tau_x(tm) -> dict:
@@ -161,7 +188,7 @@ def tau_x(tm) -> dict:
         "flux_in": r.flux_in,
         "flux_out": r.flux_out,
         "solve_s": time.perf_counter() - t0,
-        "voxel_face_connected_tau": VOXEL_TAU_X,
+        "solver": "CG + GAMG (tomofem.solvers.presets.conduction_cg_gamg)",
     }
 
 
@@ -214,7 +241,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cases", default="crop100-2,crop100-3")
     ap.add_argument("--repeats", type=int, default=1)
-    ap.add_argument("--tau", action="store_true", help="pore tau_x on the two-phase cases")
+    ap.add_argument("--tau", action="store_true", help="pore tau_x, mesh (P1) and voxels (FV)")
     ap.add_argument("--png", action="store_true", help="render crop100-3")
     ap.add_argument("--options", default="", help="LevelSetOptions overrides, e.g. sigma=1.0")
     ap.add_argument("--faithful", action="store_true", help="use LevelSetOptions.faithful()")
@@ -233,8 +260,9 @@ def main() -> None:
     results = []
     for case in args.cases.split(","):
         tm, res = run_case(labels, case, opts, args.repeats)
-        if args.tau and case.endswith("-2"):
+        if args.tau:
             res["tau_x_pore"] = tau_x(tm)
+            res["tau_x_pore_voxel"] = voxel_tau_x(crop(labels, case))
         if args.png and case.endswith("-3"):
             png = REPO / "bench" / "results" / f"meshing_real_{case}.png"
             render(tm, png)
