@@ -169,7 +169,7 @@ def _unique_inverse(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def unique_edges(cells: np.ndarray) -> np.ndarray:
     """Return the unique edges (E, 2) of a tetrahedral mesh, each with the smaller index first."""
-    e = np.sort(cells[:, _EDGES].reshape(-1, 2), axis=1)
+    e = np.sort(cells[:, _EDGES].reshape(-1, 2), axis=1).astype(np.int64)
     n = int(cells.max()) + 1
     key = np.sort(e[:, 0] * n + e[:, 1])
     key = key[np.r_[True, key[1:] != key[:-1]]]
@@ -206,9 +206,13 @@ def cut(
     points = points.copy()
     f = np.asarray(values, dtype=float).copy()
     n = len(points)
+    # int32 vertex indices where they fit: every (cells, k) array below halves
+    idx_t = np.int32 if n + 6 * len(cells) < 2**31 else np.int64
+    cells = cells.astype(idx_t, copy=False)
     # only cells with both signs hold crossing edges
-    sgn = np.sign(f)[cells]
+    sgn = np.sign(f).astype(np.int8)[cells]
     straddle = (sgn.max(axis=1) > 0) & (sgn.min(axis=1) < 0)
+    del sgn
     edges = unique_edges(cells[straddle]) if straddle.any() else np.zeros((0, 2), np.int64)
     fa, fb = f[edges[:, 0]], f[edges[:, 1]]
     crossing = fa * fb < 0
@@ -264,15 +268,15 @@ def cut(
     del sc
     le = srt[:, _EDGES]  # (K, 6, 2), smaller global index first
     lc = (s[le[..., 0]] * s[le[..., 1]]) < 0
-    keys = le[..., 0] * n + le[..., 1]
-    ukeys, inv = _unique_inverse(keys[lc])
+    keys = le[..., 0][lc].astype(np.int64) * n + le[..., 1][lc]
+    ukeys, inv = _unique_inverse(keys)
     a, b = ukeys // n, ukeys % n
     ta = f[a] / (f[a] - f[b])
     cut_pts = points[a] + ta[:, None] * (points[b] - points[a])
-    local = np.full((int(mixed.sum()), 10), -1, dtype=np.int64)
+    local = np.full((int(mixed.sum()), 10), -1, dtype=idx_t)
     local[:, :4] = srt
     del srt, le, keys
-    edge_ids = np.full(lc.shape, -1, dtype=np.int64)
+    edge_ids = np.full(lc.shape, -1, dtype=idx_t)
     edge_ids[lc] = n + inv
     local[:, 4:] = edge_ids
 

@@ -384,6 +384,7 @@ def _cut_all(
     counts = lattice_counts(np.asarray(labels.shape, dtype=float), opts.lattice_step)
     make = bcc_lattice if opts.lattice == "bcc" else kuhn_lattice
     points, cells = make(counts, extent)
+    cells = cells.astype(np.int32) if 8 * len(cells) < 2**31 else cells  # the cuts add vertices
     box = np.array([[0.0, 0.0, 0.0], extent])
     which = np.full(len(cells), -1, dtype=np.int64)  # index into phases, -1 = not yet
     movable = np.ones(len(points), dtype=bool)
@@ -600,7 +601,7 @@ def _mesh_once(
         names[tags.phase_id(1)] = "solid"
     tm = TetMesh(
         points=points,
-        cells=cells,
+        cells=cells.astype(np.int64),
         cell_tags=phase_tag,
         facets=facets,
         facet_tags=ftags,
