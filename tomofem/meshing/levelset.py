@@ -10,6 +10,29 @@ conformally by those regions one phase at a time (warp then cut,
 iterations on full cuts) until each phase's meshed volume equals its voxel
 count.
 
+Accuracy (real electrode, 100^3 crop [78:178]^3, default settings)
+-------------------------------------------------------------------
+Phase fractions match the voxel counts to < 0.03 % (volume biases). Each
+phase's interface area is within 3 % of marching cubes on the same smoothed,
+biased field (pore +0.7 %, NMC -0.3 %, CBD -2.6 %; two phases -1.8 %): the
+mesh is faithful to the field it meshes. CBD was +9 % before the cut order
+(thickest phase first, :func:`cut_order`) and the field-based continuation
+of later cut fields (:func:`_cut_fields`). The field itself is not the image:
+against the image module's estimate (marching cubes on indicators smoothed
+by 0.8 voxel, :func:`tomofem.image.metrics.interface_areas`) the 64^3 crop
+gives pore -24 %, NMC -2 %, CBD +10 %, and per pair pore|NMC 6.4k vs 13.3k
+voxel^2, pore|CBD 23.3k vs 25.8k, NMC|CBD 17.7k vs 11.3k. Cause: smoothing
+the signed distances by ``sigma = 1.5`` removes two thirds of the thin CBD
+films (fraction 0.059 instead of 0.166 before the volume bias), and the
+uniform bias that restores the CBD volume grows CBD by the same distance
+everywhere, also along bare NMC surfaces next to the pore (pore|NMC area
+becomes CBD). Finer settings approach the image estimate (``lattice_step =
+1.5, sigma = 0.8``: pore +1 %, NMC +3 %, CBD +31 %, at 0.8 vertices per
+voxel); a bias that restores lost film volume only where it was lost
+(measured, not adopted: a Gaussian of the lost voxels added to each field,
+weight 4 voxels, gives pore|NMC 9.4k, NMC|CBD 15.3k, pore|CBD 30.4k) is the
+open lever.
+
 Connectivity semantics
 ----------------------
 The image module's dual convention (pore 26-connected, solids 6-connected)
