@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from contextlib import contextmanager
 from dataclasses import replace
 
@@ -72,7 +73,12 @@ def _triple_keys(tri: np.ndarray, n: int) -> np.ndarray:
     return (s[:, 0] * n + s[:, 1]) * n + s[:, 2]
 
 
-def _stage(name: str, fn, *args):
+def _stage(name: str, fn, *args, timings: dict[str, float] | None = None):
+    """Run one gmsh step; a failure becomes a MeshingError naming the step, cause and fix.
+
+    With ``timings``, the step's wall time [s] is added under ``name``.
+    """
+    t0 = time.perf_counter()
     try:
         return fn(*args)
     except Exception as exc:  # gmsh raises bare Exception with its last error
@@ -81,9 +87,14 @@ def _stage(name: str, fn, *args):
             "size: clean the image (remove one-voxel features), smooth more, or lower "
             "interface_size"
         ) from exc
+    finally:
+        if timings is not None:
+            timings[name] = timings.get(name, 0.0) + time.perf_counter() - t0
 
 
-def _load_patches(gmsh, points: np.ndarray, tris: np.ndarray, patch: np.ndarray) -> np.ndarray:
+def _load_patches(
+    gmsh, points: np.ndarray, tris: np.ndarray, patch: np.ndarray, timings=None
+) -> np.ndarray:
     """Add one discrete surface per patch tag (entity tag = index + 1) and build topology."""
     codes = np.unique(patch)
     for i in range(len(codes)):
@@ -91,7 +102,7 @@ def _load_patches(gmsh, points: np.ndarray, tris: np.ndarray, patch: np.ndarray)
     gmsh.model.mesh.addNodes(2, 1, np.arange(1, len(points) + 1), points.ravel())
     for i, code in enumerate(codes):
         gmsh.model.mesh.addElementsByType(i + 1, 2, [], (tris[patch == code] + 1).ravel())
-    _stage("topology", gmsh.model.mesh.createTopology)
+    _stage("topology", gmsh.model.mesh.createTopology, timings=timings)
     return codes
 
 
@@ -115,8 +126,15 @@ def _surface_triangles(gmsh, tris: np.ndarray) -> dict[int, int]:
     return out
 
 
-def remesh_surface(surf: LabelSurface, options: MeshOptions, voxel: float) -> LabelSurface:
+def remesh_surface(
+    surf: LabelSurface,
+    options: MeshOptions,
+    voxel: float,
+    timings: dict[str, float] | None = None,
+) -> LabelSurface:
     """Remesh the shared surface at ``options.interface_size`` (gmsh, patch by patch).
+
+    With ``timings``, the wall time of each gmsh step is added to it [s].
 
     Returns a surface with the same conventions (canonical orientation:
     interface normals from the lower to the higher phase id, box normals
@@ -127,7 +145,7 @@ def remesh_surface(surf: LabelSurface, options: MeshOptions, voxel: float) -> La
     patch = surf.patch
     with gmsh_session(options.threads) as gmsh:
         gmsh.model.add("surface")
-        _load_patches(gmsh, surf.points, surf.tris, patch)
+        _load_patches(gmsh, surf.points, surf.tris, patch, timings)
         _stage(
             "classification",
             gmsh.model.mesh.classifySurfaces,
@@ -135,12 +153,13 @@ def remesh_surface(surf: LabelSurface, options: MeshOptions, voxel: float) -> La
             True,
             True,
             math.pi,
+            timings=timings,
         )
-        _stage("parametrisation", gmsh.model.mesh.createGeometry)
+        _stage("parametrisation", gmsh.model.mesh.createGeometry, timings=timings)
         surf_code = {k: int(patch[i]) for k, i in _surface_triangles(gmsh, surf.tris).items()}
         log.debug("gmsh: %d patches after classification", len(surf_code))
         _size_view(gmsh, surf, options, voxel)
-        _stage("surface remeshing", gmsh.model.mesh.generate, 2)
+        _stage("surface remeshing", gmsh.model.mesh.generate, 2, timings=timings)
 
         ntags, coords, _ = gmsh.model.mesh.getNodes()
         ntags = np.asarray(ntags, dtype=np.int64)
@@ -371,6 +390,7 @@ def mesh_volume(
     options: MeshOptions,
     phases: np.ndarray,
     spacing: tuple[float, float, float],
+    timings: dict[str, float] | None = None,
 ) -> TetMesh:
     """Fill each phase enclosed by ``surf`` with a graded tetrahedral mesh (surface kept).
 
@@ -384,14 +404,20 @@ def mesh_volume(
     patch = surf.patch
     with gmsh_session(options.threads) as gmsh:
         gmsh.model.add("volume")
-        _load_patches(gmsh, surf.points, surf.tris, patch)
+        _load_patches(gmsh, surf.points, surf.tris, patch, timings)
         vol_phase = _stage(
-            "volume definition", _add_volumes, gmsh, surf, phases, np.asarray(spacing)
+            "volume definition",
+            _add_volumes,
+            gmsh,
+            surf,
+            phases,
+            np.asarray(spacing),
+            timings=timings,
         )
         _size_view(gmsh, surf, options, voxel)
-        _stage("volume meshing", gmsh.model.mesh.generate, 3)
+        _stage("volume meshing", gmsh.model.mesh.generate, 3, timings=timings)
         if options.optimize_netgen:
-            _stage("Netgen optimisation", gmsh.model.mesh.optimize, "Netgen")
+            _stage("Netgen optimisation", gmsh.model.mesh.optimize, "Netgen", timings=timings)
         ntags, coords, _ = gmsh.model.mesh.getNodes()
         cells_l, phase_l = [], []
         for vtag, ph in vol_phase.items():
@@ -443,7 +469,9 @@ def mesh(
     options
         Sizes in voxels, smoothing, optimisation.
     timings
-        If given, filled with the seconds spent in each stage.
+        If given, filled with the seconds spent in each stage ("surface",
+        "remesh", "volume") and in each gmsh step within them
+        ("remesh: classification", ...).
 
     Notes
     -----
@@ -451,8 +479,6 @@ def mesh(
     to round-off (volume-preserving offsets before and after remeshing), so
     the phase fractions carry no smoothing bias.
     """
-    import time
-
     from tomofem.meshing.surface import count_contact_defects, repair_contacts, shared_surface
 
     t = {} if timings is None else timings
@@ -487,7 +513,8 @@ def mesh(
     )
     t["surface"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    remeshed = remesh_surface(surf, options, voxel)
+    steps: dict[str, float] = {}
+    remeshed = remesh_surface(surf, options, voxel, steps)
     if options.preserve_volume:
         counts = np.bincount(phases.ravel())
         vvox = float(np.prod(spacing))
@@ -495,8 +522,11 @@ def mesh(
         remeshed = restore_phase_volumes(remeshed, targets, options.volume_iterations)
     t["remesh"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    tm = mesh_volume(remeshed, options, phases, spacing)
+    t.update({f"remesh: {k}": v for k, v in steps.items()})
+    steps = {}
+    tm = mesh_volume(remeshed, options, phases, spacing, steps)
     t["volume"] = time.perf_counter() - t0
+    t.update({f"volume: {k}": v for k, v in steps.items()})
     log.debug("surface-nets-gmsh stage times: %s", t)
     return replace(tm, route="surface-nets-gmsh")
 
