@@ -14,13 +14,20 @@ region of each phase, filled by HXT with a size growing from the interface
 size to the maximum size (a grid view, :func:`_size_view`), optimised by
 Netgen, and the few remaining slivers are collapsed (:func:`mesh_volume`).
 
-Measured limits (bench/meshing.py): gmsh does not honour a size field on the
-reparametrised discrete patches (they stay at about the input edge length,
-1 voxel), so the surface is remeshed uniformly at the interface size, box
-faces included; and ``createTopology`` / ``classifySurfaces`` are not
-reproducible from run to run (0.1-0.3 % different vertex counts), even with
-one thread. Build once on one rank and distribute, or write the mesh once
-(:mod:`tomofem.io.mesh_io`) and load it.
+Measured limits (bench/meshing.py): gmsh does not honour a size field (nor a
+size callback, nor ``MeshSizeMax``) on the reparametrised discrete patches
+(they stay at about the input edge length, 1 voxel; only ``MeshSizeMin``
+acts), so the interfaces are remeshed uniformly at the interface size; the
+planar box faces are then meshed again as plane surfaces with a graded size
+field (:func:`coarsen_box_faces`: 64^3 packing 16,430 -> 13,448 vertices).
+``createTopology`` is not reproducible from run to run, even with one thread
+and in fresh processes (it picks the start point of closed curves, e.g. where
+a particle meets a box face, by pointer order; 2 of 8 fresh 40^3 runs gave
+4,475 and 4,489 instead of 4,505 surface vertices), and everything after it
+inherits that. Build once on one rank and distribute (:func:`mesh_image` on
+rank 0, :func:`tomofem.meshing.to_dolfinx`), or write the mesh once
+(:mod:`tomofem.io.mesh_io`) and load it; the level-set and periodic routes
+are bit-reproducible.
 
 gmsh holds global state: every call initialises and always finalises it, also
 on error.
@@ -211,6 +218,171 @@ def remesh_surface(
         on_plane[np.abs(pts - surf.box[side]) <= tol] = side
     out = LabelSurface(pts, tris, sides, box_face.astype(np.int64), on_plane, surf.box.copy())
     return collapse_flat_regions(replace(out, points=out.snap_to_box(out.points)))
+
+
+def _perimeter_loop(edges: np.ndarray) -> list[tuple[int, bool]]:
+    """Order the boundary edges of a planar region into one closed loop.
+
+    Returns (edge index, forward) pairs; ``forward`` is True when the loop
+    runs from ``edges[i, 0]`` to ``edges[i, 1]``.
+    """
+    by_vertex: dict[int, list[int]] = {}
+    for i, (a, b) in enumerate(edges.tolist()):
+        by_vertex.setdefault(a, []).append(i)
+        by_vertex.setdefault(b, []).append(i)
+    if any(len(v) != 2 for v in by_vertex.values()):
+        raise MeshingError("box-face coarsening: the face boundary is not a simple loop")
+    start = int(edges.min())
+    loop: list[tuple[int, bool]] = []
+    used = np.zeros(len(edges), dtype=bool)
+    v = start
+    while True:
+        nxt = next((i for i in by_vertex[v] if not used[i]), None)
+        if nxt is None:
+            break
+        used[nxt] = True
+        forward = int(edges[nxt, 0]) == v
+        loop.append((nxt, forward))
+        v = int(edges[nxt, 1] if forward else edges[nxt, 0])
+    if not used.all() or v != start:
+        raise MeshingError("box-face coarsening: the face boundary is not one closed loop")
+    return loop
+
+
+def coarsen_box_faces(
+    surf: LabelSurface, options: MeshOptions, voxel: float, timings: dict[str, float] | None = None
+) -> LabelSurface:
+    """Remesh each box face with sizes growing from the interface size to ``max_size``.
+
+    gmsh honours only a global minimum size on the reparametrised discrete
+    patches of :func:`remesh_surface` (size fields are ignored there), so box
+    faces come out at the interface size everywhere, which costs more
+    vertices than the interfaces on a packing of 100^3 voxels. Each box
+    face is a plane: it is meshed again as a planar gmsh surface bounded by
+    its edges along the box, with the curves where phases meet on it
+    embedded and kept as they are (one segment per edge, so the interfaces
+    and the neighbouring faces still match), and a Distance + Threshold size
+    field from those curves. Each new triangle takes the phase of the old
+    triangle under its centroid.
+    """
+    from matplotlib.tri import Triangulation
+    from scipy.spatial import cKDTree
+
+    h = options.interface_size * voxel
+    big = options.max_size * voxel
+    pts = [surf.points]
+    n_pts = len(surf.points)
+    keep = surf.box_face < 0
+    tris_l, sides_l, face_l = [surf.tris[keep]], [surf.sides[keep]], [surf.box_face[keep]]
+    with gmsh_session(options.threads) as gmsh:
+        for opt, val in (
+            ("Mesh.MeshSizeExtendFromBoundary", 0),
+            ("Mesh.MeshSizeFromPoints", 0),
+            ("Mesh.MeshSizeFromCurvature", 0),
+            ("Mesh.Algorithm", 6),
+        ):
+            gmsh.option.setNumber(opt, val)
+        for face in range(6):
+            ax, upper = face // 2, face % 2
+            uv_axes = [a for a in range(3) if a != ax]
+            sel = np.flatnonzero(surf.box_face == face)
+            if not len(sel):
+                raise MeshingError(f"box-face coarsening: box face {face} has no triangles")
+            tri = surf.tris[sel]
+            phase = surf.sides[sel, 0]
+            e = np.sort(tri[:, [[0, 1], [1, 2], [2, 0]]].reshape(-1, 2), axis=1)
+            ep = np.repeat(phase, 3)
+            key = e[:, 0] * n_pts + e[:, 1]
+            order = np.argsort(key, kind="stable")
+            k, first = np.unique(key[order], return_index=True)
+            count = np.diff(np.r_[first, len(order)])
+            pmin = np.minimum.reduceat(ep[order], first)
+            pmax = np.maximum.reduceat(ep[order], first)
+            edges = np.stack([k // n_pts, k % n_pts], axis=1)
+            perimeter = edges[count == 1]
+            inner = edges[(count == 2) & (pmin != pmax)]
+            gmsh.model.add(f"face{face}")
+            verts = np.unique(np.r_[perimeter.ravel(), inner.ravel()])
+            ptag = {}
+            for v in verts.tolist():
+                u = surf.points[v, uv_axes]
+                ptag[v] = gmsh.model.geo.addPoint(float(u[0]), float(u[1]), 0.0)
+            lines_b = [gmsh.model.geo.addLine(ptag[a], ptag[b]) for a, b in perimeter.tolist()]
+            lines_i = [gmsh.model.geo.addLine(ptag[a], ptag[b]) for a, b in inner.tolist()]
+            loop = _perimeter_loop(perimeter)
+            cl = gmsh.model.geo.addCurveLoop([lines_b[i] if f else -lines_b[i] for i, f in loop])
+            plane = gmsh.model.geo.addPlaneSurface([cl])
+            gmsh.model.geo.synchronize()
+            for line in lines_b + lines_i:
+                gmsh.model.mesh.setTransfiniteCurve(line, 2)
+            if lines_i:
+                gmsh.model.mesh.embed(1, lines_i, 2, plane)
+            dist = gmsh.model.mesh.field.add("Distance")
+            gmsh.model.mesh.field.setNumbers(dist, "CurvesList", lines_b + lines_i)
+            gmsh.model.mesh.field.setNumber(dist, "Sampling", 4)
+            thr = gmsh.model.mesh.field.add("Threshold")
+            gmsh.model.mesh.field.setNumber(thr, "InField", dist)
+            gmsh.model.mesh.field.setNumber(thr, "SizeMin", h)
+            gmsh.model.mesh.field.setNumber(thr, "SizeMax", big)
+            gmsh.model.mesh.field.setNumber(thr, "DistMin", 0.5 * h)
+            gmsh.model.mesh.field.setNumber(thr, "DistMax", options.size_growth_distance * voxel)
+            gmsh.model.mesh.field.setAsBackgroundMesh(thr)
+            _stage("box-face remeshing", gmsh.model.mesh.generate, 2, timings=timings)
+            ntags, coords, _ = gmsh.model.mesh.getNodes()
+            ntags = np.asarray(ntags, dtype=np.int64)
+            uv = np.asarray(coords, dtype=np.float64).reshape(-1, 3)[:, :2]
+            index = np.full(int(ntags.max()) + 1, -1, dtype=np.int64)
+            for v, t in ptag.items():
+                (nt,), _, _ = gmsh.model.mesh.getNodes(0, t)
+                index[int(nt)] = v
+            new = ntags[index[ntags] < 0]
+            base = sum(len(p) for p in pts)
+            index[new] = base + np.arange(len(new))
+            xyz = np.empty((len(new), 3))
+            lookup = np.full(int(ntags.max()) + 1, -1, dtype=np.int64)
+            lookup[ntags] = np.arange(len(ntags))
+            xyz[:, uv_axes] = uv[lookup[new]]
+            xyz[:, ax] = surf.box[upper, ax]
+            pts.append(xyz)
+            _, _, en = gmsh.model.mesh.getElements(2, plane)
+            t_new = index[np.asarray(en[0], dtype=np.int64).reshape(-1, 3)]
+            gmsh.model.remove()
+            # phase of the old triangle under each new centroid
+            allp = np.concatenate(pts)
+            c = allp[t_new].mean(axis=1)[:, uv_axes]
+            old_uv = surf.points[:, uv_axes]
+            finder = Triangulation(old_uv[:, 0], old_uv[:, 1], tri).get_trifinder()
+            hit = np.asarray(finder(c[:, 0], c[:, 1]))
+            if np.any(hit < 0):
+                _, near = cKDTree(old_uv[tri].mean(axis=1)).query(c[hit < 0])
+                hit[hit < 0] = near
+            # outward normals (lower face: -axis, upper face: +axis)
+            q = allp[t_new]
+            nrm = np.cross(q[:, 1] - q[:, 0], q[:, 2] - q[:, 0])[:, ax]
+            flip = (nrm > 0) != bool(upper)
+            t_new[flip] = t_new[flip][:, [0, 2, 1]]
+            tris_l.append(t_new)
+            sides_l.append(np.stack([phase[hit], np.full(len(hit), OUTSIDE)], axis=1))
+            face_l.append(np.full(len(t_new), face, dtype=np.int64))
+    points = np.concatenate(pts)
+    tris = np.concatenate(tris_l)
+    used = np.unique(tris)
+    remap = np.full(len(points), -1, dtype=np.int64)
+    remap[used] = np.arange(len(used))
+    points = points[used]
+    tol = 1e-7 * voxel
+    on_plane = np.full(points.shape, -1, dtype=np.int8)
+    for side in (0, 1):
+        on_plane[np.abs(points - surf.box[side]) <= tol] = side
+    out = LabelSurface(
+        points,
+        remap[tris],
+        np.concatenate(sides_l).astype(np.int32),
+        np.concatenate(face_l),
+        on_plane,
+        surf.box.copy(),
+    )
+    return replace(out, points=out.snap_to_box(out.points))
 
 
 def collapse_flat_regions(surf: LabelSurface) -> LabelSurface:
@@ -515,6 +687,8 @@ def mesh(
     t0 = time.perf_counter()
     steps: dict[str, float] = {}
     remeshed = remesh_surface(surf, options, voxel, steps)
+    if options.max_size > options.interface_size:
+        remeshed = coarsen_box_faces(remeshed, options, voxel, steps)
     if options.preserve_volume:
         counts = np.bincount(phases.ravel())
         vvox = float(np.prod(spacing))

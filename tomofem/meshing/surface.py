@@ -278,8 +278,10 @@ def _feature_classes(
     e = np.concatenate([faces[:, [i, (i + 1) % k]] for i in range(k)])
     e.sort(axis=1)
     ep = np.tile(patch, k)
-    edges, inv, counts = np.unique(e, axis=0, return_inverse=True, return_counts=True)
-    inv = inv.ravel()
+    # unique rows through one int64 key (np.unique(axis=0) was 60 % of the surface stage)
+    key = e[:, 0].astype(np.int64) * n + e[:, 1]
+    ukey, inv, counts = np.unique(key, return_inverse=True, return_counts=True)
+    edges = np.stack([ukey // n, ukey % n], axis=1)
     pmin = np.full(len(edges), np.iinfo(np.int64).max)
     pmax = np.full(len(edges), np.iinfo(np.int64).min)
     np.minimum.at(pmin, inv, ep)
