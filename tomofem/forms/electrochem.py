@@ -132,11 +132,13 @@ def counter_electrode(j_ce, v, q, L: float, ds):
     return -(j_ce / FARADAY) * v * a * ds, j_ce * q * a * ds
 
 
-def collector_current(current_density, r, L: float, ds):
-    """Galvanostatic collector term of the solid charge balance [A].
+def collector_contact(phi, V, conductance, r, L: float, ds):
+    """Return the current [A] from the solid into an equipotential collector at ``V``.
 
-    ``current_density`` [A.m-2] is the current leaving the electrode through the
-    collector into the external circuit (positive on discharge of a positive
-    electrode, when the solid is lithiated and j < 0 on the interface).
+    i = G (phi_s - V) [A.m-2] through a contact of area-specific conductance
+    ``G`` [S.m-2] (the inverse of the contact resistance, Ω.m2). The collector
+    foil is a metal: every solid patch touching it sees the same ``V``, so a
+    particle that touches the foil but no other particle still exchanges
+    current with the rest of the electrode through the foil.
     """
-    return current_density * r * L**2 * ds
+    return conductance * (phi - V) * r * L**2 * ds

@@ -120,6 +120,20 @@ def j0_lithium_metal(c_e, T):
     return 10.0 * (c_e / 1000.0) ** 0.5
 
 
+def _window_cutoffs(ocp, x_a: float, x_b: float) -> dict[str, float]:
+    """Cut-off voltages at the ends of a set's stoichiometry window [V vs Li].
+
+    The window is the range the OCP fit was calibrated on (a cell's 0-100 % SOC),
+    so its end points are where the nominal capacity is used up at equilibrium:
+    a lithiating current ("discharge" of the working electrode) ends at the OCP
+    of the lithiated end, a delithiating one at the OCP of the delithiated end.
+    For NMC811 (Chen 2020) that is 3.561 V: its OCP stays above 3.49 V up to
+    x = 1, so the customary 3.0 V would be reached only by transport limitation.
+    """
+    u = [float(ocp(float(x), T_REF)) for x in (x_a, x_b)]
+    return {"Lower cut-off voltage [V]": min(u), "Upper cut-off voltage [V]": max(u)}
+
+
 def nmc811_chen2020() -> dict[str, Any]:
     """NMC811 positive electrode of the LG M50 cell (Chen et al. 2020, Table VII)."""
     return {
@@ -134,6 +148,7 @@ def nmc811_chen2020() -> dict[str, Any]:
         # Stoichiometry limits of the cell's 0-100 % SOC window (Chen et al. 2020, Table VII).
         "Stoichiometry at 0% SOC": 0.9084,
         "Stoichiometry at 100% SOC": 0.2661,
+        **_window_cutoffs(ocp_nmc811_chen2020, 0.9084, 0.2661),
     }
 
 
@@ -154,6 +169,7 @@ def graphite_ecker2015() -> dict[str, Any]:
         "Active material cathodic transfer coefficient": 0.5,
         "Stoichiometry at 0% SOC": 0.0279,
         "Stoichiometry at 100% SOC": 0.9014,
+        **_window_cutoffs(ocp_graphite_chen2020, 0.0279, 0.9014),
     }
 
 

@@ -33,13 +33,17 @@ from tomofem.problems.electrochem import (
     set_equilibrium,
 )
 from tomofem.problems.particles import particle_labels
-from tomofem.solvers.electrochem_presets import electrochem_newton
+from tomofem.solvers.presets import electrochem_newton, layered
 from tomofem.solvers.timestepping import StepControl, bdf_coefficients
 
 log = logging.getLogger(__name__)
 
 ATOL_RELATIVE_TO_CURRENT = 1e-10
 """Newton's absolute tolerance as a fraction of the 1C current."""
+SURFACE_SATURATION = 0.995
+"""Mean surface stoichiometry (or 1 minus it, when delithiating) that ends a current
+step: the exchange current vanishes as c_s -> c_max (or 0), so the surface can take
+no more current and Newton would only cut the step down to its floor."""
 STAGNATION_DROP = 1e-5
 """A Newton residual below this fraction of the initial one that stops decreasing
 (or defeats the line search) has reached round-off: converged."""
@@ -57,7 +61,14 @@ class Step:
         C-rate for ``"current"`` (positive = discharge, i.e. lithiation of the
         working electrode) or volts vs Li for ``"voltage"``.
     until_voltage
-        Cut-off voltage [V] ending a current step when crossed.
+        Cut-off voltage [V] ending a current step when crossed. A current step
+        with no end condition at all ends at the parameter set's cut-off
+        (``"Lower cut-off voltage [V]"`` when lithiating the working electrode,
+        ``"Upper cut-off voltage [V]"`` when delithiating; see
+        :meth:`Protocol.with_default_cutoffs`). Independently of it, a current
+        step always ends when the active material's mean stoichiometry leaves
+        the set's window (capacity exhausted) or the mean surface stoichiometry
+        reaches :data:`SURFACE_SATURATION` (no more room at the surface).
     until_c_rate
         Absolute current [C-rate] below which a voltage step ends (CV taper).
     duration
@@ -79,9 +90,36 @@ class Protocol:
     initial_soc: float = 1.0
 
     @classmethod
-    def discharge(cls, c_rate: float = 1.0, cutoff: float = 3.0, soc: float = 1.0) -> Protocol:
-        """Constant-current discharge to ``cutoff`` volts."""
+    def discharge(
+        cls, c_rate: float = 1.0, cutoff: float | None = None, soc: float = 1.0
+    ) -> Protocol:
+        """Constant-current discharge to ``cutoff`` volts.
+
+        ``None`` takes the parameter set's lower cut-off: for NMC811 (Chen 2020)
+        the OCP at the 0 % SOC stoichiometry, 3.561 V. Its OCP never falls
+        below ~3.49 V even at x = 1, so a 3.0 V cut-off is reached only through
+        transport limitation; the discharge then ends when the capacity is used up.
+        """
         return cls((Step("current", c_rate, until_voltage=cutoff),), soc)
+
+    def with_default_cutoffs(self, params: dict[str, Any]) -> Protocol:
+        """Return a copy with the set's cut-off voltage on every open-ended current step.
+
+        A ``"current"`` step without ``until_voltage``, ``until_c_rate`` and
+        ``duration`` gets ``"Lower cut-off voltage [V]"`` (lithiating current,
+        value > 0) or ``"Upper cut-off voltage [V]"`` (delithiating).
+        """
+        steps = []
+        for s in self.steps:
+            if (
+                s.kind == "current"
+                and s.value != 0
+                and (s.until_voltage is None and s.until_c_rate is None and s.duration is None)
+            ):
+                key = "Lower cut-off voltage [V]" if s.value > 0 else "Upper cut-off voltage [V]"
+                s = dataclasses.replace(s, until_voltage=float(get(params, key)))
+            steps.append(s)
+        return dataclasses.replace(self, steps=tuple(steps))
 
     @classmethod
     def cccv_charge(
@@ -135,7 +173,8 @@ class SolverOptions:
         Largest change of state of charge per step at the applied current (sets
         the curve's resolution and bounds the time-discretisation error).
     petsc_options
-        Options layered over the preset (keys without prefix).
+        Options layered over the preset (keys without prefix; ``None`` removes a
+        preset key), see :func:`tomofem.solvers.presets.layered`.
     max_steps
         Safety limit on accepted steps.
     voltage_tolerance
@@ -160,7 +199,8 @@ class DischargeResult:
     ``time`` [s], ``voltage`` [V vs Li], ``current`` [A, + = discharge],
     ``capacity`` [mAh, discharged], ``li_solid`` / ``li_electrolyte`` [mol],
     ``interface_current`` [A, integral of j over Γ], ``j_mean`` / ``j_std`` /
-    ``j_min`` / ``j_max`` [A.m-2, area-weighted over Γ facets], ``soc_mean`` /
+    ``j_min`` / ``j_max`` [A.m-2, area-weighted over Γ facets], ``sto_mean`` /
+    ``sto_surface_mean`` [-, stoichiometry of the active volume / of Γ], ``soc_mean`` /
     ``soc_particle_std`` / ``soc_particle_min`` / ``soc_particle_max`` [-],
     ``newton_iterations`` / ``krylov_iterations`` [-], ``dt`` [s], ``step`` [-].
     """
@@ -176,6 +216,9 @@ class DischargeResult:
     stop_reason: str
     j_histogram: dict[str, list[float]]
     mpi_size: int
+    step_ends: list[str]
+    """How each finished protocol step ended (cut-off voltage, capacity exhausted,
+    surface saturated, taper current, duration)."""
 
     def to_json(self) -> str:
         """JSON text of the whole result."""
@@ -246,7 +289,10 @@ class _Interface:
     def statistics(self, comm) -> dict[str, float]:
         j = self.current_density()
         a = self.area
-        s = comm.allreduce(np.array([a.sum(), (a * j).sum(), (a * j * j).sum()]), op=MPI.SUM)
+        x = self.p.u["c_s"].x.array[self.idx["c_s"]].mean(axis=1)
+        s = comm.allreduce(
+            np.array([a.sum(), (a * j).sum(), (a * j * j).sum(), (a * x).sum()]), op=MPI.SUM
+        )
         mean = s[1] / s[0]
         jmin = comm.allreduce(float(j.min()) if len(j) else np.inf, op=MPI.MIN)
         jmax = comm.allreduce(float(j.max()) if len(j) else -np.inf, op=MPI.MAX)
@@ -255,6 +301,7 @@ class _Interface:
             "j_std": float(np.sqrt(max(s[2] / s[0] - mean**2, 0.0))),
             "j_min": float(jmin),
             "j_max": float(jmax),
+            "sto_surface_mean": float(s[3] / s[0]),
         }
 
     def histogram(self, comm, bins: int = 40) -> dict[str, list[float]]:
@@ -299,6 +346,7 @@ class _Particles:
         w = v / v.sum()
         return {
             "soc_mean": mean,
+            "sto_mean": float(vs.sum() / v.sum()),
             "soc_particle_std": float(np.sqrt(np.sum(w * (soc - mean) ** 2))),
             "soc_particle_min": float(soc.min()),
             "soc_particle_max": float(soc.max()),
@@ -376,9 +424,7 @@ class HalfCellSolver:
         if linear == "auto":
             linear = "direct" if self.dofs <= options.direct_max_dofs else "fieldsplit"
         self.linear = linear
-        petsc = electrochem_newton(linear)
-        petsc.update(options.petsc_options)
-        self._petsc = petsc
+        self._petsc = layered(electrochem_newton(linear), options.petsc_options)
         self._prefix = prefix
         self._nl: dict[str, Any] = {}
         self.residuals: list[float] = []  # SNES residual norms of the last solve
@@ -410,9 +456,62 @@ class HalfCellSolver:
                     )
                     start += n
                 nl.solver.getKSP().getPC().setFieldSplitIS(*sets)
+            if mode == "galvanostatic":
+                self._equipotential_collector(nl)
             nl.solver.setConvergenceTest(self._converged)
             self._nl[mode] = nl
         return self._nl[mode]
+
+    def _equipotential_collector(self, nl) -> None:
+        """Residual and Jacobian callbacks of the equipotential collector.
+
+        The galvanostatic residual holds the mean collector potential
+        ``phi_bar = i_ref (b . x) / A`` (:attr:`HalfCellProblem.collector_load`),
+        a global function of the unknowns. The residual callback refreshes it
+        before assembling; the Jacobian is the assembled sparse matrix plus the
+        rank-one term ``-G i_ref / A b b^T``, applied matrix-free as a PETSc
+        low-rank-correction matrix (a dense row and column would couple every
+        collector dof). The preconditioner is built on the sparse part alone;
+        a rank-one change costs GMRES about one extra iteration.
+        """
+        from dolfinx.fem.petsc import assemble_jacobian, assemble_residual, assemble_vector, assign
+
+        p = self.problem
+        comm = p.comm
+        # b in the blocked layout of the unknowns (owned dofs, fields in FIELDS order).
+        b_phi = assemble_vector(p.collector_load)
+        b_phi.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
+        start = sum(p.spaces[k].dofmap.index_map.size_local for k in FIELDS[:3])
+        n_phi = p.spaces["phi_s"].dofmap.index_map.size_local
+        nloc, nglob = nl.A.getLocalSize()[0], nl.A.getSize()[0]
+        U = PETSc.Mat().createDense(((nloc, nglob), (PETSc.DECIDE, 1)), comm=comm)
+        U.setUp()
+        col = U.getDenseArray()
+        col[:] = 0.0
+        col[start : start + n_phi, 0] = b_phi.array_r[:n_phi]
+        U.assemble()
+        b_phi.destroy()
+        c = PETSc.Vec().createSeq(1, comm=PETSc.COMM_SELF)
+        c.set(-p.scales["collector_conductance"] * p.scales["i_ref"] / p.collector_area)
+        J = PETSc.Mat().createLRC(nl.A, U, c, U)
+        F_ctx = {"u": nl.u, "residual": nl.F, "jacobian": nl.J, "bcs": p.bcs["galvanostatic"]}
+        if (blocks := nl.b.getAttr("_blocks")) is not None:
+            F_ctx["_blocks"] = blocks
+        J_ctx = {"u": nl.u, "jacobian": nl.J, "preconditioner": None, "bcs": F_ctx["bcs"]}
+
+        def residual(snes, x, b):
+            x.ghostUpdate(addv=PETSc.InsertMode.INSERT, mode=PETSc.ScatterMode.FORWARD)
+            assign(x, nl.u)
+            p.update_collector_potential()
+            assemble_residual(snes, x, b, **F_ctx)
+
+        def jacobian(snes, x, J_, P):
+            assemble_jacobian(snes, x, P, None, **J_ctx)
+            J_.assemble()
+
+        nl.solver.setFunction(residual, nl.b)
+        nl.solver.setJacobian(jacobian, J, nl.A)
+        self._keep = (U, c, J)  # PETSc objects must outlive the solver
 
     def _converged(self, snes, it: int, norms) -> int:
         """SNES test: PETSc's tolerances, plus stagnation at the round-off floor.
@@ -567,6 +666,7 @@ def run_half_cell(
     t_wall = time.perf_counter()
     config = config or HalfCellConfig()
     solver = solver or SolverOptions()
+    protocol = protocol.with_default_cutoffs(params)
     protocol.validate()
     solver.control.validate()
     if (checkpoint_every or vtx_every) and output_dir is None:
@@ -587,7 +687,7 @@ def run_half_cell(
     series: dict[str, list[float]] = {}
     state: dict[str, Any] = {
         "t": 0.0, "capacity_C": 0.0, "step_index": 0, "step_start": 0.0, "dt": ctl.dt_initial,
-        "dt_prev": None, "accepted": 0, "rejected": 0, "series": series,
+        "dt_prev": None, "accepted": 0, "rejected": 0, "series": series, "step_ends": [],
     }  # fmt: skip
     if resume_from is not None:
         state = read_checkpoint(p, Path(resume_from))
@@ -595,10 +695,24 @@ def run_half_cell(
     else:
         set_equilibrium(p, protocol.initial_soc)
 
-    def record(current: float, its: int, kits: int, dt: float) -> None:
+    x_window = sorted(
+        float(get(params, k)) for k in ("Stoichiometry at 0% SOC", "Stoichiometry at 100% SOC")
+    )
+
+    def exhausted(current: float) -> str | None:
+        """Why the active material can take no more of ``current`` (None: it can)."""
+        sto, surf = series["sto_mean"][-1], series["sto_surface_mean"][-1]
+        lithiating = current > 0
+        if (sto >= x_window[1]) if lithiating else (sto <= x_window[0]):
+            return f"capacity exhausted (mean stoichiometry {sto:.4f})"
+        if (surf >= SURFACE_SATURATION) if lithiating else (surf <= 1 - SURFACE_SATURATION):
+            return f"particle surface saturated (mean surface stoichiometry {surf:.4f})"
+        return None
+
+    def record(current: float, its: int, kits: int, dt: float, mode: str) -> None:
         row = {
             "time": state["t"],
-            "voltage": p.assemble("collector_potential") / p.collector_area,
+            "voltage": p.terminal_voltage(mode),
             "current": current,
             "capacity": state["capacity_C"] / 3.6,
             "li_solid": p.assemble("li_solid"),
@@ -615,7 +729,7 @@ def run_half_cell(
             series.setdefault(key, []).append(float(val))
 
     if not series:
-        record(0.0, 0, 0, 0.0)
+        record(0.0, 0, 0, 0.0, "galvanostatic")
         if writer:
             writer.write(0.0)
         first = protocol.steps[0]
@@ -676,9 +790,9 @@ def run_half_cell(
                 )
                 break
             continue
-        v = p.assemble("collector_potential") / p.collector_area
+        v = p.terminal_voltage(mode)
         i_now = current if mode == "galvanostatic" else -p.assemble("interface_current")
-        done = False
+        end: str | None = None
         if step.until_voltage is not None and step.kind == "current":
             v_old = series["voltage"][-1]
             crossed = (v - step.until_voltage) * np.sign(current) <= 0.0
@@ -688,9 +802,9 @@ def run_half_cell(
                     _restore(p, snap)
                     dt = dt * float(np.clip(abs(frac), 0.05, 0.9))
                     continue
-                done = True
+                end = f"cut-off voltage {step.until_voltage} V"
         if step.until_c_rate is not None and abs(i_now) <= step.until_c_rate * one_c:
-            done = True
+            end = f"taper current {step.until_c_rate} C"
         # accept
         for k in p.u_n:
             p.u_nm1[k].x.array[:] = p.u_n[k].x.array
@@ -701,11 +815,18 @@ def run_half_cell(
         state["capacity_C"] += FARADAY * (p.assemble("li_solid") - series["li_solid"][-1])
         state["accepted"] += 1
         state["dt_prev"] = dt
-        if step.duration is not None and state["t"] - state["step_start"] >= step.duration * (
-            1 - 1e-12
+        record(i_now, its, kits, dt, mode)
+        if end is None and step.kind == "current" and current != 0.0:
+            end = exhausted(current)
+        if (
+            end is None
+            and step.duration is not None
+            and (state["t"] - state["step_start"] >= step.duration * (1 - 1e-12))
         ):
-            done = True
-        record(i_now, its, kits, dt)
+            end = f"duration {step.duration} s"
+        done = end is not None
+        if done:
+            state.setdefault("step_ends", []).append(f"step {state['step_index']}: {end}")
         if comm.rank == 0:
             log.info(
                 "t=%.5g s V=%.4f I=%.3e A Q=%.4g mAh: %d Newton, %d Krylov",
@@ -743,6 +864,7 @@ def run_half_cell(
         steps_accepted=state["accepted"],
         steps_rejected=state["rejected"],
         stop_reason=stop_reason,
+        step_ends=list(state.get("step_ends", [])),
         j_histogram=iface.histogram(comm),
         mpi_size=comm.size,
     )
