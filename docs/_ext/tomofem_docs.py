@@ -396,6 +396,20 @@ def generate(app: Any) -> None:
     _write(gen / "config.md", config_reference())
     _write(gen / "cli.md", cli_reference())
     _write(gen / "demos" / "index.md", demos_index(root, gen / "demos"))
+    remove_stale_api_stubs(gen / "api")
+
+
+def remove_stale_api_stubs(api_dir: Path) -> None:
+    """Delete autosummary stubs of modules that no longer exist (autosummary only adds)."""
+    import importlib.util
+
+    for stub in api_dir.glob("*.rst"):
+        try:
+            gone = importlib.util.find_spec(stub.stem) is None
+        except ModuleNotFoundError:  # a parent package is gone too
+            gone = True
+        if gone:
+            stub.unlink()
 
 
 def setup(app: Any) -> dict[str, Any]:
