@@ -64,6 +64,17 @@ docs: $(DOCS_STAMP)
 	OMP_NUM_THREADS=1 $(PY) -m sphinx -b html -W --keep-going -n -q docs build/docs
 	@echo "docs: build/docs/index.html"
 
+# Demo notebooks: demos/demo_*.py (jupytext light) -> build/notebooks/*.ipynb,
+# executed in fast mode (outputs and figures in build/notebooks/output).
+notebooks: $(DOCS_STAMP)
+	@mkdir -p build/notebooks
+	@set -e; for f in demos/demo_*.py; do \
+	  nb=build/notebooks/$$(basename $$f .py).ipynb; \
+	  $(VENV)/bin/jupytext -q --to ipynb -o $$nb $$f; \
+	  TOMOFEM_DEMO_FAST=1 TOMOFEM_DEMO_OUT=$(CURDIR)/build/notebooks/output OMP_NUM_THREADS=1 \
+	  MPLBACKEND=Agg $(VENV)/bin/jupyter-execute --inplace --timeout=600 $$nb; \
+	done
+
 bench: $(STAMP)
 	$(PY) bench/run_all.py
 
