@@ -66,7 +66,7 @@ from tomofem.homogenization.voxel_fvm import tortuosity_voxel
 from tomofem.image.io import load_electrode
 from tomofem.image.synthetic import calendered_electrode
 from tomofem.io.atomic import write_bytes, write_json
-from tomofem.meshing import mesh_image, to_dolfinx
+from tomofem.meshing import MeshOptions, mesh_image, to_dolfinx
 from tomofem.mpi import on_root
 from tomofem.tags import Phase
 from tomofem.viz.plots import plot_tortuosity
@@ -75,6 +75,7 @@ FAST = os.environ.get("TOMOFEM_DEMO_FAST", "0") == "1"
 OUT = Path(os.environ.get("TOMOFEM_DEMO_OUT", "runs/demos")) / "electrode_tensor"
 DATA = Path(os.environ.get("TOMOFEM_SHARED_DATA", SHARED_ELECTRODE.parent)) / "electrode.tiff"
 comm = MPI.COMM_WORLD
+LEVELSET = MeshOptions(routes=("levelset",))  # deterministic; the route real crops need
 if comm.rank == 0:
     OUT.mkdir(parents=True, exist_ok=True)
     print(f"{'fast' if FAST else 'full'} mode on {comm.size} rank(s); output in {OUT}")
@@ -109,11 +110,12 @@ if comm.rank == 0:
 
 # ## Conformal mesh (pore vs solid) and the FEM estimates
 #
-# Meshing is serial: it runs on rank 0 and the mesh is distributed.
+# The level-set route (the robust one for real images) meshes on rank 0
+# and the mesh is distributed.
 
 # +
 two_phase = (crop > 0).astype(np.int8)  # 0 = pore, 1 = NMC + CBD
-tm = on_root(comm, mesh_image, two_phase, 1.0, share=False)
+tm = on_root(comm, mesh_image, two_phase, 1.0, LEVELSET, share=False)
 dm = to_dolfinx(tm, comm)
 PORE = int(Phase.PORE)
 k = {PORE: 1.0}

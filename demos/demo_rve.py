@@ -59,7 +59,7 @@ from tomofem.homogenization.tensor import effective_tensor
 from tomofem.homogenization.tortuosity import tortuosity_fem
 from tomofem.image.synthetic import random_overlapping_spheres
 from tomofem.io.atomic import write_json
-from tomofem.meshing import mesh_image, to_dolfinx
+from tomofem.meshing import MeshOptions, mesh_image, to_dolfinx
 from tomofem.mpi import on_root
 from tomofem.tags import SOLID as SOLID_TAG
 from tomofem.tags import Phase
@@ -68,6 +68,7 @@ from tomofem.viz.plots import fit_slope, plot_rve
 FAST = os.environ.get("TOMOFEM_DEMO_FAST", "0") == "1"
 OUT = Path(os.environ.get("TOMOFEM_DEMO_OUT", "runs/demos")) / "rve"
 comm = MPI.COMM_WORLD
+LEVELSET = MeshOptions(routes=("levelset",))  # deterministic; the route real crops need
 if comm.rank == 0:
     OUT.mkdir(parents=True, exist_ok=True)
     print(f"{'fast' if FAST else 'full'} mode on {comm.size} rank(s); output in {OUT}")
@@ -112,7 +113,7 @@ records = []
 
 def fem_with_spread(sub: np.ndarray) -> tuple[float, float]:
     """(tau of the pores, relative BC spread of the composite) of one sub-volume."""
-    tm = on_root(comm, mesh_image, (~sub).astype(np.int8), 1.0, share=False)
+    tm = on_root(comm, mesh_image, (~sub).astype(np.int8), 1.0, LEVELSET, share=False)
     dm = to_dolfinx(tm, comm)
     tau = tortuosity_fem(dm.mesh, dm.cell_tags, {PORE: 1.0}, 0).tau
     k_mixed = tortuosity_fem(dm.mesh, dm.cell_tags, CONTRAST, 0).k_eff
