@@ -18,9 +18,15 @@ Conventions (both tools agree with tomofem's, :mod:`tomofem.homogenization.resul
   the imaged porosity (it is the alpha of
   :func:`tomofem.homogenization.bounds.bruggeman_tau`), so the default model
   works without changing options.
-* PyBaMM computes the surface area of spherical particles as ``a = 3 eps_s / R``;
-  the exported radius is ``R = 3 eps_s / a`` with the measured ``a``, so a
-  PyBaMM model sees the imaged active surface. The measured ``a`` is exported too.
+* PyBaMM computes the surface area of spherical particles as ``a = 3 eps_s / R``
+  (``eps_s`` the active material volume fraction); the exported radius is
+  ``R = 3 eps_s / a`` with the measured ``a``, so a PyBaMM model sees the
+  imaged active surface. PyBaMM's lithium-ion models read no surface-area
+  parameter (``"particle shape"`` is ``"spherical"`` or ``"no particles"``),
+  so the measured ``a`` goes to BPX and to the provenance, not to the mapping.
+* PyBaMM's "electrode" transport phase is all the solid, volume fraction
+  ``1 - porosity`` (active material and binder alike): its effective
+  conductivity is ``sigma (1 - eps) / tau_s``, or ``sigma (1 - eps) ** b_s``.
 * Lengths: the run's voxel size is taken in micrometres (tomofem's convention)
   and converted to metres.
 """
@@ -59,7 +65,8 @@ class EffectiveParameters:
         Tortuosity factor of the pore phase along ``axis`` [-] (``inf`` if
         the pores do not percolate).
     tau_electrode
-        Tortuosity factor of the solid along ``axis`` [-], None if not computed.
+        Tortuosity factor of the whole solid (active material and binder, the
+        electronically conducting phases) along ``axis`` [-], None if not computed.
     thickness
         Electrode thickness along ``axis`` [m].
     specific_surface
@@ -190,15 +197,13 @@ def to_pybamm(p: EffectiveParameters) -> dict[str, float]:
     }
     if p.active_fraction is not None:
         out[f"{d} electrode active material volume fraction"] = p.active_fraction
-    if p.tau_electrode is not None and p.active_fraction is not None:
+    if p.tau_electrode is not None:
         out[f"{d} electrode tortuosity factor (electrode)"] = p.tau_electrode
         out[f"{d} electrode Bruggeman coefficient (electrode)"] = bruggeman_exponent(
-            p.active_fraction, p.tau_electrode
+            1.0 - p.porosity, p.tau_electrode
         )
     if p.particle_radius is not None:
         out[f"{d} particle radius [m]"] = p.particle_radius
-    if p.specific_surface is not None:
-        out[f"{d} electrode surface area to volume ratio [m-1]"] = p.specific_surface
     return out
 
 
