@@ -88,6 +88,14 @@ def test_two_phase_packing_conformal_tagged_accurate():
     assert {tags.boundary_tag(1, f) for f in tags.BoxFace} <= faces
     # the mesh is much coarser than the voxels inside the phases
     assert tm.num_vertices < 0.2 * lab.size
+    # and on the box faces, away from the interfaces (graded plane meshes)
+    from tomofem.meshing.tetmesh import triangle_areas
+
+    area = triangle_areas(tm.points, tm.facets)
+    on_box = tm.facet_tags >= 1000
+    uniform = 6 * 32**2 / (np.sqrt(3) / 4 * GMSH.interface_size**2)  # triangles at one size
+    assert np.count_nonzero(on_box) < 0.75 * uniform  # measured 0.63
+    assert area[on_box].max() > 4 * np.median(area[~on_box])
 
 
 def test_three_phase_triple_lines():

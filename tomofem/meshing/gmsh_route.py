@@ -10,7 +10,7 @@ chords and loses 1-2 % of convex particles' volume, so interface vertices are
 offset until every phase has its voxel volume again
 (:func:`restore_phase_volumes`). The remeshed surface is then loaded into a
 fresh model as discrete surfaces (kept as they are), one volume per connected
-region of each phase, filled by HXT with a size growing from the interface
+region of each phase, filled by gmsh's Delaunay (or HXT) with a size growing from the interface
 size to the maximum size (a grid view, :func:`_size_view`), optimised by
 Netgen, and the few remaining slivers are collapsed (:func:`mesh_volume`).
 
@@ -20,14 +20,19 @@ size callback, nor ``MeshSizeMax``) on the reparametrised discrete patches
 acts), so the interfaces are remeshed uniformly at the interface size; the
 planar box faces are then meshed again as plane surfaces with a graded size
 field (:func:`coarsen_box_faces`: 64^3 packing 16,430 -> 13,448 vertices).
-``createTopology`` is not reproducible from run to run, even with one thread
-and in fresh processes (it picks the start point of closed curves, e.g. where
-a particle meets a box face, by pointer order; 2 of 8 fresh 40^3 runs gave
-4,475 and 4,489 instead of 4,505 surface vertices), and everything after it
-inherits that. Build once on one rank and distribute (:func:`mesh_image` on
-rank 0, :func:`tomofem.meshing.to_dolfinx`), or write the mesh once
-(:mod:`tomofem.io.mesh_io`) and load it; the level-set and periodic routes
-are bit-reproducible.
+``createTopology`` and ``classifySurfaces`` are not reproducible from run to
+run, even with one thread and in fresh processes (they pick the start of
+closed curves and the cuts of non-disc patches by pointer order); the patches
+handed to gmsh are therefore cut into discs and closed curves given corners
+first (:func:`_break_loops`), which makes the remeshed surface reproducible.
+HXT is not reproducible either; gmsh's Delaunay is, up to node and element
+numbering (put in canonical order here), but its optimiser swaps a few edges
+differently now and then: vertices, phase volumes and interface areas are
+the same on every run, a few cells may differ (see
+``MeshOptions.volume_algorithm``). Build once on one rank and distribute
+(:func:`mesh_image` on rank 0, :func:`tomofem.meshing.to_dolfinx`), or write
+the mesh once (:mod:`tomofem.io.mesh_io`) and load it; the level-set and
+periodic routes are bit-reproducible.
 
 gmsh holds global state: every call initialises and always finalises it, also
 on error.
@@ -133,6 +138,109 @@ def _surface_triangles(gmsh, tris: np.ndarray) -> dict[int, int]:
     return out
 
 
+def _patch_components(tris: np.ndarray, patch: np.ndarray, n: int) -> np.ndarray:
+    """Component of each triangle: triangles of one patch code joined across shared edges."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    nt = len(tris)
+    e = np.sort(tris[:, [[0, 1], [1, 2], [2, 0]]].reshape(-1, 2), axis=1)
+    key = e[:, 0].astype(np.int64) * n + e[:, 1]
+    tri_of = np.repeat(np.arange(nt), 3)
+    order = np.lexsort((patch[tri_of], key))
+    k, t = key[order], tri_of[order]
+    pair = (k[1:] == k[:-1]) & (patch[t[1:]] == patch[t[:-1]])
+    g = coo_matrix((np.ones(int(pair.sum())), (t[:-1][pair], t[1:][pair])), shape=(nt, nt))
+    return connected_components(g, directed=False)[1]
+
+
+def _break_loops(surf: LabelSurface) -> tuple[np.ndarray, dict[int, int]]:
+    """Patch codes that leave gmsh no arbitrary choices; and the marker -> original code map.
+
+    gmsh's ``createTopology`` starts a closed curve without corners (a
+    particle meeting a box face, two particles touching along a ring) at a
+    vertex it picks by pointer order, and ``classifySurfaces`` cuts patches
+    that are not discs (closed particle shells, bands, box faces with holes)
+    where it likes: both differ from run to run, also in fresh processes,
+    and everything after them inherits the difference. Here every patch
+    that is not a disc (Euler characteristic V - E + F != 1) is cut by the
+    plane through its median normal to its longest extent, each piece a
+    code of its own, until all are discs; then one triangle on each closed
+    curve without corners, at its vertex of smallest index, gets a code of
+    its own, so three patches meet there. Measured: the remeshed surface is
+    then the same in repeated and in fresh processes (40^3 packing: 6 of 6
+    fresh runs identical, was 6 of 8).
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    from tomofem.meshing.surface import _feature_classes
+
+    patch = surf.patch.copy()
+    n = len(surf.points)
+    nt = len(surf.tris)
+    marker: dict[int, int] = {}
+    code = 100_000
+    # Patches that are not discs (closed shells, bands, faces with holes):
+    # cut by the plane through the centroid normal to the longest extent,
+    # every piece a code of its own, until each is a disc (Euler
+    # characteristic V - E + F = 1)
+    cent = surf.points[surf.tris].mean(axis=1)
+    todo = [np.arange(nt)]
+    first = True
+    while todo:
+        t = todo.pop()
+        comps = _patch_components(surf.tris[t], patch[t], n)
+        for c in range(comps.max() + 1):
+            sub = t[comps == c]
+            tri = surf.tris[sub]
+            v = len(np.unique(tri))
+            e = np.unique(np.sort(tri[:, [[0, 1], [1, 2], [2, 0]]].reshape(-1, 2), axis=1), axis=0)
+            if v - len(e) + len(sub) == 1:
+                if not first:
+                    marker[code] = marker.get(int(patch[sub[0]]), int(patch[sub[0]]))
+                    patch[sub] = code
+                    code += 1
+                continue
+            x = cent[sub]
+            ax = int(np.argmax(x.max(axis=0) - x.min(axis=0)))
+            up = x[:, ax] > np.median(x[:, ax])
+            if up.all() or not up.any():
+                continue  # too small to cut; leave it to gmsh
+            orig = marker.get(int(patch[sub[0]]), int(patch[sub[0]]))
+            for part in (sub[up], sub[~up]):
+                marker[code] = orig
+                patch[part] = code
+                code += 1
+                todo.append(part)
+        first = False
+    # closed curves without corners
+    cls, edges, feature = _feature_classes(surf.tris, patch, n)
+    fe = edges[feature]
+    if not len(fe):
+        return patch, marker
+    g = coo_matrix((np.ones(len(fe)), (fe[:, 0], fe[:, 1])), shape=(n, n))
+    _, comp = connected_components(g, directed=False)
+    on = np.zeros(n, dtype=bool)
+    on[fe.ravel()] = True
+    has_corner = np.zeros(comp.max() + 1, dtype=bool)
+    has_corner[comp[on & (cls == 2)]] = True
+    start = np.full(comp.max() + 1, n, dtype=np.int64)
+    np.minimum.at(start, comp[on], np.flatnonzero(on))
+    for c in np.unique(comp[on][~has_corner[comp[on]]]).tolist():
+        v = int(start[c])
+        cand = np.flatnonzero(np.any(surf.tris == v, axis=1))
+        # a triangle with an edge on the loop; box triangles first, then lowest index
+        cand = cand[np.sum(on[surf.tris[cand]] & (comp[surf.tris[cand]] == c), axis=1) >= 2]
+        if not len(cand):
+            continue
+        t = int(cand[np.lexsort((cand, surf.box_face[cand] < 0))][0])
+        marker[code] = marker.get(int(patch[t]), int(patch[t]))
+        patch[t] = code
+        code += 1
+    return patch, marker
+
+
 def remesh_surface(
     surf: LabelSurface,
     options: MeshOptions,
@@ -149,7 +257,7 @@ def remesh_surface(
     """
     from scipy.spatial import cKDTree
 
-    patch = surf.patch
+    patch, marker = _break_loops(surf)
     with gmsh_session(options.threads) as gmsh:
         gmsh.model.add("surface")
         _load_patches(gmsh, surf.points, surf.tris, patch, timings)
@@ -199,7 +307,7 @@ def remesh_surface(
             if np.einsum("ij,ij->", sn, on[near]) < 0:
                 tri = tri[:, [0, 2, 1]]
             tris_l.append(tri)
-            codes_l.append(np.full(len(tri), code, dtype=np.int64))
+            codes_l.append(np.full(len(tri), marker.get(code, code), dtype=np.int64))
     used = np.unique(np.concatenate(tris_l))
     remap = np.full(len(pts), -1, dtype=np.int64)
     remap[used] = np.arange(len(used))
@@ -502,7 +610,7 @@ def _size_view(gmsh, surf: LabelSurface, options: MeshOptions, voxel: float) -> 
         ("Mesh.MeshSizeFromPoints", 0),
         ("Mesh.MeshSizeFromCurvature", 0),
         ("Mesh.Algorithm", 6),
-        ("Mesh.Algorithm3D", 10),
+        ("Mesh.Algorithm3D", {"delaunay": 1, "hxt": 10}[options.volume_algorithm]),
         ("Mesh.Optimize", 1),
         ("Mesh.OptimizeNetgen", 0),
     ):
@@ -573,7 +681,7 @@ def mesh_volume(
     connected region.
     """
     voxel = float(min(spacing))
-    patch = surf.patch
+    patch, _ = _break_loops(surf)  # reproducible topology (see there)
     with gmsh_session(options.threads) as gmsh:
         gmsh.model.add("volume")
         _load_patches(gmsh, surf.points, surf.tris, patch, timings)
@@ -604,6 +712,11 @@ def mesh_volume(
         raise MeshingError("gmsh volume meshing produced no tetrahedra")
     ntags = np.asarray(ntags, dtype=np.int64)
     coords = np.asarray(coords, dtype=np.float64).reshape(-1, 3)
+    # gmsh's optimiser visits elements in pointer order, which leaves a few
+    # coordinates differing in the last bits from run to run (7e-15 voxels
+    # measured): snap to a grid of 2^-32 of the box (box planes stay exact)
+    q = 2.0**-32 * float(np.max(surf.box[1] - surf.box[0]))
+    coords = np.round(coords / q) * q
     cells = np.concatenate(cells_l)
     cell_phase = np.concatenate(phase_l)
     used = np.unique(cells)
@@ -613,6 +726,16 @@ def mesh_volume(
     remap = np.full(int(used.max()) + 1, -1, dtype=np.int64)
     remap[used] = np.arange(len(used))
     cells = remap[cells]
+    # gmsh numbers nodes and elements differently from run to run even when
+    # the mesh is the same: put vertices in coordinate order and cells in
+    # vertex order, so equal meshes are equal arrays
+    order = np.lexsort(pts.T[::-1])
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    pts = pts[order]
+    cells = np.sort(rank[cells], axis=1)
+    corder = np.lexsort(cells.T[::-1])
+    cells, cell_phase = cells[corder], cell_phase[corder]
     neg = tet_volumes(pts, cells) < 0
     cells[neg] = cells[neg][:, [0, 2, 1, 3]]
     # The optimiser leaves a few flat tetrahedra (about 1 in 10^5 at 100^3)
