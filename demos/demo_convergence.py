@@ -222,6 +222,13 @@ if comm.rank == 0:
     print("figure:", png)
 # -
 
+# **Reading the plot.** The gmsh series shows the method's order on the exact
+# geometry. The image-mesh series is the practical one: it lies below the
+# staircase FVM at every resolution, but a voxel image only locates the
+# interface to within a voxel, so on images its order is limited by the
+# data rather than the method (the full run measures a slope near 1 for it;
+# the fast run has too few points to fit one).
+
 # ## The claims, checked
 #
 # Ranges: three to eight points in the pre-asymptotic range give slopes

@@ -76,13 +76,13 @@ C_RATES = [1.0, 5.0] if FAST else [0.5, 1.0, 2.0, 5.0, 10.0]
 CUTOFF = 3.6  # V vs Li; the NMC811 window ends near 3.56 V at equilibrium
 box = np.array([[0.0, 0.0, 0.0], [8.0, 5.0, 5.0]])  # collector at x = 0, counter at x = 8
 centres, radii = [[0.0, 2.5, 2.5], [3.4, 2.5, 2.5]], [2.0, 2.0]
-h, h_particle = (0.8, 0.5) if FAST else (0.6, 0.35)
+h, h_particle = (1.0, 0.6) if FAST else (0.6, 0.35)
 tm = on_root(comm, particles_in_box, centres, radii, box, h, h_particle, share=False)
 dm = to_dolfinx(tm, comm)
 params = half_cell()
 cell = HalfCellConfig(length_scale=1e-6, counter="lithium")
 solver = SolverOptions(
-    control=StepControl(dt_initial=1.0, dt_max=600.0), max_soc_step=0.05 if FAST else 0.02
+    control=StepControl(dt_initial=1.0, dt_max=600.0), max_soc_step=0.1 if FAST else 0.02
 )
 # -
 
