@@ -3,10 +3,14 @@
 Usage (from the repository root)::
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/meshing.py --sizes 64,100 --png
+    OMP_NUM_THREADS=1 .venv/bin/python bench/meshing.py --sizes 64,100 \
+        --route periodic-lattice --out periodic
 
 Each case runs in its own process under ``/usr/bin/time -v`` (peak resident
 memory). For each: wall time per stage (surface nets + smoothing + offsets,
-gmsh remesh + volume restore, HXT + Netgen), vertices, cells, vertices per
+gmsh remesh + volume restore, HXT + sliver collapse) and per gmsh step within them
+(topology, classification, parametrisation, surface remeshing, volume meshing),
+the ``uptime`` load average before and after (the machine is shared), vertices, cells, vertices per
 voxel, quality (min dihedral, fraction below 5 degrees, min SICN, SICN below
 0.1), phase-fraction errors against the image, and the interface area density
 against marching cubes on the smoothed indicator (``tomofem.image.metrics``,
@@ -52,17 +56,48 @@ def structure(n: int, phases: int) -> np.ndarray:
     return lab
 
 
-def run_case(n: int, phases: int, png: str | None) -> dict:
+def periodic_structure(n: int, phases: int) -> np.ndarray:
+    """Periodic packing (spheres wrapped across the faces); CBD = every third sphere's voxels.
+
+    The CBD particles are picked on the periodic image (components joined
+    across the faces), so the three-phase image is periodic too.
+    """
+    from scipy import ndimage
+
+    from tomofem.image.synthetic import random_sphere_packing
+
+    attempts = int(2e5 * max(1.0, (n / 64) ** 3))
+    lab = random_sphere_packing(
+        n, 0.72, 6.0, seed=7, gap=1.0, periodic=True, max_attempts=attempts
+    ).astype(np.uint8)
+    if phases == 3:
+        big = np.tile(lab == 1, (3, 3, 3))  # components of the tiled image, read in the centre
+        comp, k = ndimage.label(big)
+        mid = comp[n : 2 * n, n : 2 * n, n : 2 * n]
+        lab[np.isin(mid, np.arange(3, k + 1, 3))] = 2
+    return lab
+
+
+def _load() -> list[float]:
+    return [float(x) for x in os.getloadavg()]
+
+
+def run_case(n: int, phases: int, png: str | None, route: str, reproducible: bool) -> dict:
     """Mesh one structure and measure it (runs in the child process)."""
     from tomofem.image.metrics import surface_area
-    from tomofem.meshing import MeshOptions, check_mesh, gmsh_route
+    from tomofem.meshing import MeshOptions, check_mesh, gmsh_route, periodic
     from tomofem.meshing.pipeline import validate_labels
 
-    lab = validate_labels(structure(n, phases))
-    opts = MeshOptions()
+    load_before = _load()
+    make = periodic_structure if route == periodic.ROUTE else structure
+    lab = validate_labels(make(n, phases))
+    opts = MeshOptions(periodic=route == periodic.ROUTE, reproducible=reproducible)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    tm = gmsh_route.mesh(lab, (1.0, 1.0, 1.0), opts, timings)
+    if route == periodic.ROUTE:
+        tm = periodic.mesh(lab, (1.0, 1.0, 1.0), opts)
+    else:
+        tm = gmsh_route.mesh(lab, (1.0, 1.0, 1.0), opts, timings)
     total = time.perf_counter() - t0
     r = check_mesh(tm)
     q = gmsh_route.sicn(tm.points, tm.cells)
@@ -80,9 +115,14 @@ def run_case(n: int, phases: int, png: str | None) -> dict:
         )
         mc = surface_area(lab == i)
         area_err[str(i)] = (mesh_area / n**3) / (mc / (n - 1) ** 3) - 1.0
+    sicn_bins = [-1.0, 0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
     out = {
         "n": n,
         "phases": phases,
+        "route": route,
+        "reproducible": reproducible,
+        "load_average_1_5_15_before": load_before,
+        "load_average_1_5_15_after": _load(),
         "seconds_total": total,
         "seconds_by_stage": timings,
         "vertices": r.num_vertices,
@@ -96,6 +136,8 @@ def run_case(n: int, phases: int, png: str | None) -> dict:
         "untagged_interface_facets": r.untagged_interface_facets,
         "phase_fraction_error_abs": frac_err,
         "interface_area_density_error_vs_marching_cubes": area_err,
+        "sicn_histogram": np.histogram(q, bins=sicn_bins)[0].tolist(),
+        "sicn_bins": sicn_bins,
         "dihedral_histogram": r.dihedral_histogram,
         "dihedral_bins": r.dihedral_bins,
     }
@@ -113,11 +155,16 @@ def main() -> None:
     ap.add_argument("--phases", default="2,3")
     ap.add_argument("--png", action="store_true", help="render the 3-phase case of the first size")
     ap.add_argument("--out", default="", help="results go to bench/results/meshing[_OUT].json")
+    ap.add_argument(
+        "--route", default="surface-nets-gmsh", help="surface-nets-gmsh or periodic-lattice"
+    )
+    ap.add_argument("--reproducible", action="store_true", help="MeshOptions(reproducible=True)")
     ap.add_argument("--case", help=argparse.SUPPRESS)  # "n,phases[,png]": child mode
     args = ap.parse_args()
     if args.case:
         parts = args.case.split(",")
-        res = run_case(int(parts[0]), int(parts[1]), parts[2] if len(parts) > 2 else None)
+        png = parts[2] if len(parts) > 2 else None
+        res = run_case(int(parts[0]), int(parts[1]), png, args.route, args.reproducible)
         print("RESULT " + json.dumps(res))
         return
     results = []
@@ -126,14 +173,18 @@ def main() -> None:
         for phases in (int(p) for p in args.phases.split(",")):
             case = f"{n},{phases}"
             if args.png and i == 0 and phases == 3:
-                case += f",{REPO / 'bench' / 'results' / f'meshing_{n}_{phases}phase.png'}"
+                suffix = f"_{args.out}" if args.out else ""
+                png = REPO / "bench" / "results" / f"meshing_{n}_{phases}phase{suffix}.png"
+                case += f",{png}"
             cmd = ["/usr/bin/time", "-v", sys.executable, __file__, "--case", case]
+            cmd += ["--route", args.route] + (["--reproducible"] if args.reproducible else [])
             proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
             line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
             if line is None:
                 res = {
                     "n": n,
                     "phases": phases,
+                    "route": args.route,
                     "error": proc.stderr.split("\tCommand being timed")[0][-800:],
                 }
             else:
@@ -145,7 +196,10 @@ def main() -> None:
     from tomofem.io.atomic import write_json
 
     name = f"meshing_{args.out}.json" if args.out else "meshing.json"
-    write_json(REPO / "bench" / "results" / name, {"cases": results})
+    write_json(
+        REPO / "bench" / "results" / name,
+        {"command": " ".join(["bench/meshing.py", *sys.argv[1:]]), "cases": results},
+    )
 
 
 if __name__ == "__main__":

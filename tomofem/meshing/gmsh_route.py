@@ -22,17 +22,18 @@ planar box faces are then meshed again as plane surfaces with a graded size
 field (:func:`coarsen_box_faces`: 64^3 packing 16,430 -> 13,448 vertices).
 ``createTopology`` and ``classifySurfaces`` are not reproducible from run to
 run, even with one thread and in fresh processes (they pick the start of
-closed curves and the cuts of non-disc patches by pointer order); the patches
-handed to gmsh are therefore cut into discs and closed curves given corners
-first (:func:`_break_loops`), which makes the remeshed surface reproducible.
-HXT is not reproducible either; gmsh's Delaunay is, up to node and element
-numbering (put in canonical order here), but its optimiser swaps a few edges
-differently now and then: vertices, phase volumes and interface areas are
-the same on every run, a few cells may differ (see
-``MeshOptions.volume_algorithm``). Build once on one rank and distribute
-(:func:`mesh_image` on rank 0, :func:`tomofem.meshing.to_dolfinx`), or write
-the mesh once (:mod:`tomofem.io.mesh_io`) and load it; the level-set and
-periodic routes are bit-reproducible.
+closed curves and the cuts of non-disc patches by pointer order), nor is HXT.
+With ``MeshOptions.reproducible`` the patches handed to gmsh are first cut
+into discs and closed curves given corners (:func:`_break_loops`), which
+makes the remeshed surface reproducible, and gmsh's Delaunay replaces HXT:
+it is reproducible up to node and element numbering (put in canonical order
+here), but its optimiser swaps a few edges differently now and then, so
+vertices, phase volumes and interface areas are the same on every run while
+a few cells may differ. It costs vertices and quality, so it is off by
+default: build once on one rank and distribute (:func:`mesh_image` on rank
+0, :func:`tomofem.meshing.to_dolfinx`), or write the mesh once
+(:mod:`tomofem.io.mesh_io`) and load it. The level-set and periodic routes
+are bit-reproducible.
 
 gmsh holds global state: every call initialises and always finalises it, also
 on error.
@@ -257,7 +258,7 @@ def remesh_surface(
     """
     from scipy.spatial import cKDTree
 
-    patch, marker = _break_loops(surf)
+    patch, marker = _break_loops(surf) if options.reproducible else (surf.patch, {})
     with gmsh_session(options.threads) as gmsh:
         gmsh.model.add("surface")
         _load_patches(gmsh, surf.points, surf.tris, patch, timings)
@@ -610,7 +611,7 @@ def _size_view(gmsh, surf: LabelSurface, options: MeshOptions, voxel: float) -> 
         ("Mesh.MeshSizeFromPoints", 0),
         ("Mesh.MeshSizeFromCurvature", 0),
         ("Mesh.Algorithm", 6),
-        ("Mesh.Algorithm3D", {"delaunay": 1, "hxt": 10}[options.volume_algorithm]),
+        ("Mesh.Algorithm3D", 1 if options.reproducible else 10),
         ("Mesh.Optimize", 1),
         ("Mesh.OptimizeNetgen", 0),
     ):
@@ -681,7 +682,7 @@ def mesh_volume(
     connected region.
     """
     voxel = float(min(spacing))
-    patch, _ = _break_loops(surf)  # reproducible topology (see there)
+    patch = _break_loops(surf)[0] if options.reproducible else surf.patch
     with gmsh_session(options.threads) as gmsh:
         gmsh.model.add("volume")
         _load_patches(gmsh, surf.points, surf.tris, patch, timings)

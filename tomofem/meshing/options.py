@@ -51,16 +51,19 @@ class MeshOptions:
     threads
         gmsh threads. HXT with 2 threads plus Netgen gave different meshes on
         repeated runs; keep 1 for reproducible meshes.
-    volume_algorithm
-        gmsh's 3D mesher for the surface-nets-gmsh route. ``"delaunay"``:
-        the same vertices (bit for bit), phase volumes and interface areas on
-        every run and in every process (the surface steps are made
-        reproducible in :mod:`tomofem.meshing.gmsh_route`); gmsh's optimiser
-        still swaps a few edges differently now and then (20^3 three-phase
-        cell: 12 of 21,980 cells differed, cell count equal or +-1).
-        ``"hxt"``: about 12 % fewer vertices, but its vertices and cell
-        counts differ from run to run even with one thread (40^3 packing:
-        17,864 to 17,867 cells).
+    reproducible
+        Surface-nets-gmsh route only: make the mesh independent of the run
+        and of the process. The patches handed to gmsh are cut into discs
+        (gmsh otherwise cuts them, and starts closed curves, in pointer
+        order) and gmsh's Delaunay fills the volume instead of HXT (which
+        differs from run to run even with one thread). Then vertices (bit
+        for bit), phase volumes and interface areas are the same on every
+        run and on any number of ranks; gmsh's optimiser still swaps a few
+        edges differently now and then (20^3 three-phase cell: 12 of 21,980
+        cells differed). The price, measured on the 64^3 two-phase packing
+        (bench/results/meshing_reproducible.json): more vertices and a few
+        elements below the SICN target. Off by default: the mesh is built
+        once on rank 0 and distributed, so one job uses one mesh anyway.
     max_cells
         Reject a route's mesh with more tetrahedra than this: a guard
         against a mistyped ``interface_size``.
@@ -105,7 +108,7 @@ class MeshOptions:
     feature_angle: float = 180.0
     optimize_netgen: bool = False
     threads: int = 1
-    volume_algorithm: str = "delaunay"
+    reproducible: bool = False
     max_cells: int = 5_000_000
     routes: tuple[str, ...] | None = None
     min_dihedral_deg: float = 1.0
@@ -130,10 +133,6 @@ class MeshOptions:
             problems.append(f"smoothing_lambda={self.smoothing_lambda}: must lie in (0, 1]")
         if not 0 < self.feature_angle <= 180:
             problems.append(f"feature_angle={self.feature_angle}: must lie in (0, 180] degrees")
-        if self.volume_algorithm not in ("delaunay", "hxt"):
-            problems.append(
-                f"volume_algorithm={self.volume_algorithm!r}: choose 'delaunay' or 'hxt'"
-            )
         if self.threads < 1:
             problems.append(f"threads={self.threads}: must be >= 1")
         if self.max_cells < 1:
