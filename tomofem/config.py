@@ -138,6 +138,15 @@ class HomogenizeConfig:
         metadata={"doc": "RVE study: sub-volume edges [voxels] (empty = no study)", "ge": 4},
     )
     rve_samples: int = _f(3, "RVE study: sub-volumes per size", ge=1)
+    tensors: list[Literal["dirichlet", "flux"]] = field(
+        default_factory=lambda: ["dirichlet"],
+        metadata={
+            "doc": "FEM apparent tensors of the box: affine 'dirichlet' (upper estimate), "
+            "uniform 'flux' (lower; only where conducting phases cover the box faces); "
+            "the spread to the per-axis mixed set-up is the boundary-condition "
+            "sensitivity (empty = none)"
+        },
+    )
 
 
 @dataclass(frozen=True)
@@ -242,7 +251,7 @@ def _type_name(tp: Any) -> str:
     if origin is tuple:
         args = typing.get_args(tp)
         if len(args) == 2 and args[1] is Ellipsis:
-            return f"a list of {_type_name(args[0])}"
+            return f"a list of {_plural(args[0])}"
         return f"a list of {len(args)} {_plural(args[0])}"
     if origin is list:
         return f"a list of {_plural(typing.get_args(tp)[0])}"

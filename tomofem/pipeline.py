@@ -339,7 +339,11 @@ def homogenize(
     Returns
     -------
     dict
-        ``{"phase", "fem": {axis: TortuosityResult}, "voxel": {axis: TortuosityResult}}``.
+        ``{"phase", "fem": {axis: TortuosityResult}, "voxel": {axis: TortuosityResult},
+        "tensors": {bc: TensorResult}, "rve": RVEResult or None}``: the FEM
+        effective tensors of ``cfg.tensors`` (with a mesh) and the voxel RVE
+        study along the first axis when ``cfg.rve_sizes`` is set (on rank 0,
+        shared with every rank).
     """
     from tomofem import tags
 
@@ -355,8 +359,13 @@ def homogenize(
             + (f" ({names})" if names else "")
             + "; choose a phase the image has, or check the segmentation"
         )
-    out: dict[str, Any] = {"phase": cfg.phase, "fem": {}, "voxel": {}}
+    out: dict[str, Any] = {"phase": cfg.phase, "fem": {}, "voxel": {}, "tensors": {}, "rve": None}
     if dmesh is not None:
+        eff_tensor = api("tomofem.homogenization.tensor", "effective_tensor", "homogenize")
+        for bc in cfg.tensors:
+            out["tensors"][bc] = eff_tensor(
+                dmesh.mesh, dmesh.cell_tags, {tags.phase_id(phase): 1.0}, bc, degree=cfg.degree
+            )
         tort_fem = api("tomofem.homogenization.tortuosity", "tortuosity_fem", "homogenize")
         for ax in cfg.axes:
             out["fem"][ax] = tort_fem(
@@ -373,7 +382,32 @@ def homogenize(
         h = tuple(float(v) for v in labels.spacing)  # per axis: FIB-SEM voxels are anisotropic
         for ax in cfg.axes:
             out["voxel"][ax] = tortuosity_voxel(im, AXES[ax], voxel_size=h, comm=comm)
+    if cfg.rve_sizes:
+        out["rve"] = on_root(comm, _rve, labels.data == phase, cfg)
     return out
+
+
+def _rve(im: np.ndarray, cfg: HomogenizeConfig) -> Any:
+    """Voxel RVE study of ``im`` along the first of ``cfg.axes`` (sizes above the image: error)."""
+    from tomofem.errors import ConfigError
+    from tomofem.homogenization.rve import rve_study, voxel_evaluator
+
+    too_big = [n for n in cfg.rve_sizes if n > min(im.shape)]
+    if too_big:
+        raise ConfigError(
+            [
+                f"homogenize.rve_sizes: {too_big} exceed the smallest image edge "
+                f"{min(im.shape)} voxels; use sub-volume edges up to {min(im.shape)}"
+            ]
+        )
+    axis = AXES[cfg.axes[0]]
+    return rve_study(
+        im,
+        sorted(cfg.rve_sizes),
+        samples=cfg.rve_samples,
+        axis=axis,
+        evaluate=voxel_evaluator(axis),
+    )
 
 
 def simulate(
@@ -451,6 +485,28 @@ def _quantities_homogenize(res: dict[str, Any]) -> list[Quantity]:
             if not r.percolating:
                 note = f"{label}: does not percolate"
             rows.append(Quantity("homogenize", f"tau_{ax} {res['phase']}", r.tau, "-", note))
+    for bc, t in res.get("tensors", {}).items():
+        ev = ", ".join(f"{v:.4g}" for v in t.eigenvalues)
+        note = f"FEM {bc} tensor, eigenvalues {ev}"
+        mixed = {ax: r.k_eff for ax, r in res.get("fem", {}).items() if r.k_eff > 0}
+        if mixed:  # boundary-condition sensitivity: apparent tensor vs the mixed set-up
+            spread = ", ".join(
+                f"{ax} {t.array[AXES[ax], AXES[ax]] / k - 1:+.1%}" for ax, k in mixed.items()
+            )
+            note += f"; diagonal vs mixed-BC k_eff: {spread}"
+        rows.append(Quantity("homogenize", f"K_eff {bc} max eig", max(t.eigenvalues), "-", note))
+    rve = res.get("rve")
+    if rve is not None:
+        note = "converged" if rve.l_rve is not None else "no tested edge converged"
+        rows.append(
+            Quantity(
+                "homogenize",
+                "RVE edge",
+                float(rve.l_rve) if rve.l_rve is not None else float("nan"),
+                "voxels",
+                f"voxel tau_{'xyz'[rve.axis]} within {rve.tol:.0%}: {note}",
+            )
+        )
     return rows
 
 
@@ -578,7 +634,16 @@ def _run_stage(name: str, config: RunConfig, res: PipelineResult, comm: Any, fol
             "phase": h["phase"],
             "fem": {ax: r.to_dict() for ax, r in h["fem"].items()},
             "voxel": {ax: r.to_dict() for ax, r in h["voxel"].items()},
-            "units": {"tau": "-", "k_eff": "k_phase", "length": "um", "area": "um2"},
+            "tensors": {bc: t.to_dict() for bc, t in h["tensors"].items()},
+            "rve": h["rve"].to_dict() if h["rve"] is not None else None,
+            "units": {
+                "tau": "-",
+                "k_eff": "k_phase",
+                "tensor": "k_phase",
+                "length": "um",
+                "area": "um2",
+                "rve edges": "voxels",
+            },
         }
         res.quantities.extend(_quantities_homogenize(h))
     elif name == "simulate":
@@ -699,6 +764,16 @@ def pictures(res: PipelineResult, folder: Any) -> list[str]:
                 taus, folder.file("tortuosity.png"), title=f"{h['phase']} phase"
             ),
         )
+        rve = h.get("rve")
+        if rve is not None:
+            attempt(
+                "rve.png",
+                lambda: plots.plot_rve(
+                    [s.edge for s in rve.sizes],
+                    {f"voxel tau_{'xyz'[rve.axis]}": [s.taus for s in rve.sizes]},
+                    folder.file("rve.png"),
+                ),
+            )
     if "simulate" in out:
         s = out["simulate"].series
         attempt(

@@ -1,4 +1,5 @@
 import json
+import re
 import subprocess
 import sys
 
@@ -6,6 +7,7 @@ import pytest
 
 from tomofem.cli import build_parser, main
 
+SMALL = ["--set", "image.shape=[20,20,20]", "--set", "image.radius=4"]
 COMMANDS = ["info", "segment", "analyze", "mesh", "homogenize", "simulate", "pipeline", "demo"]
 
 
@@ -112,3 +114,74 @@ def test_parser_builds_without_fenics_import():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.stdout.strip() == "False"
     assert build_parser().prog == "tomofem"
+
+
+def test_rve_study_and_tensor_reach_the_run_folder(tmp_path, capsys):
+    """homogenize.rve_sizes runs the voxel RVE study; its record and picture are written."""
+    out = tmp_path / "rve"
+    code = main(
+        [
+            "homogenize",
+            "--voxel-only",
+            "--axes",
+            "x",
+            "--rve-sizes",
+            "8",
+            "12",
+            "16",
+            *SMALL,
+            "-o",
+            str(out),
+            "-q",
+        ]
+    )
+    assert code == 0
+    rve = json.loads((out / "results.json").read_text())["results"]["homogenize"]["rve"]
+    assert [s["edge"] for s in rve["sizes"]] == [8, 12, 16]
+    assert all(len(s["taus"]) == 3 for s in rve["sizes"])  # rve_samples default
+    assert (out / "rve.png").stat().st_size > 0
+    assert "RVE edge" in capsys.readouterr().out
+
+
+def test_rve_sizes_larger_than_the_image_named(tmp_path, capsys):
+    code = main(
+        [
+            "homogenize",
+            "--voxel-only",
+            "--axes",
+            "x",
+            "--rve-sizes",
+            "8",
+            "30",
+            *SMALL,
+            "-o",
+            str(tmp_path / "r"),
+        ]
+    )
+    assert code == 2
+    assert "homogenize.rve_sizes: [30] exceed the smallest image edge 20" in capsys.readouterr().err
+
+
+@pytest.mark.mpi
+def test_pipeline_tensor_of_a_voxel_mesh():
+    """The pipeline's Dirichlet tensor on a staircase laminate: exact along the layers."""
+    import numpy as np
+
+    from tomofem import pipeline
+    from tomofem._fenics import MPI
+    from tomofem.config import HomogenizeConfig
+    from tomofem.image import Volume
+    from tomofem.meshing import structured_tetmesh, to_dolfinx
+
+    lab = np.zeros((6, 6, 6), np.uint8)
+    lab[:, 4:, :] = 1  # pore layer y < 4 voxels, solid above
+    vol = Volume(lab, (1.0, 1.0, 1.0), ("pore", "active"), "laminate")
+    dm = to_dolfinx(structured_tetmesh(lab), MPI.COMM_WORLD)
+    h = pipeline.homogenize(vol, HomogenizeConfig(axes=["x", "y"]), dm, MPI.COMM_WORLD)
+    K = np.array(h["tensors"]["dirichlet"].tensor)
+    assert K[0, 0] == pytest.approx(4 / 6, abs=1e-8) and K[2, 2] == pytest.approx(4 / 6, abs=1e-8)
+    assert h["fem"]["x"].tau == pytest.approx(1.0, abs=1e-8)  # straight channels
+    assert h["fem"]["y"].tau == float("inf")  # blocked: no percolation across the layer
+    rows = pipeline._quantities_homogenize(h)
+    (row,) = [q for q in rows if q.name == "K_eff dirichlet max eig"]
+    assert re.search(r"x [+-]0\.0%", row.note), row.note

@@ -8,9 +8,11 @@ Three boundary-condition families bracket the answer on a finite sample:
   imposed through the reduced operator ``P^T A P`` of
   :mod:`tomofem.homogenization.linalg` with the constants of each connected
   cluster as null space. The homogenized tensor of a periodic medium.
-* ``"flux"`` (uniform flux): normal flux ``-g·n`` prescribed on the phases' box
-  faces; the apparent tensor maps the average gradient (a face integral, which
-  makes the Hill-Mandel condition hold) to the average flux. Lower estimate.
+* ``"flux"`` (uniform flux): normal flux ``-g·n`` prescribed on the box faces;
+  the apparent tensor maps the average gradient (a face integral, which makes
+  the Hill-Mandel condition hold) to the average flux. Lower estimate. Defined
+  only when conducting phases cover the whole box boundary (an insulating
+  phase meeting a face makes it undefined: refused with a ConfigError).
 
 For ``K_flux <= K_periodic <= K_dirichlet`` (Huet, J. Mech. Phys. Solids 38
 (1990) 813) the spread is the boundary-condition sensitivity that defines an
@@ -257,6 +259,25 @@ def _dirichlet(dom, V, opts, timings):
     return _average_flux_matrix(dom, chis), its
 
 
+def _require_conducting_faces(dom: PhaseDomain, covered: float) -> None:
+    """Refuse the uniform-flux problem when an insulating phase reaches the box faces.
+
+    A uniform normal flux cannot be prescribed on the part of a face where no
+    phase conducts, and the average gradient (a face integral of ``u n``) needs
+    ``u`` on the whole box boundary; with insulating face parts the apparent
+    tensor is undefined (it would leave the Wiener bounds, as measured).
+    """
+    ext = dom.box_hi - dom.box_lo
+    full = 2.0 * float(ext[0] * ext[1] + ext[1] * ext[2] + ext[0] * ext[2])
+    if covered < full * (1.0 - 1e-9):
+        raise ConfigError(
+            f"bc='flux': the conducting phases cover {covered / full:.1%} of the box faces; "
+            "a uniform flux is undefined where an insulating phase meets the boundary. Use "
+            "'dirichlet' (upper estimate) with the mixed set-up of tortuosity_fem, give "
+            "every phase a conductivity, or use 'periodic' on a periodic mesh"
+        )
+
+
 def _flux(dom, V, opts, timings):
     t0 = time.perf_counter()
     msh, comm = dom.mesh, dom.mesh.comm
@@ -268,6 +289,7 @@ def _flux(dom, V, opts, timings):
     bcs = [dolfinx.fem.dirichletbc(PETSc.ScalarType(0.0), floating, V)]
     ft = dolfinx.mesh.meshtags(msh, tdim - 1, facets, np.ones(facets.size, dtype=np.int32))
     ds = ufl.Measure("ds", domain=msh, subdomain_data=ft)(1)
+    _require_conducting_faces(dom, _scalar(1.0 * ds, comm))
     dx = ufl.Measure("dx", domain=msh)
     n = ufl.FacetNormal(msh)
     u, v = ufl.TrialFunction(V), ufl.TestFunction(V)
