@@ -106,7 +106,11 @@ for c in C_RATES:
         "li_solid_gain_mol": float(s["li_solid"][-1] - s["li_solid"][0]),
         "first_voltage_V": float(s["voltage"][0]),
         "last_voltage_V": float(s["voltage"][-1]),
-        "curve": {"capacity_mAh": s["capacity"].tolist(), "voltage_V": s["voltage"].tolist()},
+        "curve": {
+            "capacity_mAh": s["capacity"].tolist(),
+            "capacity_fraction": (s["capacity"] / nominal).tolist(),
+            "voltage_V": s["voltage"].tolist(),
+        },
     }
     if comm.rank == 0:
         r = runs[c]
@@ -127,12 +131,11 @@ if comm.rank == 0:
     )
     print("figure:", png)
     curves = {
-        f"{c:g}C": (runs[c]["curve"]["capacity_mAh"], runs[c]["curve"]["voltage_V"])
+        f"{c:g}C": (runs[c]["curve"]["capacity_fraction"], runs[c]["curve"]["voltage_V"])
         for c in C_RATES
     }
-    print(
-        "figure:", plot_voltage(curves, OUT / "voltage.png", cutoff=CUTOFF, xlabel="capacity [mAh]")
-    )
+    xlabel = "discharged capacity / 1C-nominal capacity [-]"
+    print("figure:", plot_voltage(curves, OUT / "voltage.png", cutoff=CUTOFF, xlabel=xlabel))
 # -
 
 # ## The claims, checked
