@@ -16,14 +16,14 @@ import importlib.util
 if importlib.util.find_spec("dolfinx_solver") is not None:  # pragma: no branch
     import dolfinx_solver  # noqa: F401  (must precede dolfinx / petsc4py)
 
-import basix  # noqa: E402
-import dolfinx  # noqa: E402
-import dolfinx.fem  # noqa: E402
-import dolfinx.fem.petsc  # noqa: E402
-import dolfinx.io  # noqa: E402
-import dolfinx.mesh  # noqa: E402
-import ufl  # noqa: E402
-from mpi4py import MPI  # noqa: E402
-from petsc4py import PETSc  # noqa: E402
+import basix
+import dolfinx
+import dolfinx.fem
+import dolfinx.fem.petsc
+import dolfinx.io
+import dolfinx.mesh
+import ufl
+from mpi4py import MPI
+from petsc4py import PETSc
 
 __all__ = ["MPI", "PETSc", "basix", "dolfinx", "ufl"]

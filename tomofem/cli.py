@@ -45,17 +45,18 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
     """Keep the hand-wrapped descriptions; defaults live in the config, not in flags."""
 
 
-def _common(p: argparse.ArgumentParser) -> None:
+def _common(p: argparse.ArgumentParser, config: bool = True) -> None:
     g = p.add_argument_group("common options")
-    g.add_argument("--config", "-c", metavar="RUN.toml", help="TOML file with the run settings")
-    g.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override any config key, e.g. --set mesh.interface_size=2.5 (repeatable)",
-    )
+    if config:  # only on commands that read a run configuration
+        g.add_argument("--config", "-c", metavar="RUN.toml", help="TOML file with the run settings")
+        g.add_argument(
+            "--set",
+            dest="overrides",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="override any config key, e.g. --set mesh.interface_size=2.5 (repeatable)",
+        )
     g.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     g.add_argument("-q", "--quiet", action="count", default=0, help="less output (-qq: errors)")
     g.add_argument("--debug", action="store_true", help="show tracebacks of errors")
@@ -68,7 +69,8 @@ def _output(p: argparse.ArgumentParser, default: str | None = None) -> None:
         "--output",
         metavar="RUN_DIR",
         default=default,
-        help="run folder to create (output.folder)",
+        help="run folder to create (output.folder)"
+        + (f"; default {default}" if default else ""),
     )
     g.add_argument("--force", action="store_true", help="replace an existing run folder")
 
@@ -252,11 +254,23 @@ def _cmd_homogenize(args: argparse.Namespace) -> int:
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
     flags = {
+        "mode": "simulate.mode",
         "c_rate": "simulate.c_rate",
         "v_min": "simulate.v_min",
+        "v_max": "simulate.v_max",
         "t_end": "simulate.t_end",
     }
     if args.resume:
+        given = [f"--{k.replace('_', '-')}" for k in (*flags, "image") if getattr(args, k, None)]
+        given += ["--config"] * bool(args.config) + ["--set"] * bool(args.overrides)
+        given += ["--output"] * bool(args.output)
+        if given:
+            from tomofem.errors import ConfigError
+
+            raise ConfigError(
+                f"simulate --resume continues with the run's own settings; drop {', '.join(given)}"
+                " (or start a new run without --resume)"
+            )
         return _resume(args)
     return _run_stages(args, flags, ["segment", "mesh", "simulate"], labels_input=True)
 
@@ -331,6 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
         examples: Sequence[str],
         image: str | None = None,
         output: bool = True,
+        config: bool = True,
     ) -> Any:
         """Add a subcommand with the common options (and its image/run-folder arguments)."""
         p = sub.add_parser(
@@ -344,8 +359,8 @@ def build_parser() -> argparse.ArgumentParser:
         if image is not None:
             _image_arg(p, image)
         if output:
-            _output(p, None)
-        _common(p)
+            _output(p, "runs/demo" if name == "demo" else None)
+        _common(p, config)
         return p
 
     p = add(
@@ -355,6 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Print the versions of tomofem and the stack it runs on (for bug reports).",
         ["tomofem info", "mpirun -n 2 tomofem info   # check that MPI starts"],
         output=False,
+        config=False,
     )
 
     p = add(
@@ -407,10 +423,23 @@ def build_parser() -> argparse.ArgumentParser:
         image="label image",
     )
     p.add_argument(
-        "--interface-size", type=float, metavar="VOXELS", help="edge at interfaces [voxels]"
+        "--interface-size",
+        type=float,
+        metavar="VOXELS",
+        help="edge at interfaces [voxels] (mesh.interface_size)",
     )
-    p.add_argument("--max-size", type=float, metavar="VOXELS", help="edge inside phases [voxels]")
-    p.add_argument("--smoothing", type=int, metavar="N", help="surface smoothing passes")
+    p.add_argument(
+        "--max-size",
+        type=float,
+        metavar="VOXELS",
+        help="edge inside phases [voxels] (mesh.max_size)",
+    )
+    p.add_argument(
+        "--smoothing",
+        type=int,
+        metavar="N",
+        help="surface smoothing passes (mesh.smoothing_iterations)",
+    )
 
     p = add(
         "homogenize",
@@ -435,18 +464,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--axes", nargs="+", choices=["x", "y", "z"], help="flux directions (homogenize.axes)"
     )
-    p.add_argument("--degree", type=int, choices=[1, 2], help="FEM Lagrange degree")
-    p.add_argument("--rve-sizes", type=int, nargs="+", metavar="N", help="RVE study edges")
-    p.add_argument("--voxel-only", action="store_true", help="skip meshing and FEM")
+    p.add_argument(
+        "--degree", type=int, choices=[1, 2], help="FEM Lagrange degree (homogenize.degree)"
+    )
+    p.add_argument(
+        "--rve-sizes",
+        type=int,
+        nargs="+",
+        metavar="N",
+        help="RVE study: sub-volume edges [voxels] (homogenize.rve_sizes)",
+    )
+    p.add_argument(
+        "--voxel-only",
+        action="store_true",
+        help="voxel finite-volume solve only: skip meshing and FEM",
+    )
 
     p = add(
         "simulate",
         _cmd_simulate,
         "half-cell discharge on the conformal mesh",
         """\
-        Galvanostatic half-cell discharge resolved at the pore scale; writes the
-        voltage curve, fields and checkpoints. --resume continues a stopped run
-        from its last checkpoint.""",
+        Half-cell against lithium resolved at the pore scale: galvanostatic discharge
+        to v_min, or CC-CV charge to v_max (--mode charge). Writes the voltage curve,
+        step statistics and checkpoints, and field time series for ParaView when
+        simulate.vtx_every > 0. --resume RUN_DIR continues a stopped run from its
+        last checkpoint with the run's own settings (no other flags).""",
         [
             "tomofem simulate labels.tif --c-rate 2 -o runs/2C",
             "mpirun -n 4 tomofem simulate -c run.toml -o runs/1C",
@@ -454,9 +497,17 @@ def build_parser() -> argparse.ArgumentParser:
         ],
         image="label image",
     )
-    p.add_argument("--c-rate", type=float, metavar="C", help="C-rate [1/h]")
-    p.add_argument("--v-min", type=float, metavar="VOLTS", help="lower cut-off voltage [V]")
-    p.add_argument("--t-end", type=float, metavar="SECONDS", help="largest simulated time [s]")
+    p.add_argument("--mode", choices=["discharge", "charge"], help="protocol (simulate.mode)")
+    p.add_argument("--c-rate", type=float, metavar="C", help="C-rate [1/h] (simulate.c_rate)")
+    p.add_argument(
+        "--v-min", type=float, metavar="VOLTS", help="lower cut-off voltage [V] (simulate.v_min)"
+    )
+    p.add_argument(
+        "--t-end", type=float, metavar="SECONDS", help="largest simulated time [s] (simulate.t_end)"
+    )
+    p.add_argument(
+        "--v-max", type=float, metavar="VOLTS", help="upper cut-off voltage [V] (simulate.v_max)"
+    )
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
 
     p = add(
@@ -482,6 +533,7 @@ def build_parser() -> argparse.ArgumentParser:
         bounds -> short discharge; prints a summary table and leaves a run folder
         with results.json and pictures. --real uses a crop of the shared electrode.""",
         ["tomofem demo", "tomofem demo --real -o runs/demo-real --force"],
+        config=False,
     )
     p.add_argument("--real", action="store_true", help="crop of ../shared/data/electrode.tiff")
     p.add_argument("--fast", action="store_true", help="smallest sizes (tests)")
@@ -493,6 +545,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Export the effective parameters of a run to another tool.",
         ["tomofem export pybamm runs/scan1 -o scan1-bpx.json"],
         output=False,
+        config=False,
     )
     p.set_defaults(export_parser=p)
     esub = p.add_subparsers(dest="target", metavar="TARGET")
@@ -502,10 +555,12 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=_Formatter,
         description=textwrap.dedent(
             """\
-            Effective microstructure parameters of a run (porosity, tortuosity factors
-            per direction, Bruggeman exponent, specific surface area, particle radius,
-            effective conductivities) as PyBaMM parameter names with units, or as a
-            BPX-style JSON fragment for a DFN model."""
+            Effective microstructure parameters of a run along one through-plane axis
+            (porosity, active-material fraction, tortuosity factors and Bruggeman
+            exponents of electrolyte and electrode, thickness, particle radius from the
+            measured specific surface area) as PyBaMM parameter names with units, or as
+            a BPX-style JSON fragment for a DFN model. The run needs the analyze and
+            homogenize stages."""
         ),
         epilog=_ex(
             "tomofem export pybamm runs/scan1 -o scan1.json",
@@ -513,7 +568,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     e.add_argument("run_dir", metavar="RUN_DIR", help="folder of a finished run")
-    e.add_argument("-o", "--output", required=True, metavar="FILE.json")
+    e.add_argument("-o", "--output", required=True, metavar="FILE.json", help="JSON file to write")
     e.add_argument(
         "--format",
         choices=["pybamm", "bpx"],
@@ -534,7 +589,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     e.add_argument("--force", action="store_true", help="overwrite FILE.json")
     e.set_defaults(func=_cmd_export_pybamm)
-    _common(e)
+    _common(e, config=False)
     return parser
 
 

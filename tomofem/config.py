@@ -29,7 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
+
 from tomofem.errors import ConfigError, TomofemError
+from tomofem.image.io import RAW_SUFFIXES
 from tomofem.meshing.options import MeshOptions
 from tomofem.solvers.timestepping import StepControl
 
@@ -71,6 +74,10 @@ class ImageConfig:
     tomogram: bool = _f(True, "synthetic: blur and add noise, so segmentation has real work to do")
     noise: float = _f(0.08, "synthetic tomogram: Gaussian noise std [grey/contrast]", ge=0.0)
     blur: float = _f(0.8, "synthetic tomogram: partial-volume blur sigma [voxels]", ge=0.0)
+    raw_shape: tuple[int, int, int] | None = _f(
+        None, "raw binary files (.raw/.bin/.vol/.dat): image size [voxels, C order]", ge=1
+    )
+    raw_dtype: str = _f("uint8", "raw binary files: numpy dtype, e.g. 'uint16' or '<f4'")
 
     def problems(self) -> list[str]:
         """Cross-field checks."""
@@ -80,6 +87,16 @@ class ImageConfig:
                 f"source: file {self.source!r} does not exist; give an existing image path "
                 "or 'synthetic'"
             )
+        if Path(self.source).suffix.lower() in RAW_SUFFIXES:
+            if self.raw_shape is None:
+                out.append(
+                    f"raw_shape: {self.source!r} is raw binary, which does not store its "
+                    "size; give image.raw_shape = [nz, ny, nx] (and image.raw_dtype)"
+                )
+            try:
+                np.dtype(self.raw_dtype)
+            except TypeError:
+                out.append(f"raw_dtype: {self.raw_dtype!r} is not a numpy dtype, e.g. 'uint16'")
         if self.source == "synthetic" and 2 * self.radius >= min(self.shape):
             out.append(
                 f"radius: particles of diameter {2 * self.radius} do not fit shape "

@@ -18,7 +18,7 @@ SHARED_ELECTRODE = Path(__file__).resolve().parents[2] / "shared" / "data" / "el
 
 
 def demo_overrides(real: bool = False, fast: bool = False) -> dict[str, Any]:
-    """Configuration of the demo as dotted-key overrides of :class:`tomofem.config.RunConfig`.
+    """Return the demo configuration as dotted-key overrides of :class:`~tomofem.config.RunConfig`.
 
     Parameters
     ----------

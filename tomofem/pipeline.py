@@ -170,7 +170,13 @@ def load_image(cfg: ImageConfig) -> tuple[Any, np.ndarray | None]:
     from tomofem.image import Volume, read_volume
 
     if cfg.source != "synthetic":
-        vol = read_volume(cfg.source, spacing=cfg.voxel_size)
+        from pathlib import Path
+
+        from tomofem.image.io import RAW_SUFFIXES
+
+        raw = Path(cfg.source).suffix.lower() in RAW_SUFFIXES
+        kw = {"shape": cfg.raw_shape, "dtype": cfg.raw_dtype} if raw else {}
+        vol = read_volume(cfg.source, spacing=cfg.voxel_size, **kw)
         if cfg.crop_size is not None:
             sl = tuple(slice(a, a + n) for a, n in zip(cfg.crop_start, cfg.crop_size, strict=True))
             data = vol.data[sl]

@@ -18,8 +18,8 @@ def test_every_subcommand_has_help_with_examples(cmd, capsys):
     assert exc.value.code == 0
     out = capsys.readouterr().out
     assert "examples:" in out and f"tomofem {cmd}" in out
-    if cmd != "info":
-        assert "--config" in out
+    # --config/--set only where a run configuration is read
+    assert ("--config" in out) == (cmd not in ("info", "demo"))
 
 
 def test_export_pybamm_help(capsys):
@@ -185,3 +185,20 @@ def test_pipeline_tensor_of_a_voxel_mesh():
     rows = pipeline._quantities_homogenize(h)
     (row,) = [q for q in rows if q.name == "K_eff dirichlet max eig"]
     assert re.search(r"x [+-]0\.0%", row.note), row.note
+
+
+def test_raw_image_needs_its_shape(tmp_path, capsys):
+    import numpy as np
+
+    raw = tmp_path / "scan.raw"
+    lab = np.zeros((12, 10, 8), np.uint8)
+    lab[:, :5] = 1
+    lab.tofile(raw)
+    assert main(["analyze", str(raw), "-o", str(tmp_path / "a")]) == 2
+    assert "image.raw_shape" in capsys.readouterr().err
+    code = main(
+        ["analyze", str(raw), "--set", "image.raw_shape=[12,10,8]", "-o", str(tmp_path / "b")]
+    )
+    assert code == 0
+    doc = json.loads((tmp_path / "b" / "results.json").read_text())
+    assert doc["results"]["image"]["shape"] == [12, 10, 8]

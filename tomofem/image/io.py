@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 #: Grey values of the shared real electrode and the label index each maps to.
 ELECTRODE_VALUES = (0, 85, 170)
 ELECTRODE_NAMES = ("pore", "active", "cbd")
+#: Suffixes read as headerless raw binary (need ``shape`` and ``dtype``).
+RAW_SUFFIXES = (".raw", ".bin", ".vol", ".dat")
 _TIFF_SUFFIXES = (".tif", ".tiff")
 
 
@@ -250,7 +252,7 @@ def read_volume(
         arr = read_npy(p)
     elif suffix in (".h5", ".hdf5", ".hdf"):
         arr = read_hdf5(p, **kwargs)
-    elif suffix in (".raw", ".bin", ".vol", ".dat"):
+    elif suffix in RAW_SUFFIXES:
         if "shape" not in kwargs or "dtype" not in kwargs:
             raise ImageError(f"{p}: raw binary needs shape= and dtype= (e.g. dtype='uint16')")
         arr = read_raw(p, **kwargs)
