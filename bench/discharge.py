@@ -55,7 +55,7 @@ def labels_of(case: str) -> np.ndarray:
     if case == "real100":
         from tomofem.image.io import load_electrode
 
-        lab = load_electrode(DATA / "electrode.tiff").labels
+        lab = load_electrode(DATA / "electrode.tiff").data
         return np.ascontiguousarray(lab[78:178, 78:178, 78:178]).astype(np.int8)
     raise SystemExit(f"unknown case {case!r}")
 
@@ -125,6 +125,7 @@ def worker(args) -> None:
         "final_voltage_V": s["voltage"][-1],
         "simulated_time_s": s["time"][-1],
         "stop_reason": res.stop_reason,
+        "max_steps": args.max_steps,
         "step_ends": res.step_ends,
         "max_soc_step": args.max_soc_step,
         "newton_per_step_max": int(np.max(s["newton_iterations"][1:])) if newton else 0,
@@ -147,15 +148,24 @@ def run_case(case: str, nprocs: int, mesh: dict, args) -> dict:
            "--c-rate", str(args.c_rate), "--max-soc-step", str(args.max_soc_step)]  # fmt: skip
     if args.cutoff is not None:
         cmd += ["--cutoff", str(args.cutoff)]
+    if args.mem_limit_gb:  # per process: fail this run, not a neighbour's, when memory runs out
+        cmd = ["prlimit", f"--as={int(args.mem_limit_gb * 2**30)}", *cmd]
     load_before = os.getloadavg()
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     line = [x for x in proc.stdout.splitlines() if x.startswith(MARK)]
-    if proc.returncode != 0 or not line:
-        raise RuntimeError(
-            f"{case} on {nprocs} ranks failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-        )
-    res = json.loads(line[0][len(MARK) :])
+    if proc.returncode != 0 or not line:  # recorded as measured, e.g. killed for memory
+        tail = [x for x in proc.stderr.splitlines() if "signal" in x or "Error" in x][-3:]
+        wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (\S+)", proc.stderr)
+        res = {
+            "failed": f"exit status {proc.returncode}: " + " | ".join(tail),
+            "elapsed_before_failure": wall.group(1) if wall else None,
+            "linear": args.linear,
+            "ranks": nprocs,
+            "max_steps": args.max_steps,
+        }
+    else:
+        res = json.loads(line[0][len(MARK) :])
     rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr)
     res["peak_rss_MB_largest_process"] = int(rss.group(1)) / 1024 if rss else None
     # CPU seconds of all ranks (user + system): less sensitive than wall time to a
@@ -179,6 +189,7 @@ def main() -> None:
     ap.add_argument("--c-rate", type=float, default=1.0)
     ap.add_argument("--cutoff", type=float, default=None, help="V; default: the set's")
     ap.add_argument("--max-soc-step", type=float, default=0.01)
+    ap.add_argument("--mem-limit-gb", type=float, default=0.0, help="address space per process")
     ap.add_argument("--worker", action="store_true")
     ap.add_argument("--mesh-file")
     ap.add_argument("--cache", help="keep meshes (and worker logs) here instead of a temp folder")

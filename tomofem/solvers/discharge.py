@@ -165,6 +165,9 @@ class SolverOptions:
     ----------
     linear
         ``"direct"``, ``"fieldsplit"`` or ``"auto"`` (direct below ``direct_max_dofs``).
+        The fieldsplit/GAMG preset needs 150-400 GMRES iterations per Newton
+        iteration on a 40^3 electrode (bench/results/discharge_fieldsplit.json), so
+        ``"auto"`` keeps the block-low-rank MUMPS preset up to 2e6 unknowns.
     time_order
         1 (BDF1) or 2 (variable-step BDF2).
     control
@@ -187,7 +190,7 @@ class SolverOptions:
     max_soc_step: float = 0.01
     petsc_options: dict[str, Any] = field(default_factory=dict)
     max_steps: int = 100000
-    direct_max_dofs: int = 200000
+    direct_max_dofs: int = 2000000
     voltage_tolerance: float = 2e-3
 
 
