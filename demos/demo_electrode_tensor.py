@@ -87,7 +87,7 @@ if comm.rank == 0:
 # the central 32³ against 45 % overall).
 
 # +
-N = 32 if FAST else 64
+N = 32 if FAST else 96
 REAL = DATA.exists()
 if REAL:
     labels_full = load_electrode(DATA).data
