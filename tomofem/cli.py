@@ -69,8 +69,7 @@ def _output(p: argparse.ArgumentParser, default: str | None = None) -> None:
         "--output",
         metavar="RUN_DIR",
         default=default,
-        help="run folder to create (output.folder)"
-        + (f"; default {default}" if default else ""),
+        help="run folder to create (output.folder)" + (f"; default {default}" if default else ""),
     )
     g.add_argument("--force", action="store_true", help="replace an existing run folder")
 

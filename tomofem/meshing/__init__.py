@@ -13,10 +13,10 @@ from tomofem.meshing.tetmesh import (
 )
 
 __all__ = [
+    "ROUTES",
     "DolfinxMesh",
     "MeshOptions",
     "MeshReport",
-    "ROUTES",
     "TetMesh",
     "check_mesh",
     "mesh_image",

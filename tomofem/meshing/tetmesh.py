@@ -347,7 +347,7 @@ def to_dolfinx(tm: TetMesh | None, comm, rank: int = 0) -> DolfinxMesh:
     (``dolfinx.io.distribute_entity_data``), so tagging does not depend on the
     partition.
     """
-    from tomofem._fenics import basix, dolfinx
+    from tomofem._fenics import basix, dolfinx  # noqa: I001  (first: it loads dolfinx_solver)
 
     from dolfinx.graph import adjacencylist
     from dolfinx.io.utils import distribute_entity_data

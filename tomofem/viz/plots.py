@@ -232,7 +232,11 @@ def plot_series(
 
 def _pyvista() -> Any:
     import pyvista as pv
+    from vtkmodules.vtkCommonCore import vtkLogger
 
+    # Headless: VTK tries X first and logs "bad X server connection" before it
+    # falls back to EGL, which renders fine; keep its errors, drop that warning.
+    vtkLogger.SetStderrVerbosity(vtkLogger.VERBOSITY_ERROR)
     return pv
 
 
