@@ -21,11 +21,13 @@ $(STAMP): pyproject.toml scripts/find-python.sh
 	$(PY) -m pip install -q -e '.[fenics,test]'; \
 	touch $(STAMP)
 
+# The built-in examples replace their own run folders (runs/demo, runs/demo-real)
+# so that running them again works; `tomofem demo` alone refuses to overwrite.
 demo: $(STAMP)
-	$(PY) -m tomofem demo
+	$(PY) -m tomofem demo --force
 
 demo-real: $(STAMP)
-	$(PY) -m tomofem demo --real
+	$(PY) -m tomofem demo --real --force
 
 test: $(STAMP)
 	$(MAKE) --no-print-directory test-serial

@@ -68,7 +68,6 @@ def _output(p: argparse.ArgumentParser, default: str | None = None) -> None:
         "-o",
         "--output",
         metavar="RUN_DIR",
-        default=default,
         help="run folder to create (output.folder)" + (f"; default {default}" if default else ""),
     )
     g.add_argument("--force", action="store_true", help="replace an existing run folder")
@@ -358,7 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
         if image is not None:
             _image_arg(p, image)
         if output:
-            _output(p, "runs/demo" if name == "demo" else None)
+            _output(p, "runs/demo, or runs/demo-real with --real" if name == "demo" else None)
         _common(p, config)
         return p
 
@@ -531,7 +530,7 @@ def build_parser() -> argparse.ArgumentParser:
         Synthetic tomogram -> segmentation -> conformal mesh -> tortuosity with
         bounds -> short discharge; prints a summary table and leaves a run folder
         with results.json and pictures. --real uses a crop of the shared electrode.""",
-        ["tomofem demo", "tomofem demo --real -o runs/demo-real --force"],
+        ["tomofem demo", "tomofem demo --force   # again, into runs/demo", "tomofem demo --real"],
         config=False,
     )
     p.add_argument("--real", action="store_true", help="crop of ../shared/data/electrode.tiff")
