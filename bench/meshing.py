@@ -17,10 +17,16 @@ against marching cubes on the smoothed indicator (``tomofem.image.metrics``,
 whose surfaces end at the outer voxel centres: densities are compared).
 
 Structures: two-phase = random sequential addition of spheres of radius 6
-voxels with a 1-voxel gap, porosity 0.72 (``random_sphere_packing``);
+voxels (``--radius``) with a 1-voxel gap, porosity 0.72 (``random_sphere_packing``);
 three-phase = the same packing with every third particle relabelled CBD
-(label 2). Results: ``bench/results/meshing.json`` (``meshing_<out>.json`` with ``--out``;
-atomic write).
+(label 2). The vertex count is set by the interface area: a surface mesh of
+edge ``h`` has about ``S / (0.87 h^2)`` vertices on an interface of area ``S``
+(equilateral triangles, 6 around a vertex), and the packing's area density is
+``3 (1 - porosity) / R``, so ``--radius 12`` halves the interface vertices.
+The periodic packing (``--route periodic-lattice``) uses porosity 0.75: random
+sequential addition with periodic wrapping jams just above 0.72.
+Results: ``bench/results/meshing.json`` (``meshing_<out>.json`` with
+``--out``; atomic write).
 """
 
 from __future__ import annotations
@@ -40,14 +46,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
-def structure(n: int, phases: int) -> np.ndarray:
-    """The benchmark image of ``n``^3 voxels with 2 or 3 phases."""
+def structure(n: int, phases: int, radius: float = 6.0) -> np.ndarray:
+    """The benchmark image of ``n``^3 voxels with 2 or 3 phases, spheres of ``radius`` voxels."""
     from scipy import ndimage
 
     from tomofem.image.synthetic import random_sphere_packing
 
     attempts = int(2e5 * max(1.0, (n / 64) ** 3))  # RSA candidate budget grows with the box
-    lab = random_sphere_packing(n, 0.72, 6.0, seed=7, gap=1.0, max_attempts=attempts)
+    lab = random_sphere_packing(n, 0.72, radius, seed=7, gap=1.0, max_attempts=attempts)
     lab = lab.astype(np.uint8)
     if phases == 3:
         comp, k = ndimage.label(lab == 1)
@@ -56,7 +62,7 @@ def structure(n: int, phases: int) -> np.ndarray:
     return lab
 
 
-def periodic_structure(n: int, phases: int) -> np.ndarray:
+def periodic_structure(n: int, phases: int, radius: float = 6.0) -> np.ndarray:
     """Periodic packing (spheres wrapped across the faces); CBD = every third sphere's voxels.
 
     The CBD particles are picked on the periodic image (components joined
@@ -68,7 +74,7 @@ def periodic_structure(n: int, phases: int) -> np.ndarray:
 
     attempts = int(2e5 * max(1.0, (n / 64) ** 3))
     lab = random_sphere_packing(
-        n, 0.72, 6.0, seed=7, gap=1.0, periodic=True, max_attempts=attempts
+        n, 0.75, radius, seed=7, gap=1.0, periodic=True, max_attempts=attempts
     ).astype(np.uint8)
     if phases == 3:
         big = np.tile(lab == 1, (3, 3, 3))  # components of the tiled image, read in the centre
@@ -82,7 +88,9 @@ def _load() -> list[float]:
     return [float(x) for x in os.getloadavg()]
 
 
-def run_case(n: int, phases: int, png: str | None, route: str, reproducible: bool) -> dict:
+def run_case(
+    n: int, phases: int, png: str | None, route: str, reproducible: bool, radius: float
+) -> dict:
     """Mesh one structure and measure it (runs in the child process)."""
     from tomofem.image.metrics import surface_area
     from tomofem.meshing import MeshOptions, check_mesh, gmsh_route, periodic
@@ -90,7 +98,7 @@ def run_case(n: int, phases: int, png: str | None, route: str, reproducible: boo
 
     load_before = _load()
     make = periodic_structure if route == periodic.ROUTE else structure
-    lab = validate_labels(make(n, phases))
+    lab = validate_labels(make(n, phases, radius))
     opts = MeshOptions(periodic=route == periodic.ROUTE, reproducible=reproducible)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -119,6 +127,7 @@ def run_case(n: int, phases: int, png: str | None, route: str, reproducible: boo
     out = {
         "n": n,
         "phases": phases,
+        "radius": radius,
         "route": route,
         "reproducible": reproducible,
         "load_average_1_5_15_before": load_before,
@@ -128,6 +137,12 @@ def run_case(n: int, phases: int, png: str | None, route: str, reproducible: boo
         "vertices": r.num_vertices,
         "cells": r.num_cells,
         "vertices_per_voxel": r.num_vertices / lab.size,
+        # lower bound from the interfaces alone: S / (0.87 h^2) vertices at edge length h
+        "interface_vertices_per_voxel_bound": sum(
+            a for t, a in r.area_by_tag.items() if 100 < t < 1000
+        )
+        / (0.866 * opts.interface_size**2)
+        / lab.size,
         "min_dihedral_deg": r.min_dihedral_deg,
         "frac_dihedral_below_5deg": r.frac_below_5deg,
         "min_sicn": float(q.min()),
@@ -159,12 +174,15 @@ def main() -> None:
         "--route", default="surface-nets-gmsh", help="surface-nets-gmsh or periodic-lattice"
     )
     ap.add_argument("--reproducible", action="store_true", help="MeshOptions(reproducible=True)")
+    ap.add_argument("--radius", type=float, default=6.0, help="sphere radius [voxels]")
     ap.add_argument("--case", help=argparse.SUPPRESS)  # "n,phases[,png]": child mode
     args = ap.parse_args()
     if args.case:
         parts = args.case.split(",")
         png = parts[2] if len(parts) > 2 else None
-        res = run_case(int(parts[0]), int(parts[1]), png, args.route, args.reproducible)
+        res = run_case(
+            int(parts[0]), int(parts[1]), png, args.route, args.reproducible, args.radius
+        )
         print("RESULT " + json.dumps(res))
         return
     results = []
@@ -177,7 +195,8 @@ def main() -> None:
                 png = REPO / "bench" / "results" / f"meshing_{n}_{phases}phase{suffix}.png"
                 case += f",{png}"
             cmd = ["/usr/bin/time", "-v", sys.executable, __file__, "--case", case]
-            cmd += ["--route", args.route] + (["--reproducible"] if args.reproducible else [])
+            cmd += ["--route", args.route, "--radius", str(args.radius)]
+            cmd += ["--reproducible"] if args.reproducible else []
             proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
             line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
             if line is None:
@@ -191,6 +210,8 @@ def main() -> None:
                 res = json.loads(line[7:])
             m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr)
             res["peak_rss_mb"] = int(m.group(1)) / 1024 if m else None
+            cpu = re.findall(r"(?:User|System) time \(seconds\): ([\d.]+)", proc.stderr)
+            res["cpu_s_process"] = sum(map(float, cpu)) if cpu else None  # incl. image + checks
             print(json.dumps({k: v for k, v in res.items() if "histogram" not in k}), flush=True)
             results.append(res)
     from tomofem.io.atomic import write_json
