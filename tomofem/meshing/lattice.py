@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
+from scipy import ndimage
 
 from tomofem.errors import MeshingError
 
@@ -162,3 +163,24 @@ def bcc_lattice(counts: npt.ArrayLike, extent: npt.ArrayLike) -> tuple[np.ndarra
             cells.append(np.stack([cube.ravel(), r0.ravel(), r2.ravel(), r3.ravel()], axis=1))
     points = np.concatenate([corners, centres])
     return points, orient_positive(points, np.concatenate(cells))
+
+
+def sample_voxel_field(
+    field: np.ndarray, x: np.ndarray, spacing: np.ndarray, *, periodic: bool = False
+) -> np.ndarray:
+    """Trilinear interpolation of a voxel-centred field at physical points.
+
+    Parameters
+    ----------
+    field
+        Values at the voxel centres, ``(i + 1/2) * spacing``.
+    x
+        Points, shape ``(n, 3)``, in the units of ``spacing``.
+    spacing
+        Voxel size per axis.
+    periodic
+        Wrap around the box (one period of a tiling structure); otherwise the
+        outer half voxel takes the nearest centre's value.
+    """
+    c = (x / spacing - 0.5).T
+    return ndimage.map_coordinates(field, c, order=1, mode="grid-wrap" if periodic else "nearest")

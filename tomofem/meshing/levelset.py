@@ -85,7 +85,13 @@ from tomofem import tags
 from tomofem.errors import ConfigError, MeshingError
 from tomofem.meshing.connectivity import bridge_pore_contacts, compare_connectivity
 from tomofem.meshing.cutting import cut
-from tomofem.meshing.lattice import bcc_lattice, kuhn_lattice, lattice_counts, signed_volumes
+from tomofem.meshing.lattice import (
+    bcc_lattice,
+    kuhn_lattice,
+    lattice_counts,
+    sample_voxel_field,
+    signed_volumes,
+)
 from tomofem.meshing.slivers import collapse_slivers
 from tomofem.meshing.tetmesh import TetMesh, tag_facets, triangle_areas
 
@@ -387,12 +393,6 @@ def _cut_fields(g: np.ndarray, bias: np.ndarray):
         del fi
 
 
-def _sample(field_: np.ndarray, x: np.ndarray, spacing: np.ndarray) -> np.ndarray:
-    """Trilinear interpolation of a voxel-centred field at physical points."""
-    c = (x / spacing - 0.5).T
-    return ndimage.map_coordinates(field_, c, order=1, mode="nearest")
-
-
 def _cut_all(
     labels: np.ndarray,
     g: np.ndarray,
@@ -413,7 +413,7 @@ def _cut_all(
     movable = np.ones(len(points), dtype=bool)
     moved = snapped = 0
     for i, fi in zip(order, _cut_fields(g[order], bias[order]), strict=False):
-        vals = _sample(fi, points, spacing)
+        vals = sample_voxel_field(fi, points, spacing)
         res = cut(points, cells, vals, opts.alpha, movable, box)
         points, cells = res.points, res.cells
         which = which[res.parent]
@@ -712,7 +712,7 @@ def _revived_biases(
     gb = g + bias[:, None, None, None].astype(np.float32)
     margin = opts.alpha * opts.lattice_step
     for k in np.flatnonzero(lost):
-        gap = _sample(gb[k] - np.delete(gb, k, axis=0).max(axis=0), points, spacing)
+        gap = sample_voxel_field(gb[k] - np.delete(gb, k, axis=0).max(axis=0), points, spacing)
         raise_by = margin - float(gap.max())
         if k == len(bias) - 1:  # the last bias stays fixed: lower the others instead
             bias[:-1] -= raise_by

@@ -42,7 +42,12 @@ from scipy import ndimage
 
 from tomofem.errors import MeshingError
 from tomofem.meshing.cutting import cut, unique_edges
-from tomofem.meshing.lattice import bcc_lattice, lattice_counts, signed_volumes
+from tomofem.meshing.lattice import (
+    bcc_lattice,
+    lattice_counts,
+    sample_voxel_field,
+    signed_volumes,
+)
 from tomofem.meshing.options import MeshOptions
 from tomofem.meshing.slivers import collapse_slivers
 from tomofem.meshing.tetmesh import TetMesh, tag_facets
@@ -120,12 +125,6 @@ def face_pairs(points: np.ndarray, box: np.ndarray) -> list[tuple[np.ndarray, np
     return out
 
 
-def _sample(field: np.ndarray, x: np.ndarray, spacing: np.ndarray) -> np.ndarray:
-    """Trilinear interpolation of a voxel-centred periodic field at physical points."""
-    c = (x / spacing - 0.5).T
-    return ndimage.map_coordinates(field, c, order=1, mode="grid-wrap")
-
-
 def _presnap(
     points: np.ndarray,
     cells: np.ndarray,
@@ -178,7 +177,7 @@ def _cut_all(
     for k, i in enumerate(order[:-1]):
         fi = gb[i] - gb[order[k + 1 :]].max(axis=0)
         pairs = face_pairs(points, box)
-        vals = _sample(fi, points, spacing)
+        vals = sample_voxel_field(fi, points, spacing, periodic=True)
         for lo, hi in pairs:
             vals[hi] = vals[lo]
         # corner and edge vertices belong to several pairs: copy once more
