@@ -782,10 +782,13 @@ def pictures(res: PipelineResult, folder: Any) -> list[str]:
             )
     if "simulate" in out:
         s = out["simulate"].series
+        nominal_mAh = out["simulate"].one_c_current_A * 1e3  # 1C empties it in one hour
         attempt(
             "voltage.png",
             lambda: plots.plot_voltage(
-                {"simulation": (s["capacity"], s["voltage"])}, folder.file("voltage.png")
+                {"simulation": (100.0 * np.asarray(s["capacity"]) / nominal_mAh, s["voltage"])},
+                folder.file("voltage.png"),
+                xlabel=f"depth of discharge [% of {nominal_mAh:.3g} mAh]",
             ),
         )
         attempt(
