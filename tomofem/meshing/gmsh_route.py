@@ -81,6 +81,30 @@ def gmsh_session(threads: int = 1, verbosity: int = 0):
         gmsh.finalize()
 
 
+def _locate(tri_uv: np.ndarray, query: np.ndarray, k: int = 8) -> np.ndarray:
+    """Index of the 2D triangle containing each query point (the nearest one if none does).
+
+    ``tri_uv`` is ``(m, 3, 2)``; candidates are the ``k`` triangles with the
+    nearest centroids, tested by barycentric coordinates. (matplotlib's
+    trapezoid-map finder refused the box-face triangulations of some
+    reproducible-mode surfaces as "invalid", which crashed the route.)
+    """
+    from scipy.spatial import cKDTree
+
+    k = min(k, len(tri_uv))
+    _, cand = cKDTree(tri_uv.mean(axis=1)).query(query, k=k)
+    cand = np.asarray(cand).reshape(len(query), k)
+    a, b, c = (tri_uv[cand, i] for i in range(3))  # (n, k, 2) each
+    v0, v1, v2 = b - a, c - a, query[:, None, :] - a
+    det = v0[..., 0] * v1[..., 1] - v0[..., 1] * v1[..., 0]
+    det = np.where(det == 0.0, np.finfo(float).tiny, det)
+    l1 = (v2[..., 0] * v1[..., 1] - v2[..., 1] * v1[..., 0]) / det
+    l2 = (v0[..., 0] * v2[..., 1] - v0[..., 1] * v2[..., 0]) / det
+    inside = np.minimum(np.minimum(l1, l2), 1.0 - l1 - l2) >= -1e-9
+    first = np.argmax(inside, axis=1)  # nearest candidate containing the point, else 0
+    return cand[np.arange(len(query)), first]
+
+
 def _triple_keys(tri: np.ndarray, n: int) -> np.ndarray:
     s = np.sort(tri.astype(np.int64), axis=1)
     return (s[:, 0] * n + s[:, 1]) * n + s[:, 2]
@@ -374,9 +398,6 @@ def coarsen_box_faces(
     field from those curves. Each new triangle takes the phase of the old
     triangle under its centroid.
     """
-    from matplotlib.tri import Triangulation
-    from scipy.spatial import cKDTree
-
     h = options.interface_size * voxel
     big = options.max_size * voxel
     pts = [surf.points]
@@ -459,12 +480,7 @@ def coarsen_box_faces(
             # phase of the old triangle under each new centroid
             allp = np.concatenate(pts)
             c = allp[t_new].mean(axis=1)[:, uv_axes]
-            old_uv = surf.points[:, uv_axes]
-            finder = Triangulation(old_uv[:, 0], old_uv[:, 1], tri).get_trifinder()
-            hit = np.asarray(finder(c[:, 0], c[:, 1]))
-            if np.any(hit < 0):
-                _, near = cKDTree(old_uv[tri].mean(axis=1)).query(c[hit < 0])
-                hit[hit < 0] = near
+            hit = _locate(surf.points[:, uv_axes][tri], c)
             # outward normals (lower face: -axis, upper face: +axis)
             q = allp[t_new]
             nrm = np.cross(q[:, 1] - q[:, 0], q[:, 2] - q[:, 0])[:, ax]
