@@ -192,3 +192,25 @@ def test_distributed_mesh_matches_rank0_mesh(comm):
     for t, area in ref[2].items():
         meas = ds(t) if t >= 1000 else dS(t)
         assert total(one * meas) == pytest.approx(area, rel=1e-12)
+
+
+def test_box_face_point_location_finds_the_containing_triangle():
+    """gmsh_route._locate against a brute-force barycentric test on a Delaunay triangulation."""
+    from scipy.spatial import Delaunay
+
+    from tomofem.meshing.gmsh_route import _locate
+
+    rng = np.random.default_rng(3)
+    pts = rng.random((400, 2))
+    tri = Delaunay(pts).simplices
+    query = 0.05 + 0.9 * rng.random((2000, 2))
+    hit = _locate(pts[tri], query)
+    expected = Delaunay(pts).find_simplex(query)
+    assert np.all(expected >= 0)
+    # the same triangle, or (on a shared edge) one that also contains the point
+    corners = pts[tri[hit]]
+    a, b, c = corners[:, 0], corners[:, 1], corners[:, 2]
+    m = np.stack([b - a, c - a], axis=2)
+    lam = np.linalg.solve(m, (query - a)[..., None])[..., 0]
+    assert np.all(np.minimum(lam.min(axis=1), 1 - lam.sum(axis=1)) >= -1e-9)
+    assert np.mean(hit == expected) > 0.99

@@ -81,28 +81,41 @@ def gmsh_session(threads: int = 1, verbosity: int = 0):
         gmsh.finalize()
 
 
-def _locate(tri_uv: np.ndarray, query: np.ndarray, k: int = 8) -> np.ndarray:
+def _locate(tri_uv: np.ndarray, query: np.ndarray) -> np.ndarray:
     """Index of the 2D triangle containing each query point (the nearest one if none does).
 
-    ``tri_uv`` is ``(m, 3, 2)``; candidates are the ``k`` triangles with the
-    nearest centroids, tested by barycentric coordinates. (matplotlib's
-    trapezoid-map finder refused the box-face triangulations of some
-    reproducible-mode surfaces as "invalid", which crashed the route.)
+    ``tri_uv`` is ``(m, 3, 2)``. Candidates are the triangles with the nearest
+    centroids, tested by barycentric coordinates; points not yet inside one
+    are retried with 8 times more candidates (slender triangles have distant
+    centroids), up to 512; a point outside them all keeps the nearest.
+    matplotlib's trapezoid-map finder, used before, refused the box-face
+    triangulations of some reproducible-mode surfaces as "invalid", which
+    crashed the route.
     """
     from scipy.spatial import cKDTree
 
-    k = min(k, len(tri_uv))
-    _, cand = cKDTree(tri_uv.mean(axis=1)).query(query, k=k)
-    cand = np.asarray(cand).reshape(len(query), k)
-    a, b, c = (tri_uv[cand, i] for i in range(3))  # (n, k, 2) each
-    v0, v1, v2 = b - a, c - a, query[:, None, :] - a
-    det = v0[..., 0] * v1[..., 1] - v0[..., 1] * v1[..., 0]
-    det = np.where(det == 0.0, np.finfo(float).tiny, det)
-    l1 = (v2[..., 0] * v1[..., 1] - v2[..., 1] * v1[..., 0]) / det
-    l2 = (v0[..., 0] * v2[..., 1] - v0[..., 1] * v2[..., 0]) / det
-    inside = np.minimum(np.minimum(l1, l2), 1.0 - l1 - l2) >= -1e-9
-    first = np.argmax(inside, axis=1)  # nearest candidate containing the point, else 0
-    return cand[np.arange(len(query)), first]
+    tree = cKDTree(tri_uv.mean(axis=1))
+    _, hit = tree.query(query)  # fallback: nearest centroid
+    hit = np.asarray(hit)
+    todo = np.arange(len(query))
+    k, k_max = 8, min(512, len(tri_uv))  # beyond 512 candidates: outside, keep the nearest
+    while len(todo):
+        k = min(k, k_max)
+        _, cand = tree.query(query[todo], k=k)
+        cand = np.asarray(cand).reshape(len(todo), k)
+        a, b, c = (tri_uv[cand, i] for i in range(3))  # (n, k, 2) each
+        v0, v1, v2 = b - a, c - a, query[todo, None, :] - a
+        det = v0[..., 0] * v1[..., 1] - v0[..., 1] * v1[..., 0]
+        det = np.where(det == 0.0, np.finfo(float).tiny, det)
+        l1 = (v2[..., 0] * v1[..., 1] - v2[..., 1] * v1[..., 0]) / det
+        l2 = (v0[..., 0] * v2[..., 1] - v0[..., 1] * v2[..., 0]) / det
+        inside = np.minimum(np.minimum(l1, l2), 1.0 - l1 - l2) >= -1e-9
+        found = inside.any(axis=1)
+        hit[todo[found]] = cand[found, np.argmax(inside[found], axis=1)]
+        if k == k_max:
+            break
+        todo, k = todo[~found], 8 * k
+    return hit
 
 
 def _triple_keys(tri: np.ndarray, n: int) -> np.ndarray:
