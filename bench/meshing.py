@@ -173,7 +173,11 @@ def main() -> None:
     ap.add_argument(
         "--route", default="surface-nets-gmsh", help="surface-nets-gmsh or periodic-lattice"
     )
-    ap.add_argument("--reproducible", action="store_true", help="MeshOptions(reproducible=True)")
+    ap.add_argument(
+        "--in-process",
+        action="store_true",
+        help="MeshOptions(reproducible=False): mesh in this process, not in a child",
+    )
     ap.add_argument("--radius", type=float, default=6.0, help="sphere radius [voxels]")
     ap.add_argument("--case", help=argparse.SUPPRESS)  # "n,phases[,png]": child mode
     args = ap.parse_args()
@@ -181,7 +185,7 @@ def main() -> None:
         parts = args.case.split(",")
         png = parts[2] if len(parts) > 2 else None
         res = run_case(
-            int(parts[0]), int(parts[1]), png, args.route, args.reproducible, args.radius
+            int(parts[0]), int(parts[1]), png, args.route, not args.in_process, args.radius
         )
         print("RESULT " + json.dumps(res))
         return
@@ -196,7 +200,7 @@ def main() -> None:
                 case += f",{png}"
             cmd = ["/usr/bin/time", "-v", sys.executable, __file__, "--case", case]
             cmd += ["--route", args.route, "--radius", str(args.radius)]
-            cmd += ["--reproducible"] if args.reproducible else []
+            cmd += ["--in-process"] if args.in_process else []
             proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
             line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
             if line is None:

@@ -214,3 +214,63 @@ def test_box_face_point_location_finds_the_containing_triangle():
     lam = np.linalg.solve(m, (query - a)[..., None])[..., 0]
     assert np.all(np.minimum(lam.min(axis=1), 1 - lam.sum(axis=1)) >= -1e-9)
     assert np.mean(hit == expected) > 0.99
+
+
+def test_crossing_pairs_finds_crossings_and_only_them():
+    from tomofem.meshing.intersections import crossing_pairs
+
+    # two unit squares (2 triangles each) in parallel planes: no crossing
+    sq = np.array([[0, 0, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0]], float)
+    tris = np.array([[0, 1, 2], [0, 2, 3], [4, 5, 6], [4, 6, 7]])
+    flat = np.r_[sq, sq + np.array([0.0, 0.0, 0.01])]
+    assert len(crossing_pairs(flat, tris)) == 0
+    # tilt the second square through the first: its triangles cross the first's
+    tilted = np.r_[sq, sq * [1, 1, 0] + [0.2, 0.1, 0] + np.c_[0 * sq[:, :2], sq[:, 0] - 0.5]]
+    pairs = {tuple(p) for p in crossing_pairs(tilted, tris).tolist()}
+    assert pairs and all(a < 2 <= b for a, b in pairs)
+    # a fan folded through itself (triangles sharing one vertex) is found;
+    # neighbours sharing an edge are not reported
+    fan = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0.3, 0.3, -0.5], [0.3, 0.3, 0.5]], float)
+    assert crossing_pairs(fan, np.array([[0, 1, 2], [0, 3, 4]])).tolist() == [[0, 1]]
+    assert len(crossing_pairs(fan, np.array([[0, 1, 2], [1, 2, 3]]))) == 0
+
+
+def test_volume_offsets_stop_short_of_the_box():
+    from tomofem.meshing.surface import BOX_MARGIN, shared_surface
+
+    # a sphere touching the z = 24 face: the volume offset pushes it outwards
+    lab = _sphere(24, 7.0, c=(12.2, 11.9, 17.0)) + 1
+    surf = shared_surface(lab.astype(np.int32), (1.0, 1.0, 1.0), 6, 0.5, 0.0, True, 3)
+    free = np.all(surf.on_plane < 0, axis=1)
+    gap = np.minimum(surf.points[free] - surf.box[0], surf.box[1] - surf.points[free]).min()
+    assert gap >= BOX_MARGIN - 1e-12
+
+
+def test_untangle_puts_crossing_vertices_back():
+    from dataclasses import replace as dreplace
+
+    from tomofem.meshing.gmsh_route import untangle
+    from tomofem.meshing.intersections import crossing_pairs
+    from tomofem.meshing.surface import shared_surface
+
+    surf = shared_surface((_sphere(24, 7.0) + 1).astype(np.int32), (1.0, 1.0, 1.0), 6, 0.5, 0.0)
+    assert len(crossing_pairs(surf.points, surf.tris)) == 0
+    # push one interface vertex through the opposite side of the sphere
+    iface = np.unique(surf.tris[surf.sides[:, 1] != 0])
+    v = iface[np.argmax(surf.points[iface, 0])]
+    bad = surf.points.copy()
+    bad[v, 0] -= 16.0  # 2 R + 2: out through the far side
+    assert len(crossing_pairs(bad, surf.tris)) > 0
+    fixed = untangle(dreplace(surf, points=bad), surf.points)
+    assert len(crossing_pairs(fixed.points, fixed.tris)) == 0
+    np.testing.assert_array_equal(fixed.points[v], surf.points[v])
+
+
+def test_folded_triangles_are_reported():
+    from tomofem.meshing.intersections import crossing_pairs, folded_pairs
+
+    pts = np.array([[0, 0, 0], [1, 0, 0], [0.5, 1, 0], [0.5, 0.6, 0.001], [0.5, -1, 0]], float)
+    # (0, 1, 3) lies almost on top of (0, 1, 2); (0, 1, 4) is its flat neighbour
+    tris = np.array([[0, 1, 2], [0, 1, 3], [1, 0, 4]])
+    assert folded_pairs(pts, tris).tolist() == [[0, 1]]
+    assert crossing_pairs(pts, tris).tolist() == [[0, 1]]

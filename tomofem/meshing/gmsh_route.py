@@ -20,20 +20,13 @@ size callback, nor ``MeshSizeMax``) on the reparametrised discrete patches
 acts), so the interfaces are remeshed uniformly at the interface size; the
 planar box faces are then meshed again as plane surfaces with a graded size
 field (:func:`coarsen_box_faces`: 64^3 packing 16,430 -> 13,448 vertices).
-``createTopology`` and ``classifySurfaces`` are not reproducible from run to
-run, even with one thread and in fresh processes (they pick the start of
-closed curves and the cuts of non-disc patches by pointer order), nor is HXT.
-With ``MeshOptions.reproducible`` the patches handed to gmsh are first cut
-into discs and closed curves given corners (:func:`_break_loops`), which
-makes the remeshed surface reproducible, and gmsh's Delaunay replaces HXT:
-it is reproducible up to node and element numbering (put in canonical order
-here), but its optimiser swaps a few edges differently now and then, so
-vertices, phase volumes and interface areas are the same on every run while
-a few cells may differ. It costs vertices and quality, so it is off by
-default: build once on one rank and distribute (:func:`mesh_image` on rank
-0, :func:`tomofem.meshing.to_dolfinx`), or write the mesh once
-(:mod:`tomofem.io.mesh_io`) and load it. The level-set and periodic routes
-are bit-reproducible.
+``createTopology``, ``classifySurfaces`` and HXT make some choices in
+pointer order, so the same surface gave different meshes from run to run.
+With ``MeshOptions.reproducible`` (the default) the route runs in a fresh
+child process with address-space randomisation off
+(:mod:`tomofem.meshing.isolated`), where those choices are the same on every
+run: bit-identical meshes, whichever process asks (a script, the CLI, rank 0
+of an MPI job).
 
 gmsh holds global state: every call initialises and always finalises it, also
 on error.
@@ -52,7 +45,13 @@ import numpy as np
 from tomofem.errors import MeshingError
 from tomofem.meshing.options import MeshOptions
 from tomofem.meshing.slivers import collapse_slivers
-from tomofem.meshing.surface import OUTSIDE, LabelSurface, offset_to_volumes, vertex_classes
+from tomofem.meshing.surface import (
+    BOX_MARGIN,
+    OUTSIDE,
+    LabelSurface,
+    offset_to_volumes,
+    vertex_classes,
+)
 from tomofem.meshing.tetmesh import TetMesh, kuhn_grid, tag_facets, tet_volumes
 
 log = logging.getLogger(__name__)
@@ -89,8 +88,7 @@ def _locate(tri_uv: np.ndarray, query: np.ndarray) -> np.ndarray:
     are retried with 8 times more candidates (slender triangles have distant
     centroids), up to 512; a point outside them all keeps the nearest.
     matplotlib's trapezoid-map finder, used before, refused the box-face
-    triangulations of some reproducible-mode surfaces as "invalid", which
-    crashed the route.
+    triangulations of some box faces as "invalid", which crashed the route.
     """
     from scipy.spatial import cKDTree
 
@@ -176,109 +174,6 @@ def _surface_triangles(gmsh, tris: np.ndarray) -> dict[int, int]:
     return out
 
 
-def _patch_components(tris: np.ndarray, patch: np.ndarray, n: int) -> np.ndarray:
-    """Component of each triangle: triangles of one patch code joined across shared edges."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    nt = len(tris)
-    e = np.sort(tris[:, [[0, 1], [1, 2], [2, 0]]].reshape(-1, 2), axis=1)
-    key = e[:, 0].astype(np.int64) * n + e[:, 1]
-    tri_of = np.repeat(np.arange(nt), 3)
-    order = np.lexsort((patch[tri_of], key))
-    k, t = key[order], tri_of[order]
-    pair = (k[1:] == k[:-1]) & (patch[t[1:]] == patch[t[:-1]])
-    g = coo_matrix((np.ones(int(pair.sum())), (t[:-1][pair], t[1:][pair])), shape=(nt, nt))
-    return connected_components(g, directed=False)[1]
-
-
-def _break_loops(surf: LabelSurface) -> tuple[np.ndarray, dict[int, int]]:
-    """Patch codes that leave gmsh no arbitrary choices; and the marker -> original code map.
-
-    gmsh's ``createTopology`` starts a closed curve without corners (a
-    particle meeting a box face, two particles touching along a ring) at a
-    vertex it picks by pointer order, and ``classifySurfaces`` cuts patches
-    that are not discs (closed particle shells, bands, box faces with holes)
-    where it likes: both differ from run to run, also in fresh processes,
-    and everything after them inherits the difference. Here every patch
-    that is not a disc (Euler characteristic V - E + F != 1) is cut by the
-    plane through its median normal to its longest extent, each piece a
-    code of its own, until all are discs; then one triangle on each closed
-    curve without corners, at its vertex of smallest index, gets a code of
-    its own, so three patches meet there. Measured: the remeshed surface is
-    then the same in repeated and in fresh processes (40^3 packing: 6 of 6
-    fresh runs identical, was 6 of 8).
-    """
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    from tomofem.meshing.surface import _feature_classes
-
-    patch = surf.patch.copy()
-    n = len(surf.points)
-    nt = len(surf.tris)
-    marker: dict[int, int] = {}
-    code = 100_000
-    # Patches that are not discs (closed shells, bands, faces with holes):
-    # cut by the plane through the centroid normal to the longest extent,
-    # every piece a code of its own, until each is a disc (Euler
-    # characteristic V - E + F = 1)
-    cent = surf.points[surf.tris].mean(axis=1)
-    todo = [np.arange(nt)]
-    first = True
-    while todo:
-        t = todo.pop()
-        comps = _patch_components(surf.tris[t], patch[t], n)
-        for c in range(comps.max() + 1):
-            sub = t[comps == c]
-            tri = surf.tris[sub]
-            v = len(np.unique(tri))
-            e = np.unique(np.sort(tri[:, [[0, 1], [1, 2], [2, 0]]].reshape(-1, 2), axis=1), axis=0)
-            if v - len(e) + len(sub) == 1:
-                if not first:
-                    marker[code] = marker.get(int(patch[sub[0]]), int(patch[sub[0]]))
-                    patch[sub] = code
-                    code += 1
-                continue
-            x = cent[sub]
-            ax = int(np.argmax(x.max(axis=0) - x.min(axis=0)))
-            up = x[:, ax] > np.median(x[:, ax])
-            if up.all() or not up.any():
-                continue  # too small to cut; leave it to gmsh
-            orig = marker.get(int(patch[sub[0]]), int(patch[sub[0]]))
-            for part in (sub[up], sub[~up]):
-                marker[code] = orig
-                patch[part] = code
-                code += 1
-                todo.append(part)
-        first = False
-    # closed curves without corners
-    cls, edges, feature = _feature_classes(surf.tris, patch, n)
-    fe = edges[feature]
-    if not len(fe):
-        return patch, marker
-    g = coo_matrix((np.ones(len(fe)), (fe[:, 0], fe[:, 1])), shape=(n, n))
-    _, comp = connected_components(g, directed=False)
-    on = np.zeros(n, dtype=bool)
-    on[fe.ravel()] = True
-    has_corner = np.zeros(comp.max() + 1, dtype=bool)
-    has_corner[comp[on & (cls == 2)]] = True
-    start = np.full(comp.max() + 1, n, dtype=np.int64)
-    np.minimum.at(start, comp[on], np.flatnonzero(on))
-    for c in np.unique(comp[on][~has_corner[comp[on]]]).tolist():
-        v = int(start[c])
-        cand = np.flatnonzero(np.any(surf.tris == v, axis=1))
-        # a triangle with an edge on the loop; box triangles first, then lowest index
-        cand = cand[np.sum(on[surf.tris[cand]] & (comp[surf.tris[cand]] == c), axis=1) >= 2]
-        if not len(cand):
-            continue
-        t = int(cand[np.lexsort((cand, surf.box_face[cand] < 0))][0])
-        marker[code] = marker.get(int(patch[t]), int(patch[t]))
-        patch[t] = code
-        code += 1
-    return patch, marker
-
-
 def remesh_surface(
     surf: LabelSurface,
     options: MeshOptions,
@@ -295,7 +190,7 @@ def remesh_surface(
     """
     from scipy.spatial import cKDTree
 
-    patch, marker = _break_loops(surf) if options.reproducible else (surf.patch, {})
+    patch = surf.patch
     with gmsh_session(options.threads) as gmsh:
         gmsh.model.add("surface")
         _load_patches(gmsh, surf.points, surf.tris, patch, timings)
@@ -345,7 +240,7 @@ def remesh_surface(
             if np.einsum("ij,ij->", sn, on[near]) < 0:
                 tri = tri[:, [0, 2, 1]]
             tris_l.append(tri)
-            codes_l.append(np.full(len(tri), marker.get(code, code), dtype=np.int64))
+            codes_l.append(np.full(len(tri), code, dtype=np.int64))
     used = np.unique(np.concatenate(tris_l))
     remap = np.full(len(pts), -1, dtype=np.int64)
     remap[used] = np.arange(len(used))
@@ -573,7 +468,7 @@ def collapse_flat_regions(surf: LabelSurface) -> LabelSurface:
 
 
 def restore_phase_volumes(
-    surf: LabelSurface, targets: dict[int, float], iterations: int = 3
+    surf: LabelSurface, targets: dict[int, float], iterations: int = 3, voxel: float = 1.0
 ) -> LabelSurface:
     """Offset interface vertices so each phase regains its target volume.
 
@@ -581,7 +476,8 @@ def restore_phase_volumes(
     and loses volume on convex particles (about h^2 / (4 R) relative, 1-2 %
     at h = 2.25, R = 10 voxels). One uniform offset per phase (the largest
     phase excepted: it follows in a watertight box) restores the phase
-    volumes before the volume mesh.
+    volumes before the volume mesh. No vertex moves closer than
+    ``BOX_MARGIN`` voxels (of size ``voxel``) to a box plane.
     """
     cls, _, _ = vertex_classes(surf)
     movable = np.zeros(len(surf.points), dtype=bool)
@@ -595,9 +491,52 @@ def restore_phase_volumes(
         t = np.flatnonzero((surf.sides[:, 0] == ph) | (surf.sides[:, 1] == ph))
         sign = np.where(surf.sides[t, 0] == ph, 1.0, -1.0)
         groups.append((t, sign, np.zeros(len(t), dtype=np.int64), np.array([vt])))
-    return replace(
-        surf, points=offset_to_volumes(surf.points, surf.tris, movable, groups, iterations)
+    p = offset_to_volumes(
+        surf.points, surf.tris, movable, groups, iterations, surf.box, BOX_MARGIN * voxel
     )
+    return replace(surf, points=p)
+
+
+def untangle(
+    surf: LabelSurface, before: np.ndarray, timings: dict[str, float] | None = None
+) -> LabelSurface:
+    """Check that the surface does not cross itself; undo local offsets where it does.
+
+    The volume offsets of :func:`restore_phase_volumes` can push a sheet
+    through a neighbouring one where they lie closer than the offset (thin
+    pore throats, particles nearly tangent to a box face). gmsh then fails
+    after minutes ("PLC Error", "HXT 3D mesh failed"). The vertices of
+    crossing triangles and their neighbours go back to ``before`` (their
+    positions on the remeshed surface, which lies on the smoothed input),
+    ring by ring, up to three rings; a surface still crossing itself raises
+    ``MeshingError`` naming where.
+    """
+    from tomofem.meshing.intersections import crossing_pairs
+
+    t0 = time.perf_counter()
+    points = surf.points.copy()
+    reset = np.zeros(len(points), dtype=bool)
+    try:
+        for _ in range(4):
+            pairs = crossing_pairs(points, surf.tris)
+            if not len(pairs):
+                if reset.any():
+                    log.info("gmsh: %d vertices keep their remeshed position", int(reset.sum()))
+                return replace(surf, points=points)
+            bad = np.zeros(len(points), dtype=bool)
+            bad[surf.tris[pairs.ravel()].ravel()] = True
+            near = np.any(bad[surf.tris], axis=1)  # one ring more
+            reset[surf.tris[near].ravel()] = True
+            points[reset] = before[reset]
+        where = points[surf.tris[pairs[:, 0]]].mean(axis=1)
+        raise MeshingError(
+            f"surface check: the remeshed surface crosses itself in {len(pairs)} triangle pairs "
+            f"(first at {np.array2string(where[0], precision=2)}): sheets closer than the "
+            "interface size. Lower interface_size, or clean thin pore throats from the image"
+        )
+    finally:
+        if timings is not None:
+            timings["surface check"] = timings.get("surface check", 0.0) + time.perf_counter() - t0
 
 
 def _size_view(gmsh, surf: LabelSurface, options: MeshOptions, voxel: float) -> None:
@@ -640,7 +579,7 @@ def _size_view(gmsh, surf: LabelSurface, options: MeshOptions, voxel: float) -> 
         ("Mesh.MeshSizeFromPoints", 0),
         ("Mesh.MeshSizeFromCurvature", 0),
         ("Mesh.Algorithm", 6),
-        ("Mesh.Algorithm3D", 1 if options.reproducible else 10),
+        ("Mesh.Algorithm3D", 10),
         ("Mesh.Optimize", 1),
         ("Mesh.OptimizeNetgen", 0),
     ):
@@ -711,10 +650,9 @@ def mesh_volume(
     connected region.
     """
     voxel = float(min(spacing))
-    patch = _break_loops(surf)[0] if options.reproducible else surf.patch
     with gmsh_session(options.threads) as gmsh:
         gmsh.model.add("volume")
-        _load_patches(gmsh, surf.points, surf.tris, patch, timings)
+        _load_patches(gmsh, surf.points, surf.tris, surf.patch, timings)
         vol_phase = _stage(
             "volume definition",
             _add_volumes,
@@ -802,11 +740,31 @@ def mesh(
     -----
     Cell phase ids are ``label + 1``. Phase volumes equal the voxel volumes
     to round-off (volume-preserving offsets before and after remeshing), so
-    the phase fractions carry no smoothing bias.
+    the phase fractions carry no smoothing bias. With
+    ``options.reproducible`` the work runs in a child process
+    (:func:`tomofem.meshing.isolated.run`) so that the mesh is the same on
+    every run.
     """
+    if options.reproducible:
+        from tomofem.meshing import isolated
+
+        tm, t = isolated.run(
+            "tomofem.meshing.gmsh_route:mesh_here", np.asarray(labels), tuple(spacing), options
+        )
+    else:
+        tm, t = mesh_here(labels, spacing, options)
+    if timings is not None:
+        timings.update(t)
+    return tm
+
+
+def mesh_here(
+    labels: np.ndarray, spacing: tuple[float, float, float], options: MeshOptions
+) -> tuple[TetMesh, dict[str, float]]:
+    """Do the work of :func:`mesh` in this process; return the mesh and the stage times [s]."""
     from tomofem.meshing.surface import count_contact_defects, repair_contacts, shared_surface
 
-    t = {} if timings is None else timings
+    t: dict[str, float] = {}
     t0 = time.perf_counter()
     lab = np.asarray(labels)
     edges, corners = count_contact_defects(lab)
@@ -846,7 +804,11 @@ def mesh(
         counts = np.bincount(phases.ravel())
         vvox = float(np.prod(spacing))
         targets = {int(p): float(c) * vvox for p, c in enumerate(counts) if c > 0}
-        remeshed = restore_phase_volumes(remeshed, targets, options.volume_iterations)
+        remeshed = untangle(
+            restore_phase_volumes(remeshed, targets, options.volume_iterations, voxel),
+            remeshed.points,
+            steps,
+        )
     t["remesh"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     t.update({f"remesh: {k}": v for k, v in steps.items()})
@@ -855,7 +817,7 @@ def mesh(
     t["volume"] = time.perf_counter() - t0
     t.update({f"volume: {k}": v for k, v in steps.items()})
     log.debug("surface-nets-gmsh stage times: %s", t)
-    return replace(tm, route="surface-nets-gmsh")
+    return replace(tm, route="surface-nets-gmsh"), t
 
 
 def sicn(points: np.ndarray, cells: np.ndarray) -> np.ndarray:

@@ -49,21 +49,17 @@ class MeshOptions:
         elements (min dihedral 7.2 vs 9.4 degrees, min SICN 0.17 vs 0.27)
         than gmsh's own optimiser followed by sliver collapse.
     threads
-        gmsh threads. HXT with 2 threads plus Netgen gave different meshes on
-        repeated runs; keep 1 for reproducible meshes.
+        gmsh threads. Meshes are reproducible with 1 thread only.
     reproducible
-        Surface-nets-gmsh route only: make the mesh independent of the run
-        and of the process. The patches handed to gmsh are cut into discs
-        (gmsh otherwise cuts them, and starts closed curves, in pointer
-        order) and gmsh's Delaunay fills the volume instead of HXT (which
-        differs from run to run even with one thread). Then vertices (bit
-        for bit), phase volumes and interface areas are the same on every
-        run and on any number of ranks; gmsh's optimiser still swaps a few
-        edges differently now and then (20^3 three-phase cell: 12 of 21,980
-        cells differed). The price, measured on the 64^3 two-phase packing
-        (bench/results/meshing_reproducible.json): more vertices and a few
-        elements below the SICN target. Off by default: the mesh is built
-        once on rank 0 and distributed, so one job uses one mesh anyway.
+        Surface-nets-gmsh route only: build the mesh in a fresh child process
+        with address-space randomisation off (:mod:`tomofem.meshing.isolated`),
+        so that gmsh's pointer-order choices (where topology creation starts
+        closed curves, where classification cuts patches, HXT's insertion
+        order) are the same on every run: bit-identical meshes from repeated
+        runs and from any process (script, CLI, rank 0 of an MPI job).
+        Costs the child's start-up (about a second). ``False`` meshes in
+        this process; the mesh then differs from run to run in a few
+        percent of its cells.
     max_cells
         Reject a route's mesh with more tetrahedra than this: a guard
         against a mistyped ``interface_size``.
@@ -97,7 +93,7 @@ class MeshOptions:
         facet tags stay per phase.
     """
 
-    interface_size: float = 2.25
+    interface_size: float = 2.5
     max_size: float = 8.0
     size_growth_distance: float = 6.0
     smoothing_iterations: int = 6
@@ -108,7 +104,7 @@ class MeshOptions:
     feature_angle: float = 180.0
     optimize_netgen: bool = False
     threads: int = 1
-    reproducible: bool = False
+    reproducible: bool = True
     max_cells: int = 5_000_000
     routes: tuple[str, ...] | None = None
     min_dihedral_deg: float = 1.0
