@@ -2,18 +2,22 @@
 
 Usage (from the repository root)::
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/meshing.py --sizes 64,100 --png
+    OMP_NUM_THREADS=1 .venv/bin/python bench/meshing.py --sizes 64,100,200 --png
+    OMP_NUM_THREADS=1 .venv/bin/python bench/meshing.py --sizes 64,100,200 --radius 12 \
+        --out r12 --png
     OMP_NUM_THREADS=1 .venv/bin/python bench/meshing.py --sizes 64,100 \
         --route periodic-lattice --out periodic
 
 Each case runs in its own process under ``/usr/bin/time -v`` (peak resident
 memory). For each: wall time per stage (surface nets + smoothing + offsets,
 gmsh remesh + volume restore, HXT + sliver collapse) and per gmsh step within them
-(topology, classification, parametrisation, surface remeshing, volume meshing),
-the ``uptime`` load average before and after (the machine is shared), vertices, cells, vertices per
-voxel, quality (min dihedral, fraction below 5 degrees, min SICN, SICN below
-0.1), phase-fraction errors against the image, and the interface area density
-against marching cubes on the smoothed indicator (``tomofem.image.metrics``,
+(topology, classification, parametrisation, surface remeshing, surface check,
+volume meshing; the route runs in its reproducible child process unless
+``--in-process``), the ``uptime`` load average before and after (the machine
+is shared), vertices, cells, vertices per voxel, quality (min dihedral,
+fraction below 5 degrees, min SICN, SICN below 0.1), phase-fraction errors
+against the image, and the interface area density against marching cubes on
+the smoothed indicator (``tomofem.image.metrics``,
 whose surfaces end at the outer voxel centres: densities are compared).
 
 Structures: two-phase = random sequential addition of spheres of radius 6
@@ -95,6 +99,7 @@ def run_case(
     from tomofem.image.metrics import surface_area
     from tomofem.meshing import MeshOptions, check_mesh, gmsh_route, periodic
     from tomofem.meshing.pipeline import validate_labels
+    from tomofem.meshing.tetmesh import sicn
 
     load_before = _load()
     make = periodic_structure if route == periodic.ROUTE else structure
@@ -108,7 +113,7 @@ def run_case(
         tm = gmsh_route.mesh(lab, (1.0, 1.0, 1.0), opts, timings)
     total = time.perf_counter() - t0
     r = check_mesh(tm)
-    q = gmsh_route.sicn(tm.points, tm.cells)
+    q = sicn(tm.points, tm.cells)
     vol = sum(r.volume_by_phase.values())
     frac_err = {
         str(i): r.volume_by_phase.get(i + 1, 0.0) / vol - float(np.mean(lab == i))

@@ -36,8 +36,8 @@ def demo_overrides(real: bool = False, fast: bool = False) -> dict[str, Any]:
         "simulate.t_end": 60.0 if fast else 600.0,
         "simulate.checkpoint_every": 0,
         "homogenize.axes": ["x"] if fast else ["x", "y", "z"],
-        # the level-set route only: deterministic, the same mesh on 1 or N ranks (the
-        # default gmsh route's surface classification is not reproducible run to run)
+        # the level-set route, the one for real electrodes (the demo's real mode);
+        # every route gives the same mesh on 1 or N ranks
         "mesh.routes": ["levelset"],
     }
     if real:

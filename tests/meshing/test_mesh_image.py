@@ -10,8 +10,8 @@ import pytest
 from tomofem import tags
 from tomofem.errors import MeshingError
 from tomofem.meshing import MeshOptions, check_mesh, mesh_image, pipeline, to_dolfinx
-from tomofem.meshing.gmsh_route import sicn
 from tomofem.meshing.surface import count_contact_defects, repair_contacts
+from tomofem.meshing.tetmesh import sicn
 
 GMSH = MeshOptions(routes=("surface-nets-gmsh",))
 
@@ -274,3 +274,32 @@ def test_folded_triangles_are_reported():
     tris = np.array([[0, 1, 2], [0, 1, 3], [1, 0, 4]])
     assert folded_pairs(pts, tris).tolist() == [[0, 1]]
     assert crossing_pairs(pts, tris).tolist() == [[0, 1]]
+
+
+def test_interface_sheets_are_kept_off_the_box_planes():
+    from tomofem.meshing.gmsh_route import clear_box_planes
+    from tomofem.meshing.surface import BOX_MARGIN, LabelSurface
+
+    pts = np.array(
+        [[0, 0, 0], [4, 0, 0], [0, 4, 0], [2, 2, 0], [1, 1, 0.02], [3, 3, 2]], dtype=float
+    )
+    tris = np.array([[0, 1, 3], [0, 3, 2], [0, 1, 3], [3, 4, 5]])
+    sides = np.array([[2, 0], [2, 0], [1, 2], [1, 2]], dtype=np.int32)
+    box_face = np.array([4, 4, -1, -1])  # ZMIN, ZMIN, interfaces
+    on_plane = np.full((6, 3), -1, dtype=np.int8)
+    on_plane[:4, 2] = 0
+    box = np.array([[0.0, 0, 0], [8, 8, 8]])
+    out = clear_box_planes(LabelSurface(pts, tris, sides, box_face, on_plane, box), 1.0)
+    # the interface-only vertex 0.02 above the plane moves up to the margin
+    assert out.points[4, 2] == pytest.approx(BOX_MARGIN)
+    # the interface triangle lying in z = 0 becomes three, around a lifted centroid
+    assert len(out.tris) == 6 and len(out.points) == 7
+    np.testing.assert_allclose(out.points[6], [2.0, 2.0 / 3.0, BOX_MARGIN])
+    lifted = out.tris[np.any(out.tris == 6, axis=1)]
+    assert len(lifted) == 3
+    assert np.all(out.sides[np.any(out.tris == 6, axis=1)] == [1, 2])
+    x = out.points[lifted]
+    nz = np.cross(x[:, 1] - x[:, 0], x[:, 2] - x[:, 0])[:, 2]
+    assert np.all(nz > 0)  # oriented like the triangle they replace (normal +z)
+    # box triangles and their vertices stay
+    np.testing.assert_array_equal(out.points[:4], pts[:4])

@@ -60,3 +60,45 @@ def test_to_dolfinx_tags_integrate_to_exact_values(comm):
     assert total(one * ds(tags.boundary_tag(3, tags.BoxFace.YMIN))) == pytest.approx(0.5)
     assert dm.phase_names == {}
     np.testing.assert_allclose(dm.box[1], [6.0, 10.0, 2.0])
+
+
+def test_sicn_equals_gmsh_quality():
+    from tomofem.meshing.gmsh_route import gmsh_session
+    from tomofem.meshing.tetmesh import sicn, tet_volumes
+
+    rng = np.random.default_rng(0)
+    pts = rng.random((200, 3))
+    cells = np.array([rng.choice(200, 4, replace=False) for _ in range(300)])
+    flip = tet_volumes(pts, cells) < 0
+    cells[flip] = cells[flip][:, [0, 2, 1, 3]]
+    cells[:5] = cells[:5][:, [0, 2, 1, 3]]  # five inverted cells: negative
+    with gmsh_session() as gmsh:
+        gmsh.model.add("quality")
+        gmsh.model.addDiscreteEntity(3, 1)
+        gmsh.model.mesh.addNodes(3, 1, np.arange(1, len(pts) + 1), pts.ravel())
+        tags = np.arange(1, len(cells) + 1)
+        gmsh.model.mesh.addElementsByType(1, 4, tags, (cells + 1).ravel())
+        ref = np.asarray(gmsh.model.mesh.getElementQualities(tags, "minSICN"))
+    np.testing.assert_allclose(sicn(pts, cells), ref, atol=1e-12)
+    assert np.all(sicn(pts, cells)[:5] < 0)
+    h = np.sqrt(3) / 2
+    regular = np.array([[0, 0, 0], [1, 0, 0], [0.5, h, 0], [0.5, h / 3, np.sqrt(2 / 3)]])
+    assert sicn(regular, np.array([[0, 1, 2, 3]]))[0] == pytest.approx(1.0)
+
+
+def test_sicn_collapse_removes_needles():
+    from tomofem.meshing.slivers import collapse_slivers
+    from tomofem.meshing.tetmesh import kuhn_grid, sicn, tet_volumes
+
+    pts, cells = kuhn_grid((4, 4, 4))
+    # pull an interior vertex most of the way to its +x neighbour: needles
+    v = int(np.flatnonzero(np.all(pts == [2.0, 2.0, 2.0], axis=1))[0])
+    pts[v] = [2.95, 2.0, 2.0]
+    before = sicn(pts, cells)
+    assert before.min() < 0.1
+    box = np.array([[0.0, 0, 0], [4, 4, 4]])
+    p2, c2, _, n = collapse_slivers(
+        pts, cells, np.ones(len(cells), np.int32), box, 0.12, quality=sicn, floor=0.1
+    )
+    assert n >= 1 and sicn(p2, c2).min() >= 0.1
+    assert tet_volumes(p2, c2).sum() == pytest.approx(64.0)

@@ -18,6 +18,7 @@ vertex's star.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import numpy as np
 
@@ -47,8 +48,10 @@ def collapse_slivers(
     box: np.ndarray,
     threshold_deg: float = 5.0,
     max_passes: int = 3,
+    quality: Callable[[np.ndarray, np.ndarray], np.ndarray] = min_dihedral_angles,
+    floor: float = 5.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """Collapse a short edge of every cell whose smallest dihedral angle is below a threshold.
+    """Collapse a short edge of every cell whose quality is below a threshold.
 
     Parameters
     ----------
@@ -58,9 +61,19 @@ def collapse_slivers(
         Box corners (2, 3): vertices on box planes may only merge into
         vertices on the same planes.
     threshold_deg
-        Cells below this smallest dihedral angle [degrees] are treated.
+        Cells below this quality are treated (smallest dihedral angle
+        [degrees] by default).
     max_passes
         Sweeps over the remaining bad cells.
+    quality
+        Quality of each cell, ``quality(points, cells)``, higher is better:
+        :func:`~tomofem.meshing.tetmesh.min_dihedral_angles` (default) or
+        :func:`~tomofem.meshing.tetmesh.sicn` (then ``threshold_deg`` and
+        ``floor`` are SICN values). A collapse must raise the worst quality
+        around it, and leave no new cell below ``floor`` that was not there.
+        Flat cells with four long edges are lifted only with the default.
+    floor
+        See ``quality``.
 
     Returns
     -------
@@ -80,10 +93,11 @@ def collapse_slivers(
         s = set((order[starts[v] : starts[v + 1]] // 4).tolist()) | extra.get(v, set())
         return {c for c in s if alive[c] and v in cells[c]}
 
+    judge = (quality, floor)
     collapsed = 0
     # kept up to date by each collapse; computed in chunks to bound memory
     dih = np.concatenate(
-        [min_dihedral_angles(points, cells[i : i + 2**20]) for i in range(0, len(cells), 2**20)]
+        [quality(points, cells[i : i + 2**20]) for i in range(0, len(cells), 2**20)]
     )
     for _ in range(max_passes):
         bad = np.flatnonzero(alive & (dih < threshold_deg))
@@ -97,10 +111,10 @@ def collapse_slivers(
             lens = [np.linalg.norm(points[v[i]] - points[v[j]]) for i, j in _EDGES]
             for e in np.argsort(lens):
                 a, b = int(v[_EDGES[e][0]]), int(v[_EDGES[e][1]])
-                if _try_collapse(a, b, points, cells, alive, planes, star, extra, dih):
+                if _try_collapse(a, b, points, cells, alive, planes, star, extra, dih, judge):
                     done += 1
                     break
-                if _try_collapse(b, a, points, cells, alive, planes, star, extra, dih):
+                if _try_collapse(b, a, points, cells, alive, planes, star, extra, dih, judge):
                     done += 1
                     break
         collapsed += done
@@ -109,7 +123,8 @@ def collapse_slivers(
     # flat slivers with four long edges (a lattice cell pressed onto an
     # interface) have no collapsible edge: lift one vertex off their plane
     lifted = 0
-    for c in np.flatnonzero(alive & (dih < min(threshold_deg, 1.0))):
+    flat = np.flatnonzero(alive & (dih < min(threshold_deg, 1.0)))
+    for c in flat if quality is min_dihedral_angles else ():
         lifted += _lift(c, points, cells, planes, star, dih)
     if lifted:
         log.debug("slivers: %d vertices lifted off flat slivers", lifted)
@@ -158,8 +173,12 @@ def _lift(c, points, cells, planes, star, dih) -> int:
     return 1
 
 
-def _try_collapse(keep, gone, points, cells, alive, planes, star, extra, dih) -> bool:
-    """Merge vertex ``gone`` into ``keep`` if the result is valid and better; apply it."""
+def _try_collapse(keep, gone, points, cells, alive, planes, star, extra, dih, judge) -> bool:
+    """Merge vertex ``gone`` into ``keep`` if the result is valid and better; apply it.
+
+    ``judge`` is ``(quality function, floor)``, see :func:`collapse_slivers`.
+    """
+    quality, floor = judge
     if planes[gone] & ~planes[keep]:
         return False  # a box vertex would leave its plane
     s_keep, s_gone = star(keep), star(gone)
@@ -172,11 +191,12 @@ def _try_collapse(keep, gone, points, cells, alive, planes, star, extra, dih) ->
     vol = signed_volumes(points, new)
     if np.any(vol <= 0):
         return False
-    new_min = float(min_dihedral_angles(points, new).min())
+    new_q = quality(points, new)
+    new_min = float(new_q.min())
     affected = sorted(s_keep | s_gone)
     old_min = float(dih[affected].min())
     moved_min = float(dih[moved].min())
-    if new_min <= old_min or new_min < min(moved_min, 5.0) * 0.999:
+    if new_min <= old_min or new_min < min(moved_min, floor) * 0.999:
         return False
     # face conformity around keep: every face through keep used by at most two cells
     others = cells[sorted(s_keep - removed)]
@@ -192,6 +212,6 @@ def _try_collapse(keep, gone, points, cells, alive, planes, star, extra, dih) ->
         return False
     cells[moved] = new
     alive[sorted(removed)] = False
-    dih[moved] = min_dihedral_angles(points, new)
+    dih[moved] = new_q
     extra.setdefault(keep, set()).update(moved)
     return True

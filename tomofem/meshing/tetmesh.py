@@ -106,6 +106,33 @@ def min_dihedral_angles(points: np.ndarray, cells: np.ndarray) -> np.ndarray:
     return np.degrees(np.min(np.stack(angles, axis=1), axis=1))
 
 
+# Edges of the regular tetrahedron of unit edge (columns), the reference of SICN
+_REGULAR_INV = np.linalg.inv(
+    np.array([[1.0, 0.5, 0.5], [0.0, np.sqrt(3) / 2, np.sqrt(3) / 6], [0.0, 0.0, np.sqrt(2 / 3)]])
+)
+
+
+def sicn(points: np.ndarray, cells: np.ndarray, chunk: int = 2**20) -> np.ndarray:
+    """Signed inverse condition number of each tetrahedron (gmsh's SICN): 1 regular, <= 0 inverted.
+
+    ``3 / (|S|_F |S^-1|_F)`` with the sign of ``det S``, where ``S`` maps the
+    regular tetrahedron onto the cell (for straight-sided tetrahedra gmsh's
+    ``getElementQualities(..., "minSICN")`` is this value, to round-off).
+    """
+    out = np.empty(len(cells))
+    for s in range(0, len(cells), chunk):
+        x = points[cells[s : s + chunk]]
+        jac = np.stack([x[:, 1] - x[:, 0], x[:, 2] - x[:, 0], x[:, 3] - x[:, 0]], axis=2)
+        m = jac @ _REGULAR_INV
+        det = np.linalg.det(m)
+        ok = det != 0.0
+        q = np.zeros(len(m))
+        inv = np.linalg.inv(m[ok])
+        q[ok] = 3.0 / (np.linalg.norm(m[ok], axis=(1, 2)) * np.linalg.norm(inv, axis=(1, 2)))
+        out[s : s + chunk] = q * np.sign(det)
+    return out
+
+
 def _unique_faces(cells: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """All faces (sorted vertex triples), the face index of each (cell, local face), counts."""
     faces = np.sort(cells[:, _TET_FACES].reshape(-1, 3), axis=1)
