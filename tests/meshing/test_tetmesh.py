@@ -102,3 +102,22 @@ def test_sicn_collapse_removes_needles():
     )
     assert n >= 1 and sicn(p2, c2).min() >= 0.1
     assert tet_volumes(p2, c2).sum() == pytest.approx(64.0)
+
+
+def test_relocation_frees_a_pressed_vertex():
+    from tomofem.meshing.slivers import relocate_vertices
+    from tomofem.meshing.tetmesh import kuhn_grid, sicn, tet_volumes
+
+    pts, cells = kuhn_grid((4, 4, 4))
+    tags = np.where(pts[cells].mean(axis=1)[:, 2] < 1.0, 2, 1).astype(np.int32)  # interface z = 1
+    v = int(np.flatnonzero(np.all(pts == [2.0, 2.0, 2.0], axis=1))[0])
+    pts[v] = [2.0, 2.0, 1.05]  # pressed onto the interface: flat cells, no short edge
+    assert sicn(pts, cells).min() < 0.1
+    new, moved = relocate_vertices(pts, cells, tags, 0.12, quality=sicn)
+    assert moved >= 1 and sicn(new, cells).min() > sicn(pts, cells).min()
+    assert sicn(new, cells).min() >= 0.1
+    # box and interface vertices stay, so volumes per tag are unchanged
+    for t in (1, 2):
+        assert tet_volumes(new, cells[tags == t]).sum() == pytest.approx(
+            tet_volumes(pts, cells[tags == t]).sum()
+        )

@@ -46,7 +46,7 @@ import numpy as np
 
 from tomofem.errors import MeshingError
 from tomofem.meshing.options import MeshOptions
-from tomofem.meshing.slivers import collapse_slivers
+from tomofem.meshing.slivers import collapse_slivers, relocate_vertices
 from tomofem.meshing.surface import (
     BOX_MARGIN,
     OUTSIDE,
@@ -790,6 +790,8 @@ def mesh_volume(
     pts, cells, cell_phase, _ = collapse_slivers(
         pts, cells, cell_phase, surf.box, SICN_TARGET * 1.2, quality=sicn, floor=SICN_TARGET
     )
+    # what collapses cannot fix (no short edge), moving a free vertex may
+    pts, _ = relocate_vertices(pts, cells, cell_phase, SICN_TARGET * 1.2, quality=sicn)
     facets, ftags = tag_facets(pts, cells, cell_phase, surf.box)
     return TetMesh(pts, cells, cell_phase, facets, ftags, surf.box.copy(), route="gmsh")
 
@@ -826,6 +828,13 @@ def mesh(
     """
     if options.reproducible:
         from tomofem.meshing import isolated
+
+        if options.threads > 1:
+            log.warning(
+                "meshing: threads=%d: gmsh's parallel steps are not reproducible; use "
+                "threads=1 for the same mesh on every run",
+                options.threads,
+            )
 
         tm, t = isolated.run(
             "tomofem.meshing.gmsh_route:mesh_here", np.asarray(labels), tuple(spacing), options

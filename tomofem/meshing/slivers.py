@@ -215,3 +215,63 @@ def _try_collapse(keep, gone, points, cells, alive, planes, star, extra, dih, ju
     dih[moved] = new_q
     extra.setdefault(keep, set()).update(moved)
     return True
+
+
+def relocate_vertices(
+    points: np.ndarray,
+    cells: np.ndarray,
+    cell_tags: np.ndarray,
+    threshold: float,
+    quality: Callable[[np.ndarray, np.ndarray], np.ndarray] = min_dihedral_angles,
+) -> tuple[np.ndarray, int]:
+    """Move free vertices of cells below ``threshold`` to improve their worst cell.
+
+    A vertex is free when no boundary face (used by one cell) and no face
+    between cells of different ``cell_tags`` holds it: moving it changes
+    neither the box nor an interface. Each free vertex of a bad cell is tried
+    at points between its position and the centroid of its star (smart
+    Laplacian smoothing) and kept where the smallest ``quality`` of its star
+    is highest, if that beats the current one. Collapses cannot fix a cell
+    whose edges are all long enough (a needle pressed against an interface);
+    this can. Returns the new points and the number of vertices moved.
+    """
+    points = points.copy()
+    faces = np.sort(cells[:, [[1, 2, 3], [0, 2, 3], [0, 1, 3], [0, 1, 2]]].reshape(-1, 3), axis=1)
+    tag = np.repeat(cell_tags, 4)
+    n = np.int64(len(points))
+    key = (faces[:, 0] * n + faces[:, 1]) * n + faces[:, 2]
+    order = np.argsort(key, kind="stable")
+    _, first, count = np.unique(key[order], return_index=True, return_counts=True)
+    tmin = np.minimum.reduceat(tag[order], first)
+    tmax = np.maximum.reduceat(tag[order], first)
+    fixed_face = faces[order[first]][(count == 1) | (tmin != tmax)]
+    free = np.ones(len(points), dtype=bool)
+    free[fixed_face.ravel()] = False
+    q = quality(points, cells)
+    bad = np.flatnonzero(q < threshold)
+    if not len(bad):
+        return points, 0
+    corder = np.argsort(cells.ravel(), kind="stable")
+    starts = np.searchsorted(cells.ravel()[corder], np.arange(len(points) + 1))
+    moved = 0
+    for c in bad[np.argsort(q[bad])]:
+        for v in cells[c]:
+            if not free[v]:
+                continue
+            star = corder[starts[v] : starts[v + 1]] // 4
+            current = float(quality(points, cells[star]).min())
+            if current >= threshold:
+                continue
+            home = points[v].copy()
+            ring = np.unique(cells[star])
+            target = points[ring[ring != v]].mean(axis=0)
+            best, best_q = None, current
+            for t in (0.2, 0.4, 0.6, 0.8, 1.0):
+                points[v] = home + t * (target - home)
+                vq = quality(points, cells[star])
+                if np.all(signed_volumes(points, cells[star]) > 0) and vq.min() > best_q:
+                    best, best_q = points[v].copy(), float(vq.min())
+            points[v] = home if best is None else best
+            moved += best is not None
+    log.debug("slivers: %d vertices relocated", moved)
+    return points, moved
