@@ -836,9 +836,10 @@ def mesh(
                 options.threads,
             )
 
-        tm, t = isolated.run(
-            "tomofem.meshing.gmsh_route:mesh_here", np.asarray(labels), tuple(spacing), options
-        )
+        # the same input in the same form (dtype, float type), whatever the caller passed
+        lab = np.ascontiguousarray(labels, dtype=np.int32)
+        h = tuple(float(s) for s in spacing)
+        tm, t = isolated.run("tomofem.meshing.gmsh_route:mesh_here", lab, h, options)
     else:
         tm, t = mesh_here(labels, spacing, options)
     if timings is not None:
