@@ -125,6 +125,10 @@ def abort_on_error(comm: Any = None, grace: float = 5.0) -> Iterator[None]:
         try:
             sys.stdout.flush()
             print(_abort_message(exc, comm.rank, comm.size), file=sys.stderr, flush=True)
+            # mpirun's proxy forwards the rank's stderr asynchronously, and the
+            # abort kills it: the message was lost once in a loaded full test
+            # run (exit code right, stderr empty). Give it time to pass on.
+            time.sleep(0.5)
         finally:
             comm.Abort(code)
             os._exit(code)  # MPICH's MPI_Abort can return on the calling rank; never continue
