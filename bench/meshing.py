@@ -7,6 +7,12 @@ Usage (from the repository root)::
         --out r12 --png
     OMP_NUM_THREADS=1 .venv/bin/python bench/meshing.py --sizes 64,100 \
         --route periodic-lattice --out periodic
+    OMP_NUM_THREADS=1 .venv/bin/python bench/meshing.py --sizes 100 --radius 12 \
+        --repeat 3 [--in-process] --out repeat[_in_process]
+
+``--repeat`` runs each case several times, each in a fresh process, and every
+result carries the SHA-256 of the mesh arrays (equal digests: bit-identical
+meshes).
 
 Each case runs in its own process under ``/usr/bin/time -v`` (peak resident
 memory). For each: wall time per stage (surface nets + smoothing + offsets,
@@ -36,6 +42,7 @@ Results: ``bench/results/meshing.json`` (``meshing_<out>.json`` with
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -129,7 +136,11 @@ def run_case(
         mc = surface_area(lab == i)
         area_err[str(i)] = (mesh_area / n**3) / (mc / (n - 1) ** 3) - 1.0
     sicn_bins = [-1.0, 0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
+    digest = hashlib.sha256()
+    for a in (tm.points, tm.cells, tm.cell_tags, tm.facets, tm.facet_tags):
+        digest.update(np.ascontiguousarray(a).tobytes())
     out = {
+        "mesh_sha256": digest.hexdigest(),
         "n": n,
         "phases": phases,
         "radius": radius,
@@ -184,6 +195,7 @@ def main() -> None:
         help="MeshOptions(reproducible=False): mesh in this process, not in a child",
     )
     ap.add_argument("--radius", type=float, default=6.0, help="sphere radius [voxels]")
+    ap.add_argument("--repeat", type=int, default=1, help="run each case K times (fresh processes)")
     ap.add_argument("--case", help=argparse.SUPPRESS)  # "n,phases[,png]": child mode
     args = ap.parse_args()
     if args.case:
@@ -196,33 +208,39 @@ def main() -> None:
         return
     results = []
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    for i, n in enumerate(int(s) for s in args.sizes.split(",")):
-        for phases in (int(p) for p in args.phases.split(",")):
-            case = f"{n},{phases}"
-            if args.png and i == 0 and phases == 3:
-                suffix = f"_{args.out}" if args.out else ""
-                png = REPO / "bench" / "results" / f"meshing_{n}_{phases}phase{suffix}.png"
-                case += f",{png}"
-            cmd = ["/usr/bin/time", "-v", sys.executable, __file__, "--case", case]
-            cmd += ["--route", args.route, "--radius", str(args.radius)]
-            cmd += ["--in-process"] if args.in_process else []
-            proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-            line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
-            if line is None:
-                res = {
-                    "n": n,
-                    "phases": phases,
-                    "route": args.route,
-                    "error": proc.stderr.split("\tCommand being timed")[0][-800:],
-                }
-            else:
-                res = json.loads(line[7:])
-            m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr)
-            res["peak_rss_mb"] = int(m.group(1)) / 1024 if m else None
-            cpu = re.findall(r"(?:User|System) time \(seconds\): ([\d.]+)", proc.stderr)
-            res["cpu_s_process"] = sum(map(float, cpu)) if cpu else None  # incl. image + checks
-            print(json.dumps({k: v for k, v in res.items() if "histogram" not in k}), flush=True)
-            results.append(res)
+    cases = [
+        (i, n, phases, k)
+        for i, n in enumerate(int(s) for s in args.sizes.split(","))
+        for phases in (int(p) for p in args.phases.split(","))
+        for k in range(args.repeat)
+    ]
+    for i, n, phases, k in cases:
+        case = f"{n},{phases}"
+        if args.png and i == 0 and phases == 3 and k == 0:
+            suffix = f"_{args.out}" if args.out else ""
+            png = REPO / "bench" / "results" / f"meshing_{n}_{phases}phase{suffix}.png"
+            case += f",{png}"
+        cmd = ["/usr/bin/time", "-v", sys.executable, __file__, "--case", case]
+        cmd += ["--route", args.route, "--radius", str(args.radius)]
+        cmd += ["--in-process"] if args.in_process else []
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
+        if line is None:
+            res = {
+                "n": n,
+                "phases": phases,
+                "route": args.route,
+                "error": proc.stderr.split("\tCommand being timed")[0][-800:],
+            }
+        else:
+            res = json.loads(line[7:])
+        m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr)
+        res["peak_rss_mb"] = int(m.group(1)) / 1024 if m else None
+        cpu = re.findall(r"(?:User|System) time \(seconds\): ([\d.]+)", proc.stderr)
+        res["cpu_s_process"] = sum(map(float, cpu)) if cpu else None  # incl. image + checks
+        res["repeat"] = k
+        print(json.dumps({a: v for a, v in res.items() if "histogram" not in a}), flush=True)
+        results.append(res)
     from tomofem.io.atomic import write_json
 
     name = f"meshing_{args.out}.json" if args.out else "meshing.json"
