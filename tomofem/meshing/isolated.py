@@ -205,7 +205,8 @@ def _child() -> None:
         result = getattr(importlib.import_module(module), name)(*args)
     except BaseException as exc:  # report everything to the parent
         error = (type(exc).__name__, str(exc), traceback.format_exc())
-    aslr_off = bool(_personality() & ADDR_NO_RANDOMIZE) if _personality() != -1 else False
+    flags = _personality()
+    aslr_off = flags != -1 and bool(flags & ADDR_NO_RANDOMIZE)
     data = pickle.dumps(
         {
             "result": result,

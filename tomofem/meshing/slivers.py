@@ -23,7 +23,7 @@ from collections.abc import Callable
 import numpy as np
 
 from tomofem.meshing.lattice import signed_volumes
-from tomofem.meshing.tetmesh import min_dihedral_angles
+from tomofem.meshing.tetmesh import _unique_faces, min_dihedral_angles
 
 log = logging.getLogger(__name__)
 
@@ -236,15 +236,13 @@ def relocate_vertices(
     this can. Returns the new points and the number of vertices moved.
     """
     points = points.copy()
-    faces = np.sort(cells[:, [[1, 2, 3], [0, 2, 3], [0, 1, 3], [0, 1, 2]]].reshape(-1, 3), axis=1)
+    faces, face_of, count = _unique_faces(cells)
     tag = np.repeat(cell_tags, 4)
-    n = np.int64(len(points))
-    key = (faces[:, 0] * n + faces[:, 1]) * n + faces[:, 2]
-    order = np.argsort(key, kind="stable")
-    _, first, count = np.unique(key[order], return_index=True, return_counts=True)
-    tmin = np.minimum.reduceat(tag[order], first)
-    tmax = np.maximum.reduceat(tag[order], first)
-    fixed_face = faces[order[first]][(count == 1) | (tmin != tmax)]
+    tmin = np.full(len(faces), np.iinfo(np.int64).max)
+    tmax = np.full(len(faces), np.iinfo(np.int64).min)
+    np.minimum.at(tmin, face_of.ravel(), tag)
+    np.maximum.at(tmax, face_of.ravel(), tag)
+    fixed_face = faces[(count == 1) | (tmin != tmax)]
     free = np.ones(len(points), dtype=bool)
     free[fixed_face.ravel()] = False
     q = quality(points, cells)
