@@ -454,6 +454,34 @@ CASES: list[Case] = [
         r"positive voxel size",
     ),
     Case(
+        "spacing-as-text-with-unit",  # was a bare ValueError from numpy
+        lambda t: image_io.Volume(_labels(), spacing="1um"),
+        ImageError,
+        r"voxel_size='1um' is text",
+        r"as a number .*e\.g\. voxel_size=1\.0.*units are not parsed",
+    ),
+    Case(
+        "spacing-two-values-voxel-fvm",  # said "must be > 0"
+        _voxel_tau(lambda: np.ones((4, 4, 4), bool), voxel_size=[1.0, 2.0]),
+        ConfigError,
+        r"voxel_size=\[1\.0, 2\.0\] has 2 value\(s\)",
+        r"one float \(cubic voxels\) or exactly three",
+    ),
+    Case(
+        "spacing-as-text-voxel-fvm",
+        _voxel_tau(lambda: np.ones((4, 4, 4), bool), voxel_size="1um"),
+        ConfigError,
+        r"voxel_size='1um' is text",
+        r"units are not parsed",
+    ),
+    Case(
+        "mesh-spacing-two-values",
+        lambda t: _mesher()(_labels(), (1.0, 2.0)),
+        MeshingError,
+        r"spacing=\(1\.0, 2\.0\) has 2 value\(s\)",
+        r"exactly three",
+    ),
+    Case(
         "requested-phase-absent",
         lambda t: connectivity.percolation(_labels(), 2),
         ImageError,
@@ -492,6 +520,13 @@ CASES: list[Case] = [
         MeshingError,
         r"phase label\(s\) \[2\] have a single voxel",
         r"remove it \(image cleanup\) or merge it",
+    ),
+    Case(
+        "needle-image-to-mesher",  # an IndexError traceback from the meshing child
+        _mesh_image(lambda: (np.arange(500) % 2).astype(np.uint8).reshape(1, 1, 500)),
+        MeshingError,
+        r"1 x 1 x 500 voxels; axes x \(1 voxel\) and y \(1 voxel\) are thinner than the 4",
+        r"at least 4 voxels thick along every axis.*--voxel-only",
     ),
     Case(
         "mesh-sizes-beyond-element-cap",

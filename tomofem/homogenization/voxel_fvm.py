@@ -41,6 +41,7 @@ from tomofem.homogenization.results import (
     effective_from_flux,
     tortuosity_factor,
 )
+from tomofem.image._checks import spacing3
 from tomofem.image.connectivity import bridge_diagonal_contacts
 
 log = logging.getLogger(__name__)
@@ -288,10 +289,7 @@ def effective_conductivity_voxel(
         raise ImageError("voxel FVM: conductivities must be finite and >= 0")
     if axis not in (0, 1, 2):
         raise ConfigError(f"axis={axis}: choose 0, 1 or 2")
-    h = np.atleast_1d(np.asarray(voxel_size, dtype=float))
-    h = np.repeat(h, 3) if h.size == 1 else h
-    if h.shape != (3,) or not np.all(np.isfinite(h)) or not np.all(h > 0):
-        raise ConfigError(f"voxel_size={voxel_size} must be > 0 (one value or one per axis)")
+    h = spacing3(voxel_size, "voxel_size", ConfigError)
     length = k.shape[axis] * float(h[axis])
     area = k.size / k.shape[axis] * float(np.prod(h)) / float(h[axis])
     conducting = k > 0

@@ -11,15 +11,47 @@ from tomofem.errors import ImageError
 VoxelSize = float | Sequence[float]
 
 
-def spacing3(voxel_size: VoxelSize, what: str = "voxel_size") -> np.ndarray:
-    """Return a voxel size as three positive floats (one per array axis)."""
-    arr = np.atleast_1d(np.asarray(voxel_size, dtype=float))
+def spacing3(
+    voxel_size: VoxelSize, what: str = "voxel_size", error: type[Exception] = ImageError
+) -> np.ndarray:
+    """Return a voxel size as three positive floats (one per array axis).
+
+    Parameters
+    ----------
+    voxel_size
+        One number (cubic voxels) or three (x, y, z; FIB-SEM voxels are often
+        anisotropic), in the length unit of the other lengths (um in tomofem's
+        configs). Units are not parsed: ``"1um"`` is refused.
+    what
+        Name of the argument in messages (``voxel_size``, ``spacing``).
+    error
+        Exception class raised (an :class:`ImageError` for image arguments,
+        :class:`~tomofem.errors.ConfigError` for solver options, ...).
+    """
+    unit = "in the length unit of the other lengths (um in tomofem's configs)"
+    if isinstance(voxel_size, str | bytes):
+        raise error(
+            f"{what}={voxel_size!r} is text; give the voxel edge as a number {unit}, e.g. "
+            f"{what}=1.0, or three numbers (one per array axis x, y, z): units are not parsed"
+        )
+    try:
+        arr = np.atleast_1d(np.asarray(voxel_size, dtype=float))
+    except (TypeError, ValueError):
+        raise error(
+            f"{what}={voxel_size!r} is not a number or a list of numbers; give the voxel edge "
+            f"as one float or three (one per array axis x, y, z), {unit}"
+        ) from None
     if arr.size == 1:
-        arr = np.repeat(arr, 3)
-    if arr.shape != (3,) or not np.all(np.isfinite(arr)) or np.any(arr <= 0):
-        raise ImageError(
-            f"{what}={voxel_size!r} is not a positive voxel size; give one float or three "
-            "(one per array axis), in the length unit of the other lengths"
+        arr = np.repeat(arr.reshape(1), 3)
+    if arr.shape != (3,):
+        raise error(
+            f"{what}={voxel_size!r} has {arr.size} value(s) (shape {arr.shape}); give one "
+            "float (cubic voxels) or exactly three, one per array axis x, y, z"
+        )
+    if not np.all(np.isfinite(arr)) or np.any(arr <= 0):
+        raise error(
+            f"{what}={voxel_size!r} is not a positive voxel size: every entry must be positive "
+            f"and finite (> 0); give one float or three (one per array axis), {unit}"
         )
     return arr
 

@@ -26,6 +26,7 @@ import numpy as np
 
 from tomofem import tags
 from tomofem.errors import MeshingError, ResourceError
+from tomofem.image._checks import spacing3
 from tomofem.meshing import gmsh_route, levelset, periodic
 from tomofem.meshing.options import MeshOptions
 from tomofem.meshing.tetmesh import MeshReport, TetMesh, check_mesh
@@ -36,6 +37,8 @@ Route = Callable[[np.ndarray, tuple[float, float, float], MeshOptions], TetMesh]
 
 #: Meshing routes in the order they are tried.
 ROUTES: dict[str, Route] = {"surface-nets-gmsh": gmsh_route.mesh, "levelset": levelset.mesh}
+#: Fewest voxels along any axis of an image the routes mesh (thinner images: MeshingError).
+MIN_EDGE_VOXELS = 4
 #: Routes whose meshes are periodic (used instead of ROUTES with ``MeshOptions(periodic=True)``).
 PERIODIC_ROUTES: dict[str, Route] = {periodic.ROUTE: periodic.mesh}
 
@@ -56,15 +59,27 @@ def validate_labels(labels: np.ndarray) -> np.ndarray:
     Raises
     ------
     MeshingError
-        Naming the problem and the fix: not 3D, not integer, negative or too
-        many labels, fewer than two phases, a label index with no voxels, or a
-        phase of a single voxel.
+        Naming the problem and the fix: not 3D, an axis thinner than
+        :data:`MIN_EDGE_VOXELS`, not integer, negative or too many labels,
+        fewer than two phases, a label index with no voxels, or a phase of a
+        single voxel.
     """
     arr = np.asarray(labels)
     if arr.ndim != 3:
         raise MeshingError(
             f"input: labels have shape {arr.shape}; meshing needs a 3D label image (stack 2D "
             "slices with np.stack, or add an axis with arr[None])"
+        )
+    thin = [f"{'xyz'[a]} ({n} voxel{'s' * (n != 1)})" for a, n in enumerate(arr.shape)]
+    thin = [t for t, n in zip(thin, arr.shape, strict=True) if n < MIN_EDGE_VOXELS]
+    if thin:
+        which = f"axis {thin[0]} is" if len(thin) == 1 else f"axes {' and '.join(thin)} are"
+        raise MeshingError(
+            f"input: the label image is {' x '.join(map(str, arr.shape))} voxels; {which} "
+            f"thinner than the {MIN_EDGE_VOXELS} voxels a conformal 3D "
+            "mesh needs (its interfaces are smoothed over a few voxels). Mesh a region at "
+            f"least {MIN_EDGE_VOXELS} voxels thick along every axis, or use the voxel solver "
+            "for such a thin sample (tomofem homogenize --voxel-only)"
         )
     if arr.dtype == bool:
         arr = arr.astype(np.uint8)
@@ -231,9 +246,7 @@ def mesh_image(
     """
     opts = MeshOptions() if options is None else options
     lab = validate_labels(labels)
-    h = np.broadcast_to(np.asarray(spacing, dtype=float), (3,)).copy()
-    if np.any(~np.isfinite(h)) or np.any(h <= 0):
-        raise MeshingError(f"input: spacing={spacing!r} must be positive (one or three values)")
+    h = spacing3(spacing, "input: spacing", MeshingError)
     estimate = estimate_cells(lab, opts)
     if estimate > opts.max_cells:  # refuse before a route allocates anything
         raise ResourceError(
@@ -249,10 +262,10 @@ def mesh_image(
     if unknown:
         raise MeshingError(f"options: unknown route(s) {unknown}; registered: {list(routes)}")
     reasons: list[str] = []
-    spacing3 = (float(h[0]), float(h[1]), float(h[2]))
+    hxyz = (float(h[0]), float(h[1]), float(h[2]))
     for name in chain:
         try:
-            tm = routes[name](lab, spacing3, opts)
+            tm = routes[name](lab, hxyz, opts)
         except MeshingError as exc:
             reasons.append(f"{name}: failed: {exc}")
             log.warning("meshing route %s failed: %s", name, exc)
