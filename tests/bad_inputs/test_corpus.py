@@ -79,6 +79,19 @@ def truncated_tiff(tmp: Path) -> Path:
     return cut
 
 
+def truncated_compressed_stack(tmp: Path) -> Path:
+    """A 256-page compressed TIFF cut short: tifffile falls back to one 2D page (read as "2D")."""
+    import tifffile
+
+    rng = np.random.default_rng(0)
+    full = tmp / "full256.tif"
+    tifffile.imwrite(full, rng.integers(0, 3, (256, 16, 16), dtype=np.uint8), compression="zlib")
+    cut = tmp / "stack256.tif"
+    data = full.read_bytes()
+    cut.write_bytes(data[: int(0.6 * len(data))])
+    return cut
+
+
 def text_as_tiff(tmp: Path) -> Path:
     p = tmp / "notes.tif"
     p.write_text("this is not an image\n" * 20)
@@ -352,6 +365,40 @@ CASES: list[Case] = [
         ImageError,
         r"slice\.tif has 2 dimension",
         r"np\.stack",
+    ),
+    Case(
+        "tiff-truncated-256-pages",  # was "has 2 dimension(s) ... np.stack"
+        _read(truncated_compressed_stack),
+        ImageError,
+        r"stack256\.tif: the TIFF is truncated.*declares shape \(256, 16, 16\) but only \d+ of",
+        r"copy or export it again",
+    ),
+    Case(
+        "npy-4d",  # was advised to stack 2D slices
+        _read(lambda t: (np.save(t / "four.npy", np.zeros((2, 3, 4, 5))), t / "four.npy")[1]),
+        ImageError,
+        r"four\.npy has 4 dimension\(s\) \(shape \(2, 3, 4, 5\)\)",
+        r"channels, time steps or volumes, pick one \(e\.g\. arr\[0\]",
+    ),
+    Case(
+        "npy-4d-size-1-axis",
+        _read(lambda t: (np.save(t / "four.npy", np.zeros((1, 4, 4, 4))), t / "four.npy")[1]),
+        ImageError,
+        r"four\.npy has 4 dimension\(s\)",
+        r"np\.squeeze",
+    ),
+    Case(
+        "npy-1d",
+        _read(lambda t: (np.save(t / "flat.npy", np.zeros(500)), t / "flat.npy")[1]),
+        ImageError,
+        r"flat\.npy has 1 dimension\(s\)",
+        r"reshape it",
+    ),
+    Case(
+        "tiff-one-voxel-stays-3d",  # the reader dropped its size-1 axes: "0 dimension(s)"
+        _read(lambda t: _tiff(t / "one.tif", np.zeros((1, 1, 1), np.uint8))),
+        None,
+        check=lambda v: v.shape == (1, 1, 1),
     ),
     # ---------------------------------------------------------------- memory
     Case(
@@ -773,7 +820,7 @@ CLI_CASES = {
     "truncated-tiff": (
         lambda t: ["analyze", str(truncated_tiff(t)), "-o", "run"],
         "ImageError",
-        ["scan.tif", "check the file"],
+        ["scan.tif", "truncated", "copy or export it again"],
     ),
     "2d-image": (
         lambda t: ["analyze", str(_tiff(t / "slice.tif", _labels()[0])), "-o", "run"],

@@ -76,10 +76,22 @@ def volume3d(image: np.ndarray, name: str = "image") -> np.ndarray:
     """Check that ``image`` is a non-empty 3D array and return it as an ndarray."""
     arr = np.asarray(image)
     if arr.ndim != 3:
-        raise ImageError(
-            f"{name} has {arr.ndim} dimension(s) (shape {arr.shape}); a 3D volume is needed. "
-            "Stack 2D slices along a new first axis (np.stack) or add one with arr[None]."
-        )
+        head = f"{name} has {arr.ndim} dimension(s) (shape {arr.shape}); a 3D volume is needed."
+        if arr.ndim == 2:
+            fix = "Stack 2D slices along a new first axis (np.stack) or add one with arr[None]."
+        elif arr.ndim > 3 and np.squeeze(arr).ndim == 3:
+            fix = "Drop its size-1 axes (np.squeeze(arr)) and save that."
+        elif arr.ndim > 3:
+            fix = (
+                "If it holds several channels, time steps or volumes, pick one (e.g. arr[0] "
+                "or arr[..., 0]) and save that 3D array."
+            )
+        else:
+            fix = (
+                "A flat array has lost its shape: reshape it to the scan's (nx, ny, nz) "
+                "(arr.reshape(...)), or read the raw file with its shape."
+            )
+        raise ImageError(f"{head} {fix}")
     if arr.size == 0:
         raise ImageError(f"{name} is empty (shape {arr.shape}); give a volume with voxels")
     return arr

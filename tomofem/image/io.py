@@ -8,7 +8,8 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,48 +97,130 @@ def _require_memory(path: Path, shape: Sequence[int], dtype: np.dtype, copies: i
     )
 
 
+class _LogRecords(logging.Handler):
+    """Collects the messages of a logger (tifffile reports damaged files only by logging)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@contextmanager
+def _tifffile_log() -> Iterator[_LogRecords]:
+    """Collect tifffile's warnings instead of printing them (they repeat the error raised)."""
+    logger = logging.getLogger("tifffile")
+    records = _LogRecords()
+    old = (logger.level, logger.propagate)
+    logger.addHandler(records)
+    logger.setLevel(logging.WARNING)
+    logger.propagate = False
+    try:
+        yield records
+    finally:
+        logger.removeHandler(records)
+        logger.setLevel(old[0])
+        logger.propagate = old[1]
+
+
+def _to_3d(arr: np.ndarray) -> np.ndarray:
+    """Drop size-1 axes only while more than three remain (a 1x1x1 volume stays 3D)."""
+    while arr.ndim > 3 and 1 in arr.shape:
+        arr = arr.squeeze(axis=arr.shape.index(1))
+    return arr
+
+
+def _declared_shape(tf: object) -> tuple[int, ...] | None:
+    """Shape a TIFF's own metadata declares (tifffile's or ImageJ's), or None."""
+    shaped = getattr(tf, "shaped_metadata", None)
+    if shaped and isinstance(shaped[0], dict) and "shape" in shaped[0]:
+        return tuple(int(n) for n in shaped[0]["shape"])
+    ij = getattr(tf, "imagej_metadata", None)
+    if ij and int(ij.get("images", 0)) > 1:
+        page = tf.pages[0]  # type: ignore[attr-defined]
+        return (int(ij["images"]), *(int(n) for n in page.shape))
+    return None
+
+
+def _truncated(p: Path, detail: str) -> ImageError:
+    return ImageError(
+        f"{p}: the TIFF is truncated or damaged: {detail}. Check the file: copy or export it "
+        "again (an interrupted copy or download cuts a stack short)"
+    )
+
+
+def _read_tiff_file(p: Path) -> np.ndarray:
+    import tifffile
+
+    with _tifffile_log() as log_records:
+        try:
+            with tifffile.TiffFile(p) as tf:
+                series = tf.series[0]
+                declared = _declared_shape(tf)
+                shape = declared if declared is not None else series.shape
+                _require_memory(p, shape, series.dtype)
+                arr = series.asarray()
+                pages = len(tf.pages)
+        except (ImageError, ResourceError):
+            raise
+        except Exception as exc:  # tifffile raises several types for damaged or non-TIFF input
+            text = str(exc)
+            if any(w in text for w in ("failed to read", "truncated", "incomplete")) or isinstance(
+                exc, EOFError
+            ):
+                raise _truncated(p, f"its pixel data end early ({text})") from exc
+            raise ImageError(
+                f"{p}: not a readable TIFF ({type(exc).__name__}: {exc}); check the file "
+                "(raw binary? use read_raw with shape and dtype)"
+            ) from exc
+    damaged = [m for m in log_records.messages if "invalid page offset" in m or "reshape" in m]
+    if declared is not None and int(np.prod(declared)) != arr.size:
+        expected = int(np.prod(declared[:-2])) if len(declared) > 2 else 1
+        what = (
+            f"only {pages} of its {expected} pages can be read"
+            if pages < expected
+            else f"its pixel data give shape {arr.shape}"
+        )
+        raise _truncated(p, f"it declares shape {declared} but {what}")
+    if damaged:
+        raise _truncated(p, f"{damaged[0]}; {pages} page(s) can be read")
+    return arr
+
+
 def read_tiff(path: str | os.PathLike) -> np.ndarray:
-    """Read a multi-page TIFF file, or a folder of 2D TIFF slices (sorted by natural order)."""
+    """Read a multi-page TIFF file, or a folder of 2D TIFF slices (sorted by natural order).
+
+    Size-1 axes are kept (a 1x1x1 stack is a 3D volume of one voxel); a file
+    cut short (an interrupted copy) is reported as truncated, never as a
+    smaller image.
+    """
     import tifffile
 
     p = Path(path)
     _check_file(p)
-    quiet = logging.getLogger("tifffile")  # its warnings repeat the error raised below
-    level = quiet.level
-    quiet.setLevel(logging.CRITICAL)
+    if not p.is_dir():
+        return _to_3d(_read_tiff_file(p))
+    files = sorted((f for f in p.iterdir() if f.suffix.lower() in _TIFF_SUFFIXES), key=_natural_key)
+    if not files:
+        raise ImageError(f"{p}: folder holds no .tif/.tiff slices; point at the slices")
     try:
-        if p.is_dir():
-            files = sorted(
-                (f for f in p.iterdir() if f.suffix.lower() in _TIFF_SUFFIXES), key=_natural_key
-            )
-            if not files:
-                raise ImageError(f"{p}: folder holds no .tif/.tiff slices; point at the slices")
-            with tifffile.TiffFile(files[0]) as tf:
-                first = tf.series[0]
-                _require_memory(p, (len(files), *first.shape), first.dtype, copies=2)
-            slices = [tifffile.imread(f) for f in files]
-            shapes = {s.shape for s in slices}
-            if len(shapes) != 1:
-                raise ImageError(
-                    f"{p}: slices have different shapes {sorted(shapes)}; all slices of a "
-                    "stack must have the same size (remove stray files)"
-                )
-            arr = np.stack(slices)
-        else:
-            with tifffile.TiffFile(p) as tf:
-                series = tf.series[0]
-                _require_memory(p, series.shape, series.dtype)
-            arr = tifffile.imread(p)
+        with _tifffile_log(), tifffile.TiffFile(files[0]) as tf:
+            first = tf.series[0]
+            _require_memory(p, (len(files), *first.shape), first.dtype, copies=2)
     except (ImageError, ResourceError):
         raise
-    except Exception as exc:  # tifffile raises several types for non-TIFF input
+    except Exception as exc:
+        raise ImageError(f"{files[0]}: not a readable TIFF ({type(exc).__name__}: {exc})") from exc
+    slices = [_read_tiff_file(f) for f in files]
+    shapes = {s.shape for s in slices}
+    if len(shapes) != 1:
         raise ImageError(
-            f"{p}: not a readable TIFF ({type(exc).__name__}: {exc}); check the file "
-            "(raw binary? use read_raw with shape and dtype)"
-        ) from exc
-    finally:
-        quiet.setLevel(level)
-    return np.squeeze(arr)
+            f"{p}: slices have different shapes {sorted(shapes)}; all slices of a "
+            "stack must have the same size (remove stray files)"
+        )
+    return _to_3d(np.stack(slices))
 
 
 def read_raw(
