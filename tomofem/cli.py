@@ -87,6 +87,11 @@ def _image_arg(p: argparse.ArgumentParser, what: str) -> None:
         metavar="UM",
         help="voxel edge, one value or one per axis [um] (image.voxel_size)",
     )
+    p.add_argument(
+        "--dataset",
+        metavar="NAME",
+        help="HDF5 files: dataset to read, e.g. volume or scan/labels (image.dataset)",
+    )
 
 
 def _ex(*lines: str) -> str:
@@ -120,7 +125,11 @@ def _overrides(args: argparse.Namespace, mapping: dict[str, str]) -> dict[str, A
     return out
 
 
-_IMAGE_FLAGS = {"image": "image.source", "voxel_size": "image.voxel_size"}
+_IMAGE_FLAGS = {
+    "image": "image.source",
+    "voxel_size": "image.voxel_size",
+    "dataset": "image.dataset",
+}
 _OUT_FLAGS = {"output": "output.folder", "force": "output.force"}
 
 
@@ -259,7 +268,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         "t_end": "simulate.t_end",
     }
     if args.resume:
-        given = [f"--{k.replace('_', '-')}" for k in (*flags, "image") if getattr(args, k, None)]
+        given = [f"--{k.replace('_', '-')}" for k in (*flags, "image", "dataset") if getattr(args, k, None)]
         given += ["--config"] * bool(args.config) + ["--set"] * bool(args.overrides)
         given += ["--output"] * bool(args.output)
         if given:

@@ -32,7 +32,7 @@ from typing import Any, Literal
 import numpy as np
 
 from tomofem.errors import ConfigError, TomofemError
-from tomofem.image.io import RAW_SUFFIXES
+from tomofem.image.io import HDF5_SUFFIXES, RAW_SUFFIXES
 from tomofem.meshing.options import MeshOptions
 from tomofem.solvers.timestepping import StepControl
 
@@ -78,6 +78,11 @@ class ImageConfig:
         None, "raw binary files (.raw/.bin/.vol/.dat): image size [voxels, C order]", ge=1
     )
     raw_dtype: str = _f("uint8", "raw binary files: numpy dtype, e.g. 'uint16' or '<f4'")
+    dataset: str | None = _f(
+        None,
+        "HDF5 files (.h5/.hdf5/.hdf): path of the dataset to read, e.g. 'volume' or "
+        "'scan/labels' (needed when the file holds several; list them with h5ls)",
+    )
 
     def problems(self) -> list[str]:
         """Cross-field checks."""
@@ -97,6 +102,12 @@ class ImageConfig:
                 np.dtype(self.raw_dtype)
             except TypeError:
                 out.append(f"raw_dtype: {self.raw_dtype!r} is not a numpy dtype, e.g. 'uint16'")
+        if self.dataset is not None and Path(self.source).suffix.lower() not in HDF5_SUFFIXES:
+            out.append(
+                f"dataset: {self.dataset!r} is set but {self.source!r} is not an HDF5 file "
+                f"({', '.join(HDF5_SUFFIXES)}); remove image.dataset or point image.source "
+                "at the HDF5 file"
+            )
         if self.source == "synthetic" and 2 * self.radius >= min(self.shape):
             out.append(
                 f"radius: particles of diameter {2 * self.radius} do not fit shape "

@@ -172,10 +172,14 @@ def load_image(cfg: ImageConfig) -> tuple[Any, np.ndarray | None]:
     if cfg.source != "synthetic":
         from pathlib import Path
 
-        from tomofem.image.io import RAW_SUFFIXES
+        from tomofem.image.io import HDF5_SUFFIXES, RAW_SUFFIXES
 
-        raw = Path(cfg.source).suffix.lower() in RAW_SUFFIXES
-        kw = {"shape": cfg.raw_shape, "dtype": cfg.raw_dtype} if raw else {}
+        suffix = Path(cfg.source).suffix.lower()
+        kw: dict[str, Any] = {}
+        if suffix in RAW_SUFFIXES:
+            kw = {"shape": cfg.raw_shape, "dtype": cfg.raw_dtype}
+        elif suffix in HDF5_SUFFIXES and cfg.dataset is not None:
+            kw = {"dataset": cfg.dataset}
         vol = read_volume(cfg.source, spacing=cfg.voxel_size, **kw)
         if cfg.crop_size is not None:
             sl = tuple(slice(a, a + n) for a, n in zip(cfg.crop_start, cfg.crop_size, strict=True))

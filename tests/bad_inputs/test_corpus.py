@@ -349,8 +349,26 @@ CASES: list[Case] = [
         "hdf5-ambiguous-dataset",
         _read(two_dataset_hdf5),
         ImageError,
-        r"two\.h5.*grey.*labels",
-        "pass dataset=",
+        r"two\.h5: holds 2 datasets \['grey', 'labels'\]",
+        r"image\.dataset = 'grey' in the config, --dataset grey on the command line",
+    ),
+    Case(
+        "hdf5-dataset-chosen",  # image.dataset / --dataset reach the reader
+        lambda t: pipeline.load_image(
+            config.ImageConfig(source=str(two_dataset_hdf5(t)), dataset="labels")
+        )[0],
+        None,
+        check=lambda v: v.shape == (8, 8, 8) and v.data.dtype == np.uint8,
+    ),
+    Case(
+        "config-dataset-on-a-tiff",
+        lambda t: config.load_config(
+            None,
+            {"image.source": str(_tiff(t / "scan.tif", _labels())), "image.dataset": "labels"},
+        ),
+        ConfigError,
+        r"image\.dataset: 'labels' is set but '.*scan\.tif' is not an HDF5 file",
+        r"remove image\.dataset",
     ),
     Case(
         "hdf5-missing-dataset",

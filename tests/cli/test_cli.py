@@ -202,3 +202,26 @@ def test_raw_image_needs_its_shape(tmp_path, capsys):
     assert code == 0
     doc = json.loads((tmp_path / "b" / "results.json").read_text())
     assert doc["results"]["image"]["shape"] == [12, 10, 8]
+
+
+def test_hdf5_dataset_flag_and_config_key(tmp_path, capsys):
+    """An HDF5 file with several datasets: the message names --dataset, which then works."""
+    import h5py
+    import numpy as np
+
+    lab = np.zeros((8, 8, 8), np.uint8)
+    lab[2:6, 2:6, :] = 1
+    with h5py.File(tmp_path / "scan.h5", "w") as h5:
+        h5["grey"] = lab * 100.0
+        h5["seg/labels"] = lab
+    assert main(["analyze", str(tmp_path / "scan.h5"), "-o", str(tmp_path / "a")]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "holds 2 datasets ['grey', 'seg/labels']" in err and "--dataset grey" in err
+    args = ["analyze", str(tmp_path / "scan.h5"), "--dataset", "seg/labels", "-q"]
+    assert main([*args, "-o", str(tmp_path / "b")]) == 0
+    doc = json.loads((tmp_path / "b" / "results.json").read_text())
+    assert doc["results"]["image"]["shape"] == [8, 8, 8]
+    assert 'dataset = "seg/labels"' in (tmp_path / "b" / "config.toml").read_text()
+    cfg = tmp_path / "run.toml"  # the same as a config key
+    cfg.write_text(f'[image]\nsource = "{tmp_path / "scan.h5"}"\ndataset = "seg/labels"\n')
+    assert main(["analyze", "-c", str(cfg), "-q", "-o", str(tmp_path / "c")]) == 0

@@ -25,6 +25,8 @@ ELECTRODE_VALUES = (0, 85, 170)
 ELECTRODE_NAMES = ("pore", "active", "cbd")
 #: Suffixes read as headerless raw binary (need ``shape`` and ``dtype``).
 RAW_SUFFIXES = (".raw", ".bin", ".vol", ".dat")
+#: Suffixes read as HDF5 (one dataset, chosen with ``dataset``).
+HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf")
 _TIFF_SUFFIXES = (".tif", ".tiff")
 
 
@@ -282,7 +284,15 @@ def read_npy(path: str | os.PathLike) -> np.ndarray:
 
 
 def read_hdf5(path: str | os.PathLike, dataset: str | None = None) -> np.ndarray:
-    """Read one dataset of an HDF5 file (``dataset=None`` works if the file holds exactly one)."""
+    """Read one dataset of an HDF5 file.
+
+    Parameters
+    ----------
+    dataset
+        Path of the dataset inside the file (``"volume"``, ``"scan/labels"``);
+        ``None`` works if the file holds exactly one. In a run configuration
+        this is ``image.dataset`` (``--dataset`` on the command line).
+    """
     import h5py
 
     p = Path(path)
@@ -292,8 +302,14 @@ def read_hdf5(path: str | os.PathLike, dataset: str | None = None) -> np.ndarray
             if dataset is None:
                 names: list[str] = []
                 f.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
+                if not names:
+                    raise ImageError(f"{p}: holds no dataset; check the file (h5ls {p})")
                 if len(names) != 1:
-                    raise ImageError(f"{p}: holds datasets {names}; pass dataset= to choose one")
+                    raise ImageError(
+                        f"{p}: holds {len(names)} datasets {names}; choose one: image.dataset = "
+                        f"{names[0]!r} in the config, --dataset {names[0]} on the command line, "
+                        f"or pass dataset={names[0]!r} in Python"
+                    )
                 dataset = names[0]
             if dataset not in f or not isinstance(f[dataset], h5py.Dataset):
                 raise ImageError(f"{p}: no dataset {dataset!r}; list them with h5ls {p}")
@@ -333,7 +349,7 @@ def read_volume(
         arr = read_tiff(p)
     elif suffix == ".npy":
         arr = read_npy(p)
-    elif suffix in (".h5", ".hdf5", ".hdf"):
+    elif suffix in HDF5_SUFFIXES:
         arr = read_hdf5(p, **kwargs)
     elif suffix in RAW_SUFFIXES:
         if "shape" not in kwargs or "dtype" not in kwargs:
