@@ -429,6 +429,9 @@ def mesh_levelset(
     labels: npt.NDArray[np.integer],
     spacing: npt.ArrayLike = (1.0, 1.0, 1.0),
     options: LevelSetOptions | None = None,
+    *,
+    fields: np.ndarray | None = None,
+    fractions: npt.ArrayLike | None = None,
 ) -> tuple[TetMesh, LevelSetStats]:
     """Mesh a label image by level-set cutting of a background lattice.
 
@@ -440,6 +443,17 @@ def mesh_levelset(
         Voxel size per axis [length]; the mesh is in these units.
     options
         Route settings; defaults suit the real electrode.
+    fields
+        Per-phase level sets on the voxel grid, shape ``(K, *labels.shape)``
+        for the ``K`` labels present (ascending), phase = argmax, about a
+        signed distance in voxels near the interfaces. Replaces the fields
+        built from ``labels`` (which still give the cut order, the volume
+        targets and the connectivity check): the sub-voxel route passes
+        fields placed from the grey values
+        (:func:`tomofem.meshing.subvoxel.subvoxel_fields`).
+    fractions
+        Target volume fraction per present label (ascending); default the
+        voxel counts. The sub-voxel route passes the partial-volume estimate.
 
     Returns
     -------
@@ -456,13 +470,21 @@ def mesh_levelset(
     labels = np.asarray(labels)
     _validate(labels)
     spacing = np.broadcast_to(np.asarray(spacing, dtype=float), (3,)).copy()
+    if fields is not None:
+        fields = np.asarray(fields, dtype=np.float32)
+        n_present = len(np.unique(labels))
+        if fields.shape != (n_present, *labels.shape):
+            raise MeshingError(
+                f"levelset: fields have shape {fields.shape}; expected ({n_present}, "
+                f"{', '.join(map(str, labels.shape))}), one field per label present"
+            )
     if opts.connectivity == "smoothed":
-        return _mesh_once(labels, spacing, opts)
+        return _mesh_once(labels, spacing, opts, fields, fractions)
     t0 = time.perf_counter()
     rejected: list[str] = []
-    rungs = _escalation(opts, labels.shape)
+    rungs = _escalation(opts, labels.shape, fields is not None)
     for k, rung in enumerate(rungs):
-        tm, stats = _mesh_once(labels, spacing, rung)
+        tm, stats = _mesh_once(labels, spacing, rung, fields, fractions)
         diff = percolation_difference(labels, tm)
         if not diff or k == len(rungs) - 1:
             break
@@ -506,15 +528,21 @@ def _validate(labels: np.ndarray) -> None:
 
 
 def _mesh_once(
-    labels: np.ndarray, spacing: np.ndarray, opts: LevelSetOptions
+    labels: np.ndarray,
+    spacing: np.ndarray,
+    opts: LevelSetOptions,
+    fields: np.ndarray | None = None,
+    fractions: npt.ArrayLike | None = None,
 ) -> tuple[TetMesh, LevelSetStats]:
     """One mesh at fixed settings (no connectivity guard); see :func:`mesh_levelset`."""
     phases = [int(p) for p in np.unique(labels)]
     t0 = time.perf_counter()
     times: dict[str, float] = {}
     counts = np.array([np.count_nonzero(labels == p) for p in phases], dtype=float)
+    if fractions is not None:
+        counts = np.asarray(fractions, dtype=float) * labels.size
     bridged = 0
-    if opts.bridge_pore and 0 in phases:
+    if opts.bridge_pore and 0 in phases and fields is None:
         original = labels
         labels, bridged = bridge_pore_contacts(labels, pore=0)
         lost = [p for p in phases if not np.any(labels == p)]
@@ -528,14 +556,14 @@ def _mesh_once(
             bridged -= int(keep.sum())
             del keep
         del original
-    g = phase_fields(labels, phases, opts, spacing)
+    g = phase_fields(labels, phases, opts, spacing) if fields is None else fields
     order = cut_order(labels, phases)
     times["fields"] = time.perf_counter() - t0
     target = counts / labels.size
     bias = np.zeros(len(phases))
     if 0 in phases:
         bias[phases.index(0)] += opts.pore_bias
-    if opts.match_volumes and labels.size > opts.calibration_block**3:
+    if opts.match_volumes and labels.size > opts.calibration_block**3 and fields is None:
         bias = _calibrated_biases(labels, spacing, opts, phases, bias)
         times["calibration"] = time.perf_counter() - t0
     box_vol = float(np.prod(np.asarray(labels.shape) * spacing))
@@ -672,11 +700,22 @@ def percolation_difference(labels: np.ndarray, tm: TetMesh) -> str:
     return "; ".join(out)
 
 
-def _escalation(opts: LevelSetOptions, shape: tuple[int, ...]) -> list[LevelSetOptions]:
-    """Return the settings to try in turn: as given, half step and smoothing, faithful."""
+def _escalation(
+    opts: LevelSetOptions, shape: tuple[int, ...], given_fields: bool = False
+) -> list[LevelSetOptions]:
+    """Return the settings to try in turn: as given, half step and smoothing, faithful.
+
+    With fields given by the caller (sub-voxel route) only the lattice is
+    refined (half step, then 1 voxel): smoothing is the caller's.
+    """
     faithful = replace(opts, lattice="bcc", lattice_step=1.0, sigma=0.0, keep_voxels=True)
     rungs = [opts]
-    if opts.lattice_step > 1.0 or opts.sigma > 0:
+    if given_fields:
+        rungs += [
+            replace(opts, lattice_step=max(1.0, opts.lattice_step / 2)),
+            replace(opts, lattice="bcc", lattice_step=1.0),
+        ]
+    elif opts.lattice_step > 1.0 or opts.sigma > 0:
         half = replace(opts, lattice_step=max(1.0, opts.lattice_step / 2), sigma=opts.sigma / 2)
         rungs += [half, faithful]
     out = []
