@@ -4,9 +4,11 @@ A route is a function ``mesh(labels, spacing, options) -> TetMesh``. Routes
 are tried in registry order (or ``options.routes`` order); each result is
 measured with :func:`check_mesh` and rejected if it is not conformal,
 watertight and tagged, has too-flat elements, too many cells, or phase
-fractions off the image's. The log says which route produced the mesh and why
-the others were rejected; if every route fails, the ``MeshingError`` lists
-each reason.
+fractions off the image's. Falling back to the next route is normal (the
+surface-nets route refuses many real images), so a route that fails or is
+rejected is logged at info level, and the log says which route produced the
+mesh; only when every route fails is there a warning, and the
+``MeshingError`` lists each reason.
 
 Adding a route is one call, e.g. in ``tomofem/meshing/levelset.py``::
 
@@ -204,6 +206,12 @@ def default_phase_names(num_phases: int) -> dict[int, str]:
     }
 
 
+def _next(chain: list[str], name: str) -> str:
+    """`` (trying route X next)`` for the log, or ``""`` after the last route."""
+    rest = chain[chain.index(name) + 1 :]
+    return f" (trying route {rest[0]} next)" if rest else ""
+
+
 def mesh_image(
     labels: np.ndarray,
     spacing: tuple[float, float, float] | float = (1.0, 1.0, 1.0),
@@ -268,13 +276,13 @@ def mesh_image(
             tm = routes[name](lab, hxyz, opts)
         except MeshingError as exc:
             reasons.append(f"{name}: failed: {exc}")
-            log.warning("meshing route %s failed: %s", name, exc)
+            log.info("meshing route %s failed: %s%s", name, exc, _next(chain, name))
             continue
         report = check_mesh(tm)
         why = _rejection(report, lab, opts)
         if why is not None:
             reasons.append(f"{name}: rejected: {why}")
-            log.warning("meshing route %s rejected: %s", name, why)
+            log.info("meshing route %s rejected: %s%s", name, why, _next(chain, name))
             continue
         log.info(
             "meshing route %s produced %d vertices, %d tets (min dihedral %.1f deg)%s",
@@ -287,6 +295,7 @@ def mesh_image(
         if opts.component_tags:
             tm = replace(tm, cell_tags=component_cell_tags(tm))
         return replace(tm, phase_names=names, route=name)
+    log.warning("meshing: every route failed or was rejected: %s", "; ".join(reasons))
     raise MeshingError(
         "meshing: every route failed or was rejected:\n  "
         + "\n  ".join(reasons)
