@@ -31,6 +31,7 @@ import importlib
 import logging
 import os
 import pickle
+import signal
 import subprocess
 import sys
 import traceback
@@ -127,6 +128,8 @@ def run(target: str, *args: Any) -> Any:
         preexec_fn=_no_aslr,  # no threads are started before the exec
         check=False,
     )
+    if proc.returncode in (-signal.SIGINT, -signal.SIGTERM):  # Ctrl-C reached the child
+        raise KeyboardInterrupt(signal.Signals(-proc.returncode).name)
     if proc.returncode != 0 or not proc.stdout:
         tail = proc.stderr.decode(errors="replace")[-2000:]
         raise MeshingError(
@@ -143,6 +146,8 @@ def run(target: str, *args: Any) -> Any:
         )
     if out["error"] is not None:
         kind, message, tb = out["error"]
+        if kind == "KeyboardInterrupt":  # an interrupt, not a meshing failure to fall back from
+            raise KeyboardInterrupt(message or "SIGINT")
         cls = getattr(errors, kind, None)
         if isinstance(cls, type) and issubclass(cls, errors.TomofemError):
             raise cls(message)
