@@ -118,18 +118,36 @@ class ImageConfig:
 
 @dataclass(frozen=True)
 class SegmentConfig:
-    """How grey values become phase labels."""
+    """How grey values become phase labels.
+
+    A label image (``method = "labels"``) is never mapped by guesswork: its
+    stored values must be the ``label_values`` given (one per phase, in tag
+    order pore, active, CBD), or, without them, exactly ``phases`` distinct
+    values, taken in ascending order. The shared electrode stores 0 = pore,
+    85 = NMC, 170 = CBD: ``phases = 3``, ``label_values = [0, 85, 170]``.
+    """
 
     method: Literal["otsu", "multiotsu", "gmm", "threshold", "labels"] = _f(
         "otsu",
         "otsu / multiotsu (3+ phases) / gmm (soft, gives posteriors) / threshold / labels "
         "(image already segmented)",
     )
-    phases: int = _f(2, "number of phases to find", ge=2, le=9)
+    phases: int = _f(
+        2,
+        "number of phases to find (labels: the number of phases the image stores, 3 for "
+        "pore/NMC/CBD)",
+        ge=2,
+        le=9,
+    )
     threshold: float | None = _f(None, "grey value for method='threshold'")
     label_values: list[int] = field(
         default_factory=list,
-        metadata={"doc": "labels: image values of pore, active, (CBD), in tag order"},
+        metadata={
+            "doc": "labels: stored value of each phase in tag order (pore, active, CBD), e.g. "
+            "[0, 85, 170] for the shared electrode (0 = pore, 85 = NMC, 170 = CBD); the image "
+            "may hold no other value. Empty: the image must hold exactly `phases` values, "
+            "taken in ascending order"
+        },
     )
     denoise: bool = _f(False, "non-local-means denoising before segmentation")
     min_island: int = _f(0, "remove islands smaller than this [voxels] (0 = keep all)", ge=0)

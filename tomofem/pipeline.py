@@ -220,19 +220,28 @@ def segment(volume: Any, cfg: SegmentConfig) -> tuple[Any, dict[str, Any]]:
     """Grey values -> label indices (or map stored label values), with a report.
 
     Label images (``method = "labels"``, or a volume that already has phase
-    names) are mapped to indices 0, 1, 2 in the order of
-    ``cfg.label_values`` (default: ascending stored values).
+    names) are mapped to indices 0, 1, 2 (pore, active, CBD) explicitly: by
+    ``cfg.label_values`` (stored value of each phase in tag order; the image
+    may hold no other value), or, without them, the image must hold exactly
+    ``cfg.phases`` distinct values, taken in ascending order. Anything else
+    is refused with the values found (:func:`tomofem.image.io.resolve_label_values`).
+    The shared electrode stores 0 = pore, 85 = NMC, 170 = CBD:
+    ``phases = 3, label_values = [0, 85, 170]``.
     """
     from tomofem.image import Volume
-    from tomofem.image.io import map_labels
+    from tomofem.image.io import map_labels, phase_names, resolve_label_values
 
     if cfg.method == "labels" or volume.label_names is not None:
         data = volume.data
         report: dict[str, Any] = {"method": "labels"}
         if volume.label_names is None:
-            values = cfg.label_values or np.unique(data).tolist()
-            data = map_labels(data, values, volume.source)
-            report["values"] = [int(v) for v in values]
+            present = np.unique(data)
+            src = volume.source or "the label image"
+            values = resolve_label_values(present, cfg.phases, cfg.label_values, src)
+            data = map_labels(data, values, src)
+            report["values"] = [v.item() if hasattr(v, "item") else v for v in values]
+            report["phases"] = dict(zip(phase_names(len(values)), report["values"], strict=True))
+            report["values_present"] = [v.item() for v in present]
     else:
         img = volume.data
         if cfg.denoise:
@@ -254,7 +263,7 @@ def segment(volume: Any, cfg: SegmentConfig) -> tuple[Any, dict[str, Any]]:
         cleanup = api("tomofem.image.clean", "cleanup", "segment")
         data, reps = cleanup(data, min_voxels=cfg.min_island)
         report["cleanup"] = [_plain(r) for r in reps]
-    names = ("pore", "active", "cbd")[: max(int(data.max()) + 1, 2)]
+    names = phase_names(max(int(data.max()) + 1, 2))
     return Volume(data.astype(np.uint8), volume.spacing, names, volume.source), report
 
 

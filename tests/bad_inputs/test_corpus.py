@@ -256,6 +256,39 @@ def _discharge(protocol, collector_gap: bool = False):
     return run_half_cell(dmesh, materials.half_cell(), protocol)
 
 
+def _stored(values=(0, 85, 170), extra: int | None = None) -> np.ndarray:
+    """A label image storing ``values`` (the shared electrode's 0 pore / 85 NMC / 170 CBD)."""
+    lab = np.full((8, 8, 8), values[0], np.uint8)
+    if len(values) > 1:
+        lab[2:6, 2:6, :] = values[1]
+    if len(values) > 2:
+        lab[0] = values[2]
+    if extra is not None:
+        lab[7, 0, 0] = extra
+    return lab
+
+
+def _segment_labels(data_fn, **cfg):
+    def run(tmp):
+        vol = image_io.Volume(data_fn(), source="seg.tif")
+        return pipeline.segment(vol, config.SegmentConfig(method="labels", **cfg))
+
+    return run
+
+
+def _mapped(values_in_tag_order) -> Callable[[Any], bool]:
+    """The stored values went to label indices 0, 1, 2 in the order given."""
+
+    def check(out) -> bool:
+        vol, report = out
+        raw = _stored()
+        return report["values"] == list(values_in_tag_order) and all(
+            np.all(vol.data[raw == v] == i) for i, v in enumerate(values_in_tag_order)
+        )
+
+    return check
+
+
 def _existing_run_folder(tmp: Path) -> Path:
     from tomofem.io.runfolder import RunFolder
 
@@ -488,6 +521,61 @@ CASES: list[Case] = [
         ImageError,
         r"seg\.tif.*\[3\]",
         r"segment the grey image first|right values",
+    ),
+    Case(
+        "label-image-of-one-value",  # was "pore fraction 1, tau = 1" with exit 0
+        _segment_labels(lambda: _stored((85,))),
+        ImageError,
+        r"seg\.tif: every voxel holds the value 85: a single phase",
+        r"check the file or the crop",
+    ),
+    Case(
+        "label-image-of-one-value-with-label-values",
+        _segment_labels(lambda: _stored((85,)), phases=3, label_values=[0, 85, 170]),
+        ImageError,
+        r"every voxel holds the value 85",
+        r"image\.crop_start",
+    ),
+    Case(
+        "label-image-extra-value",  # 255 made a silent 4th phase (fractions summed to 0.998)
+        _segment_labels(lambda: _stored(extra=255), phases=3),
+        ImageError,
+        r"seg\.tif: holds 4 distinct values \[0, 85, 170, 255\], but segment\.phases = 3",
+        r"segment\.label_values in tag order .*\[0, 85, 170\] for 0 = pore, 85 = NMC, 170 = CBD",
+    ),
+    Case(
+        "label-image-fewer-values-than-phases",  # ran silently
+        _segment_labels(lambda: _stored((0, 85)), phases=3),
+        ImageError,
+        r"holds 2 distinct values \[0, 85\], but segment\.phases = 3",
+        r"segment\.phases = 2, or list all 3 phases' values",
+    ),
+    Case(
+        "label-values-lack-a-stored-value",
+        _segment_labels(lambda: _stored(extra=255), phases=3, label_values=[0, 85, 170]),
+        ImageError,
+        r"holds the values \[0, 85, 170, 255\], but segment\.label_values = \[0, 85, 170\] "
+        r"lacks \[255\]",
+        r"list the stored value of every phase in tag order",
+    ),
+    Case(
+        "label-image-of-grey-values",
+        _segment_labels(lambda: _grey((8, 8, 8))),
+        ImageError,
+        r"seg\.tif: holds non-integer values \(512 distinct",
+        r"segment it instead \(segment\.method = 'otsu'",
+    ),
+    Case(
+        "label-values-map-in-the-order-given",
+        _segment_labels(_stored, phases=3, label_values=[85, 0, 170]),
+        None,
+        check=_mapped([85, 0, 170]),
+    ),
+    Case(
+        "label-image-as-many-values-as-phases-ascending",
+        _segment_labels(_stored, phases=3),
+        None,
+        check=_mapped([0, 85, 170]),
     ),
     Case(
         "negative-labels",
@@ -849,6 +937,14 @@ CLI_CASES = {
         lambda t: ["analyze", str(npy_header_only(t)), "-o", "run"],
         "ResourceError",
         ["huge.npy", "GB", "crop or downsample"],
+    ),
+    "label-image-of-one-value": (  # homogenize --voxel-only said tau = 1 with exit 0
+        lambda t: (
+            np.save(t / "only85.npy", _stored((85,))),
+            ["homogenize", str(t / "only85.npy"), "--voxel-only", "-o", "run"],
+        )[1],
+        "ImageError",
+        ["only85.npy: every voxel holds the value 85", "check the file or the crop"],
     ),
     "missing-image": (
         lambda t: ["mesh", str(t / "absent.tif"), "-o", "run"],

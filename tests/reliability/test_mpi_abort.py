@@ -97,7 +97,8 @@ def test_cli_meshing_error_on_rank_0_reaches_every_rank(tmp_path):
     labels[0, 0, 0] = 2  # a one-voxel phase: refused by the mesher's input check
     np.save(tmp_path / "labels.npy", labels)
     code = "import sys; from tomofem.cli import main; sys.exit(main(sys.argv[1:]))"
-    proc = _mpirun(code, "mesh", str(tmp_path / "labels.npy"), "-o", str(tmp_path / "run"))
+    args = ["mesh", str(tmp_path / "labels.npy"), "--set", "segment.phases=3"]
+    proc = _mpirun(code, *args, "-o", str(tmp_path / "run"))
     assert proc.returncode == 2, proc.stderr
     assert "MPI_Abort" not in proc.stderr and "Traceback" not in proc.stderr
     assert proc.stderr.count("tomofem: MeshingError") == 1

@@ -366,8 +366,139 @@ def read_volume(
     return Volume(data=arr, spacing=spacing, label_names=names, source=str(p))
 
 
-def map_labels(data: np.ndarray, values: Sequence[int], source: str = "image") -> np.ndarray:
+#: Phase names of label indices 0, 1, 2 (beyond: ``phase3``, ...), in tag order.
+PHASE_NAMES = ("pore", "active", "cbd")
+#: The shared electrode's convention, quoted by every label-value message.
+LABEL_VALUES_EXAMPLE = "e.g. label_values = [0, 85, 170] for 0 = pore, 85 = NMC, 170 = CBD"
+
+
+def phase_names(n: int) -> tuple[str, ...]:
+    """Names of label indices ``0 .. n-1``: pore, active, cbd, phase3, ..."""
+    return tuple(PHASE_NAMES[i] if i < len(PHASE_NAMES) else f"phase{i}" for i in range(n))
+
+
+def _shown(values: Sequence) -> str:
+    vals = [v.item() if hasattr(v, "item") else v for v in values]
+    vals = [float(f"{v:.4g}") if isinstance(v, float) else v for v in vals]
+    return str(vals) if len(vals) <= 10 else f"[{', '.join(map(str, vals[:10]))}, ...]"
+
+
+def resolve_label_values(
+    present: Sequence,
+    phases: int,
+    label_values: Sequence[int] | None = None,
+    source: str = "image",
+) -> list:
+    """Decide which stored value of a label image is which phase, or refuse.
+
+    The mapping is never guessed: with ``label_values`` the image may hold
+    only those values (a listed phase may be absent from a crop: logged);
+    without them it must hold exactly ``phases`` distinct values, taken in
+    ascending order (pore first). The shared electrode stores 0 = pore,
+    85 = NMC (active), 170 = CBD: ``phases = 3, label_values = [0, 85, 170]``.
+
+    Parameters
+    ----------
+    present
+        The distinct values stored in the image (``np.unique(data)``).
+    phases
+        Number of phases configured (``segment.phases``).
+    label_values
+        Stored value of each phase in tag order (pore, active, CBD, ...), or
+        None/empty for "exactly ``phases`` values, ascending".
+    source
+        The image, for messages.
+
+    Returns
+    -------
+    list
+        Stored values in tag order (index ``i`` becomes label index ``i``).
+
+    Raises
+    ------
+    ImageError
+        Showing the values found and the fix: values not integers, a single
+        value, values missing from ``label_values``, or a count that does not
+        match ``phases``.
+    """
+    vals = np.unique(np.asarray(present))
+    n = int(vals.size)
+    shown = _shown(vals)
+    grey_fix = (
+        "if this is a grey-scale image, segment it instead (segment.method = 'otsu', or "
+        "'multiotsu' with segment.phases = 3)"
+    )
+    if n and np.issubdtype(vals.dtype, np.floating) and not np.all(vals == np.round(vals)):
+        raise ImageError(
+            f"{source}: holds non-integer values ({n} distinct, {shown}), so it is not a label "
+            f"image of stored phase values; {grey_fix}"
+        )
+    if n == 1:
+        raise ImageError(
+            f"{source}: every voxel holds the value {vals[0].item()}: a single phase, nothing to "
+            "mesh or homogenise; check the file or the crop (image.crop_start, image.crop_size)"
+            f", or {grey_fix}"
+        )
+    if label_values:
+        wanted = [int(v) for v in label_values]
+        if len(set(wanted)) != len(wanted):
+            raise ImageError(
+                f"{source}: segment.label_values = {wanted} repeats a value; give each phase's "
+                f"stored value once, in tag order (pore, active, CBD), {LABEL_VALUES_EXAMPLE}"
+            )
+        unknown = np.setdiff1d(vals, wanted)
+        if unknown.size:
+            raise ImageError(
+                f"{source}: holds the values {shown}, but segment.label_values = {wanted} lacks "
+                f"{_shown(unknown)}; list the stored value of every phase in tag order (pore, "
+                f"active, CBD), {LABEL_VALUES_EXAMPLE}, and set segment.phases to their number "
+                "(remove or merge extra values such as a mask first)"
+            )
+        absent = [
+            f"{v} ({name})"
+            for v, name in zip(wanted, phase_names(len(wanted)), strict=True)
+            if v not in vals
+        ]
+        if absent:
+            log.warning(
+                "%s: label value(s) %s of segment.label_values do not occur in the image: "
+                "those phases are absent",
+                source,
+                ", ".join(absent),
+            )
+        return wanted
+    if n != phases:
+        count = f"segment.phases = {n}" if n <= 9 else "segment.phases"
+        extra = (
+            " (a value that is no phase, such as a mask, must be removed or merged first)"
+            if n > phases
+            else f", or list all {phases} phases' values if one is absent from this image or crop"
+        )
+        raise ImageError(
+            f"{source}: holds {n} distinct values {shown}, but segment.phases = {phases}; say "
+            "which stored value is which phase: segment.label_values in tag order (pore, "
+            f"active, CBD), {LABEL_VALUES_EXAMPLE}, with {count}{extra}"
+            + (f"; {grey_fix}" if n > 9 else "")
+        )
+    out = [v.item() for v in vals]
+    log.info(
+        "%s: label values %s taken in ascending order as %s (set segment.label_values to choose)",
+        source,
+        out,
+        ", ".join(phase_names(n)),
+    )
+    return out
+
+
+def map_labels(data: np.ndarray, values: Sequence, source: str = "image") -> np.ndarray:
     """Map stored values (e.g. 0/85/170) to label indices 0, 1, 2, ... (``uint8``).
+
+    Parameters
+    ----------
+    values
+        Stored value of label index ``i`` at position ``i``, e.g. ``(0, 85, 170)``
+        for the shared electrode (0 = pore, 85 = NMC, 170 = CBD); see
+        :func:`resolve_label_values` for checking them against the image.
 
     Raises
     ------
@@ -382,9 +513,18 @@ def map_labels(data: np.ndarray, values: Sequence[int], source: str = "image") -
             f"{source}: holds values {unknown.tolist()[:10]} not among the expected label "
             f"values {vals.tolist()}; pass the right values or segment the grey image first"
         )
-    lut = np.zeros(int(max(vals.max(), present.max())) + 1, dtype=np.uint8)
-    lut[vals] = np.arange(vals.size, dtype=np.uint8)
-    return lut[data]
+    order = np.argsort(vals, kind="stable")
+    ordered = vals[order]
+    small = np.issubdtype(data.dtype, np.integer) and min(present.min(), ordered.min()) >= 0
+    small = small and max(present.max(), ordered.max()) < 2**20
+    if small:  # one lookup table, no index array of the image's size
+        lut = np.zeros(int(max(ordered.max(), present.max())) + 1, dtype=np.uint8)
+        lut[ordered.astype(np.int64)] = order.astype(np.uint8)
+        return lut[data]
+    out = np.empty(data.shape, dtype=np.uint8)
+    for i in range(data.shape[0]):  # slab by slab: the index array stays small
+        out[i] = order[np.searchsorted(ordered, data[i])]
+    return out
 
 
 def load_electrode(path: str | os.PathLike, spacing: VoxelSize = 1.0) -> Volume:
