@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import enum
+import os
 import tomllib
 import types
 import typing
@@ -56,7 +57,12 @@ class ImageConfig:
     raw, HDF5) read by :mod:`tomofem.image`.
     """
 
-    source: str = _f("synthetic", "'synthetic' or a path to an image file")
+    source: str = _f(
+        "synthetic",
+        "'synthetic' or a path to an image file (in a config file: relative to the file's folder)",
+        path=True,
+        keywords=("synthetic",),
+    )
     kind: Literal["spheres", "packing", "calendered", "lattice"] = _f(
         "spheres", "synthetic structure: overlapping spheres, RSA packing, calendered, lattice"
     )
@@ -90,7 +96,8 @@ class ImageConfig:
         if self.source != "synthetic" and not Path(self.source).expanduser().exists():
             out.append(
                 f"source: file {self.source!r} does not exist; give an existing image path "
-                "or 'synthetic'"
+                "or 'synthetic' (a relative path in a config file is taken from the file's "
+                "folder, one on the command line from the working directory)"
             )
         if Path(self.source).suffix.lower() in RAW_SUFFIXES:
             if self.raw_shape is None:
@@ -260,7 +267,9 @@ class SimulateConfig:
 class OutputConfig:
     """The run folder."""
 
-    folder: str = _f("tomofem-run", "run folder to create")
+    folder: str = _f(
+        "tomofem-run", "run folder to create (relative to the working directory, like -o)"
+    )
     force: bool = _f(False, "replace an existing run folder")
     pictures: bool = _f(True, "write PNG plots and renders")
     fields: bool = _f(True, "write solution fields and the tagged mesh for ParaView")
@@ -534,6 +543,58 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{p}: cannot be read as a TOML file ({exc})") from None
 
 
+def _absolute(value: str, base: Path | None) -> str:
+    """``value`` as an absolute path: relative to ``base``, or to the working directory."""
+    p = Path(value).expanduser()
+    if not p.is_absolute():
+        p = (base if base is not None else Path.cwd()) / p
+    return os.path.normpath(p)
+
+
+def _is_path(f: dataclasses.Field, value: Any) -> bool:
+    return bool(f.metadata.get("path")) and isinstance(value, str) and bool(value)
+
+
+def resolve_paths(cls: type, data: Mapping[str, Any], base: Path | None) -> dict[str, Any]:
+    """Copy of ``data`` whose path-valued keys are absolute paths.
+
+    A key is a path when its field's metadata says ``path=True``: the inputs
+    (``image.source``; its ``keywords`` such as ``"synthetic"`` are left alone).
+    The run folder (``output.folder``) is not: runs are made where tomofem runs.
+
+    Parameters
+    ----------
+    base
+        Folder relative paths are taken against: a config file's own folder,
+        so a config works from any working directory; ``None`` = the working
+        directory (command-line values).
+    """
+    out = dict(data)
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name not in out:
+            continue
+        value, tp = out[f.name], hints[f.name]
+        if dataclasses.is_dataclass(tp) and isinstance(value, Mapping):
+            out[f.name] = resolve_paths(tp, value, base)  # type: ignore[arg-type]
+        elif _is_path(f, value) and value not in f.metadata.get("keywords", ()):
+            out[f.name] = _absolute(value, base)
+    return out
+
+
+def _resolve_override_paths(cls: type, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Dotted-key overrides with their path values made absolute (working directory)."""
+    nested = apply_overrides({}, overrides)
+    resolved = resolve_paths(cls, nested, None)
+    out = {}
+    for dotted, value in overrides.items():
+        node: Any = resolved
+        for k in dotted.split("."):
+            node = node.get(k) if isinstance(node, Mapping) else None
+        out[dotted] = node if isinstance(node, str) and node != value else value
+    return out
+
+
 def load_config[T](
     path: str | Path | None = None,
     overrides: Mapping[str, Any] | None = None,
@@ -544,12 +605,19 @@ def load_config[T](
     Parameters
     ----------
     path
-        A TOML file; ``None`` starts from the defaults.
+        A TOML file; ``None`` starts from the defaults. A relative input path
+        in it (``image.source``) is taken against the file's own folder, so a
+        config beside its data works from any working directory; the run
+        folder (``output.folder``) stays relative to the working directory.
     overrides
         Values from command-line flags, keyed by dotted path
-        (``{"simulate.c_rate": 2.0}``); they replace the file's values.
+        (``{"simulate.c_rate": 2.0}``); they replace the file's values. Their
+        relative paths are taken against the working directory.
     cls
         The dataclass to build (the whole :class:`RunConfig` by default).
+
+    Input paths are stored absolute in the result, so the resolved
+    configuration a run folder records reads the same from anywhere.
 
     Raises
     ------
@@ -557,7 +625,9 @@ def load_config[T](
         Listing every problem of the file and overrides together.
     """
     data = read_toml(path) if path is not None else {}
-    data = apply_overrides(data, overrides or {})
+    if path is not None:
+        data = resolve_paths(cls, data, Path(path).expanduser().absolute().parent)
+    data = apply_overrides(data, _resolve_override_paths(cls, overrides or {}))
     prefix = str(path) if path is not None else ""
     try:
         return from_mapping(cls, data)

@@ -115,3 +115,35 @@ def test_examples_parse_and_describe():
         load_config(ex)
     rows = describe(RunConfig)
     assert ("simulate.c_rate", "a number", "applied C-rate [1/h]") in rows
+
+
+def test_config_paths_are_relative_to_the_config_file(tmp_path, monkeypatch):
+    """image.source in a file is taken from the file's folder; on the command line from the cwd."""
+    from pathlib import Path
+
+    import numpy as np
+
+    (tmp_path / "project" / "data").mkdir(parents=True)
+    np.save(tmp_path / "project" / "data" / "x.npy", np.zeros((4, 4, 4), np.uint8))
+    cfg_file = tmp_path / "project" / "run.toml"
+    cfg_file.write_text('[image]\nsource = "data/x.npy"\n[output]\nfolder = "runs/a"\n')
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    cfg = load_config(Path("..") / "project" / "run.toml")  # a relative config path, too
+    assert cfg.image.source == str(tmp_path / "project" / "data" / "x.npy")
+    assert cfg.output.folder == "runs/a"  # runs are made where tomofem runs
+    # the resolved config (what a run folder records) reads the same from anywhere
+    (elsewhere / "resolved.toml").write_text(to_toml(cfg))
+    assert load_config(elsewhere / "resolved.toml") == cfg
+    # command-line paths stay relative to the working directory
+    np.save(elsewhere / "y.npy", np.zeros((4, 4, 4), np.uint8))
+    cfg = load_config(cfg_file, {"image.source": "y.npy"})
+    assert cfg.image.source == str(elsewhere / "y.npy")
+    assert load_config(cfg_file, {"image.source": "synthetic"}).image.source == "synthetic"
+    # the same file from its own folder and a missing file names the resolved path
+    monkeypatch.chdir(tmp_path / "project")
+    assert load_config("run.toml").image.source == str(tmp_path / "project" / "data" / "x.npy")
+    (tmp_path / "project" / "bad.toml").write_text('[image]\nsource = "nope/x.npy"\n')
+    with pytest.raises(ConfigError, match=r"project/nope/x\.npy' does not exist.*file's folder"):
+        load_config(tmp_path / "project" / "bad.toml")
