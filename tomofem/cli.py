@@ -268,7 +268,11 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         "t_end": "simulate.t_end",
     }
     if args.resume:
-        given = [f"--{k.replace('_', '-')}" for k in (*flags, "image", "dataset") if getattr(args, k, None)]
+        given = [
+            f"--{k.replace('_', '-')}"
+            for k in (*flags, "image", "dataset")
+            if getattr(args, k, None)
+        ]
         given += ["--config"] * bool(args.config) + ["--set"] * bool(args.overrides)
         given += ["--output"] * bool(args.output)
         if given:
@@ -295,6 +299,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         force=args.force,
         fast=args.fast,
         quiet=args.quiet > 0,
+        data=args.data,
     )
     return 0
 
@@ -538,11 +543,26 @@ def build_parser() -> argparse.ArgumentParser:
         """\
         Synthetic tomogram -> segmentation -> conformal mesh -> tortuosity with
         bounds -> short discharge; prints a summary table and leaves a run folder
-        with results.json and pictures. --real uses a crop of the shared electrode.""",
-        ["tomofem demo", "tomofem demo --force   # again, into runs/demo", "tomofem demo --real"],
+        with results.json and pictures. --real uses a crop of a real electrode:
+        ../shared/data/electrode.tiff, or the label image given with --data PATH
+        (storing 0 = pore, 85 = NMC, 170 = CBD).""",
+        [
+            "tomofem demo",
+            "tomofem demo --force   # again, into runs/demo",
+            "tomofem demo --real",
+            "tomofem demo --real --data ~/data/electrode.tiff",
+        ],
         config=False,
     )
-    p.add_argument("--real", action="store_true", help="crop of ../shared/data/electrode.tiff")
+    p.add_argument(
+        "--real", action="store_true", help="crop of a real electrode (default: --data's default)"
+    )
+    p.add_argument(
+        "--data",
+        metavar="PATH",
+        help="the real electrode's label image, 0 = pore, 85 = NMC, 170 = CBD (implies --real); "
+        "default ../shared/data/electrode.tiff beside the checkout",
+    )
     p.add_argument("--fast", action="store_true", help="smallest sizes (tests)")
 
     p = add(
@@ -633,7 +653,11 @@ def _paragraph(exc: BaseException) -> str:
         n = len(exc.problems)
         return f"tomofem: {kind}: {n} problem{'s' if n != 1 else ''} in the configuration:\n{items}"
     text = " ".join(str(exc).split())
-    return "\n".join(textwrap.wrap(f"tomofem: {kind}: {text}", width=100))
+    # paths are never split (a hyphen or a long path broken across lines cannot be copied)
+    lines = textwrap.wrap(
+        f"tomofem: {kind}: {text}", width=100, break_on_hyphens=False, break_long_words=False
+    )
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -225,3 +225,31 @@ def test_hdf5_dataset_flag_and_config_key(tmp_path, capsys):
     cfg = tmp_path / "run.toml"  # the same as a config key
     cfg.write_text(f'[image]\nsource = "{tmp_path / "scan.h5"}"\ndataset = "seg/labels"\n')
     assert main(["analyze", "-c", str(cfg), "-q", "-o", str(tmp_path / "c")]) == 0
+
+
+def test_demo_real_takes_a_data_path(tmp_path, monkeypatch, capsys):
+    """demo --real --data PATH: a missing file is named with the fix; a given file is cropped."""
+    import numpy as np
+    import tifffile
+
+    from tomofem.demo import demo_overrides
+
+    missing = tmp_path / "nope.tiff"
+    assert main(["demo", "--real", "--data", str(missing), "-o", str(tmp_path / "r")]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"demo --real --data {missing}: {missing} is not a file" in err
+    assert "0 = pore, 85 = NMC, 170 = CBD" in err
+    assert main(["demo", "--data", str(missing), "-o", str(tmp_path / "r")]) == 2  # implies --real
+    assert "is not a file" in capsys.readouterr().err
+    monkeypatch.setenv("TOMOFEM_SHARED_DATA", str(tmp_path / "no-shared"))
+    assert main(["demo", "--real", "-o", str(tmp_path / "r")]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "no-shared/electrode.tiff not found" in err and "--data PATH" in err
+    lab = np.zeros((40, 36, 50), np.uint8)
+    lab[:, 10:20] = 85
+    lab[:, 20:24] = 170
+    tifffile.imwrite(tmp_path / "mine.tif", lab)
+    over = demo_overrides(real=True, fast=True, data=tmp_path / "mine.tif")
+    assert over["image.source"] == str(tmp_path / "mine.tif")
+    assert over["image.crop_size"] == [32, 32, 32] and over["image.crop_start"] == [4, 2, 9]
+    assert over["segment.label_values"] == [0, 85, 170]
