@@ -985,3 +985,36 @@ def test_cli_debug_shows_the_traceback(tmp_path: Path) -> None:
     proc = _tomofem("analyze", str(truncated_tiff(tmp_path)), "-o", "run", "--debug", cwd=tmp_path)
     assert proc.returncode != 0
     assert "Traceback" in proc.stderr and "tomofem.errors.ImageError" in proc.stderr
+
+
+# --------------------------------------------------------------------------- answers on N ranks
+
+
+@pytest.mark.mpi
+def test_tensor_of_a_blocked_axis_is_not_made_up() -> None:
+    """A solid wall across x: tau_x = inf, and the affine tensor's K_xx is 0 with the reason.
+
+    The Dirichlet (affine) box problem gave K_xx = 0.575 here (0.686 on the issue's image):
+    a flux round the wall between the lateral faces, not transport across it.
+    """
+    import json
+
+    from tomofem._fenics import MPI
+    from tomofem.meshing import structured_tetmesh, to_dolfinx
+
+    lab = np.zeros((8, 8, 8), np.uint8)
+    lab[4] = 1  # the wall
+    lab[1:3, 2:5, 2:5] = 1
+    vol = image_io.Volume(lab, (1.0, 1.0, 1.0), ("pore", "active"), "wall")
+    dm = to_dolfinx(structured_tetmesh(lab), MPI.COMM_WORLD)
+    h = pipeline.homogenize(vol, config.HomogenizeConfig(axes=["x", "y"]), dm, MPI.COMM_WORLD)
+    assert math.isinf(h["fem"]["x"].tau) and math.isinf(h["voxel"]["x"].tau)
+    t = h["tensors"]["dirichlet"]
+    K = t.array
+    assert t.blocked_axes == [0]
+    assert np.all(K[0, :] == 0.0) and np.all(K[:, 0] == 0.0)
+    assert K[1, 1] == pytest.approx(h["fem"]["y"].k_eff, rel=0.01)  # the rest is kept
+    assert re.search(r"do not connect the two box faces normal to x .*K_xx = 0\.5\d+", t.message)
+    assert "row and column are set to 0" in t.message
+    doc = json.loads(json.dumps(t.to_dict()))  # results.json carries both
+    assert doc["blocked_axes"] == [0] and doc["message"] == t.message

@@ -1,5 +1,4 @@
 import json
-import re
 import subprocess
 import sys
 
@@ -182,9 +181,12 @@ def test_pipeline_tensor_of_a_voxel_mesh():
     assert K[0, 0] == pytest.approx(4 / 6, abs=1e-8) and K[2, 2] == pytest.approx(4 / 6, abs=1e-8)
     assert h["fem"]["x"].tau == pytest.approx(1.0, abs=1e-8)  # straight channels
     assert h["fem"]["y"].tau == float("inf")  # blocked: no percolation across the layer
+    t = h["tensors"]["dirichlet"]  # and the tensor does not make up a K_yy
+    assert t.blocked_axes == [1] and np.all(K[1, :] == 0) and np.all(K[:, 1] == 0)
+    assert "normal to y" in t.message and t.to_dict()["blocked_axes"] == [1]
     rows = pipeline._quantities_homogenize(h)
-    (row,) = [q for q in rows if q.name == "K_eff dirichlet max eig"]
-    assert re.search(r"x [+-]0\.0%", row.note), row.note
+    (row,) = [q for q in rows if q.name == "BC spread x"]  # exact along the layers
+    assert row.value == pytest.approx(0.0, abs=1e-8) and "within 5%" in row.note, row.note
 
 
 def test_raw_image_needs_its_shape(tmp_path, capsys):

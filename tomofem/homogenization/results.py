@@ -166,6 +166,12 @@ class TensorResult:
         Bounds record as a mapping.
     timings
         Wall time per stage (s).
+    blocked_axes
+        Axes (0 = x) whose two box faces the conducting phases do not connect:
+        their rows and columns of ``tensor`` are 0 (not percolating, tau = inf),
+        not the finite value the box boundary conditions would give.
+    message
+        Why components were set to 0 (empty if none were).
     """
 
     bc: str
@@ -179,6 +185,8 @@ class TensorResult:
     degree: int
     bounds: dict | None = None
     timings: dict = field(default_factory=dict)
+    blocked_axes: list = field(default_factory=list)
+    message: str = ""
 
     @property
     def array(self) -> np.ndarray:

@@ -113,6 +113,10 @@ def effective_tensor(
     -------
     TensorResult
         Tensor, symmetry error, eigen-decomposition, fractions, solver statistics.
+        With ``"dirichlet"``/``"flux"``, the row and column of an axis whose
+        box faces no conducting cluster connects are set to 0 (the boundary
+        values would give a finite, meaningless component there); such axes
+        are listed in ``blocked_axes`` with the reason in ``message`` (logged).
     """
     if bc not in BCS:
         raise ConfigError(f"bc={bc!r}: choose one of {BCS}")
@@ -124,6 +128,14 @@ def effective_tensor(
     opts = dict(conduction_cg_gamg() if petsc_options is None else petsc_options)
     solver = {"periodic": _periodic, "dirichlet": _dirichlet, "flux": _flux}[bc]
     K, its = solver(dom, V, opts, timings)
+    blocked: list[int] = []
+    message = ""
+    if bc != "periodic":  # periodic media percolate through their images, not box faces
+        blocked = _blocked_axes(dom, V)
+        if blocked:
+            K, message = _suppress_blocked(K, blocked, bc)
+            if mesh.comm.rank == 0:
+                log.warning("%s", message)
     sym, w, vecs = tensor_summary(K)
     bounds = None
     if check:
@@ -143,7 +155,44 @@ def effective_tensor(
         degree=degree,
         bounds=bounds,
         timings=timings,
+        blocked_axes=blocked,
+        message=message,
     )
+
+
+def _blocked_axes(dom: PhaseDomain, V) -> list[int]:
+    """Axes whose two box faces no cluster of conducting cells connects (collective)."""
+    labels, _ = dof_clusters(V)
+    out = []
+    for axis in range(3):
+        lower = clusters_touching(V.mesh, labels, box_face_facets(dom, axis, False))
+        upper = clusters_touching(V.mesh, labels, box_face_facets(dom, axis, True))
+        if not lower & upper:
+            out.append(axis)
+    return out
+
+
+def _suppress_blocked(K: np.ndarray, blocked: list[int], bc: str) -> tuple[np.ndarray, str]:
+    """Zero the rows and columns of axes that do not percolate, and say why.
+
+    The affine (or flux) boundary values drive a flux along such an axis
+    inside the box (round the obstacle, between the lateral faces) that no
+    path carries across it: the computed component is finite but it is not
+    transport along the axis, whose effective conductivity is 0 (tau = inf),
+    as the per-axis set-ups report.
+    """
+    names = " and ".join("xyz"[a] for a in blocked)
+    raw = ", ".join(f"K_{'xyz'[a]}{'xyz'[a]} = {K[a, a]:.4g}" for a in blocked)
+    out = np.array(K, dtype=float)
+    out[blocked, :] = 0.0
+    out[:, blocked] = 0.0
+    message = (
+        f"{bc} tensor: the conducting phases do not connect the two box faces normal to "
+        f"{names} (tau = inf there); the boundary values drive a flux inside the box that "
+        f"cannot cross it, so the computed {raw} is not transport along {names}: its row "
+        "and column are set to 0"
+    )
+    return out, message
 
 
 def _face_facets(dom: PhaseDomain) -> np.ndarray:
