@@ -4,6 +4,7 @@ Modules (import the one you need; the heavy ones load scikit-learn lazily):
 
 * :mod:`~tomofem.image.io` -- read TIFF/raw/npy/HDF5 into a :class:`Volume`; the real electrode.
 * :mod:`~tomofem.image.synthetic` -- seeded microstructures in physical units.
+* :mod:`~tomofem.image.phantoms` -- exact level-set microstructures and an imaging model.
 * :mod:`~tomofem.image.connectivity` -- clusters, percolation per axis, isolated-cluster removal.
 * :mod:`~tomofem.image.denoise`, :mod:`~tomofem.image.segment` -- NLM, thresholds, GMM, forest.
 * :mod:`~tomofem.image.clean` -- morphological cleanup with reports.
