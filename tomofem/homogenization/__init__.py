@@ -9,6 +9,7 @@ Modules (import the one you need; those marked * load DOLFINx):
 * :mod:`~tomofem.homogenization.voxel_fvm` -- 7-point voxel FVM (6/26 connectivity,
   contact films), parallel, the published-method baseline.
 * :mod:`~tomofem.homogenization.random_walk` -- blind-ant MSD diffusivity tensor.
+* :mod:`~tomofem.homogenization.lbm` -- D3Q19 TRT lattice-Boltzmann tortuosity (18-connected).
 * :mod:`~tomofem.homogenization.rve` -- sub-volume statistics and L_RVE.
 * :mod:`~tomofem.homogenization.uncertainty` -- tau interval over sampled segmentations.
 * :mod:`~tomofem.homogenization.tortuosity` * -- through-thickness FEM with percolation.
@@ -19,6 +20,7 @@ Modules (import the one you need; those marked * load DOLFINx):
 """
 
 from tomofem.homogenization.bounds import check_bounds, fit_bruggeman, hashin_shtrikman
+from tomofem.homogenization.lbm import tortuosity_lbm
 from tomofem.homogenization.results import TensorResult, TortuosityResult
 from tomofem.homogenization.voxel_fvm import effective_conductivity_voxel, tortuosity_voxel
 
@@ -29,5 +31,6 @@ __all__ = [
     "effective_conductivity_voxel",
     "fit_bruggeman",
     "hashin_shtrikman",
+    "tortuosity_lbm",
     "tortuosity_voxel",
 ]
