@@ -170,8 +170,8 @@ def _run_stages(
             result = pipeline.run(cfg, folder, comm=folder.comm, progress=bar)
         status, code, note = _simulation_outcome(result, folder.path)
         folder.write_results(status=status)
-    except BaseException:
-        folder.write_results(status="failed")
+    except BaseException as exc:
+        _record_failure(folder, exc)
         raise
     finally:
         folder.detach_log()
@@ -197,6 +197,15 @@ def _simulation_outcome(result: Any, folder: Any) -> tuple[str, int, str]:
     return result.status, 0, ""
 
 
+def _record_failure(folder: Any, exc: BaseException) -> None:
+    """Write the error (or interrupt) into the run folder; say how to continue an interrupt."""
+    from tomofem import pipeline
+
+    if folder.fail(exc) == "interrupted":
+        why = folder.meta["error"]["message"]
+        _say(f"tomofem: {why}; {pipeline.how_to_continue(folder.path)}", err=True)
+
+
 def _resume(args: argparse.Namespace) -> int:
     """``simulate --resume``: continue from the run folder's checkpoint, record like a run."""
     from tomofem import pipeline
@@ -205,11 +214,14 @@ def _resume(args: argparse.Namespace) -> int:
     folder = RunFolder.open(args.resume)
     folder.attach_log()
     try:
-        result = pipeline.resume(folder.path, folder.comm)
+        result = pipeline.resume(folder.path, folder.comm, folder=folder)
         for key, val in result.results.items():
             folder.add_result(key, val)
         status, code, note = _simulation_outcome(result, folder.path)
         folder.write_results(status=status)
+    except BaseException as exc:
+        _record_failure(folder, exc)
+        raise
     finally:
         folder.detach_log()
     _say(result.table())

@@ -148,9 +148,9 @@ def main(
         folder.write_config(cfg)
         with Progress("demo", total=len(cfg.stages), unit="stage", disable=quiet) as bar:
             result = pipeline.run(cfg, folder, comm=folder.comm, progress=bar)
-        folder.write_results(status=result.status)
-    except BaseException:
-        folder.write_results(status="failed")
+        folder.write_results(status=pipeline.final_status(result))
+    except BaseException as exc:
+        folder.fail(exc)  # the error and its stage go into results.json and log.txt
         raise
     finally:
         folder.detach_log()

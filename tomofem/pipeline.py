@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import importlib
 import logging
+import math
+import textwrap
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +39,9 @@ log = logging.getLogger(__name__)
 
 AXES = {"x": 0, "y": 1, "z": 2}
 PHASE_INDEX = {"pore": 0, "active": 1, "solid": 1, "cbd": 2}
+#: Boundary-condition spread above which a box is not an RVE along an axis (the default
+#: tolerance of :func:`tomofem.homogenization.rve.rve_study`).
+BC_SPREAD_TOL = 0.05
 
 #: Which earlier stages each stage needs (besides the image).
 NEEDS = {
@@ -98,7 +104,11 @@ class Quantity:
 
 @dataclass
 class StageRecord:
-    """What happened to one stage: ``done``, ``skipped``, ``unavailable`` or ``failed``."""
+    """What happened to one stage.
+
+    ``status`` is ``done``, ``skipped``, ``unavailable``, ``failed`` or
+    ``interrupted``; ``reason`` says why (the error message of the last two).
+    """
 
     name: str
     status: str
@@ -120,6 +130,10 @@ class PipelineResult:
         Full per-stage results (JSON-ready mappings), as in ``results.json``.
     outputs
         In-memory products for notebooks: ``volume``, ``labels``, ``tetmesh`` ...
+    notes
+        Per stage, sentences that say how to read its numbers (which tau to
+        use, what the boundary-condition spread means, how far the discharge
+        got); printed under the table.
     status
         ``complete`` if every requested stage ran, else ``partial``.
     """
@@ -128,6 +142,7 @@ class PipelineResult:
     quantities: list[Quantity] = field(default_factory=list)
     results: dict[str, Any] = field(default_factory=dict)
     outputs: dict[str, Any] = field(default_factory=dict)
+    notes: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def status(self) -> str:
@@ -151,6 +166,11 @@ class PipelineResult:
         for s in self.stages:
             if s.status != "done":
                 lines.append(f"[{s.status}] {s.name}: {s.reason}")
+        notes = [n for stage_notes in self.notes.values() for n in stage_notes]
+        if notes:
+            lines.append("")
+        for n in notes:
+            lines.extend(textwrap.wrap(n, width=100, subsequent_indent="  "))
         return "\n".join(lines)
 
 
@@ -493,27 +513,123 @@ def simulate(
 # --------------------------------------------------------------------------- chain
 
 
+#: Keys another part of homogenize may add per axis (read with :func:`_extra` when present).
+RECOMMENDED_KEYS = (
+    "tau_recommended",
+    "tau_error_discretisation",
+    "tau_error_geometry",
+    "recommended_reason",
+)
+
+
+def _extra(res: Mapping[str, Any], ax: str, key: str) -> Any:
+    """Return the optional per-axis entry ``key`` of the homogenize results (None if absent).
+
+    Looked for as ``res[key][ax]``, then in ``res["recommended"][ax]``, then on
+    the FEM and voxel results of ``ax`` (attribute or mapping key), so the
+    summary works with and without the recommendation fields.
+    """
+    val = res.get(key)
+    if isinstance(val, Mapping):
+        return val.get(ax)
+    for where in ("recommended", "fem", "voxel"):
+        per_axis = res.get(where)
+        item = per_axis.get(ax) if isinstance(per_axis, Mapping) else None
+        got = item.get(key) if isinstance(item, Mapping) else getattr(item, key, None)
+        if got is not None:
+            return got
+    return None
+
+
+def _number(v: Any) -> float | None:
+    """``v`` as a float ("inf" strings included), None if it is not a number."""
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def recommended_tau(res: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Which tau to use per axis, with its error estimates where known.
+
+    Returns
+    -------
+    dict
+        ``{axis: {"tau", "error_discretisation", "error_geometry", "reason", "method"}}``:
+        ``tau_recommended`` and the error keys when homogenize provides them,
+        else the FEM value (conformal mesh: second order in h) or, without a
+        mesh, the voxel value; errors are None when not estimated.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    axes = list(res.get("fem", {})) or list(res.get("voxel", {}))
+    for ax in axes:
+        fem, vox = res.get("fem", {}).get(ax), res.get("voxel", {}).get(ax)
+        base, method = (fem, "FEM") if fem is not None else (vox, "voxel FVM")
+        tau = _number(_extra(res, ax, "tau_recommended"))
+        reason = _extra(res, ax, "recommended_reason")
+        if tau is None:
+            tau = float(base.tau)
+        else:
+            method = "homogenize"
+        if not reason:
+            reason = (
+                "FEM on the conformal mesh: its error falls as h^2; the voxel FVM is first order "
+                "on the voxel staircase and serves as the independent check"
+                if fem is not None
+                else "voxel FVM (no mesh in this run)"
+            )
+        out[ax] = {
+            "tau": tau,
+            "error_discretisation": _number(_extra(res, ax, "tau_error_discretisation")),
+            "error_geometry": _number(_extra(res, ax, "tau_error_geometry")),
+            "reason": str(reason),
+            "method": method,
+        }
+    return out
+
+
+def _bc_spread(res: Mapping[str, Any]) -> dict[str, dict[str, float]]:
+    """``{bc: {axis: tensor diagonal / mixed-BC k_eff - 1}}`` for the axes with a FEM k_eff."""
+    out: dict[str, dict[str, float]] = {}
+    mixed = {ax: r.k_eff for ax, r in res.get("fem", {}).items() if r.k_eff > 0}
+    for bc, t in res.get("tensors", {}).items():
+        out[bc] = {ax: float(t.array[AXES[ax], AXES[ax]] / k - 1.0) for ax, k in mixed.items()}
+    return out
+
+
 def _quantities_homogenize(res: dict[str, Any]) -> list[Quantity]:
     rows = []
+    phase = res["phase"]
     for method, label in (("fem", "FEM"), ("voxel", "voxel FVM")):
         for ax, r in res.get(method, {}).items():
-            note = f"{label}, {r.unknowns} unknowns"
+            note = f"{r.unknowns} unknowns"
             b = r.bounds or {}
             if b:
                 note += f", k_eff {r.k_eff:.4g} in Wiener [{b['reuss']:.3g}, {b['voigt']:.3g}]"
             if not r.percolating:
-                note = f"{label}: does not percolate"
-            rows.append(Quantity("homogenize", f"tau_{ax} {res['phase']}", r.tau, "-", note))
+                note = "does not percolate"
+            rows.append(Quantity("homogenize", f"tau_{ax} {phase} ({label})", r.tau, "-", note))
+    for ax, rec in recommended_tau(res).items():
+        errs = [
+            f"± {rec['error_' + what]:.3g} ({what})"
+            for what in ("discretisation", "geometry")
+            if rec["error_" + what] is not None
+        ]
+        note = f"use this: {rec['method']}" + (", " + ", ".join(errs) if errs else "")
+        rows.append(Quantity("homogenize", f"tau_{ax} {phase} recommended", rec["tau"], "-", note))
+    spreads = _bc_spread(res)
     for bc, t in res.get("tensors", {}).items():
         ev = ", ".join(f"{v:.4g}" for v in t.eigenvalues)
-        note = f"FEM {bc} tensor, eigenvalues {ev}"
-        mixed = {ax: r.k_eff for ax, r in res.get("fem", {}).items() if r.k_eff > 0}
-        if mixed:  # boundary-condition sensitivity: apparent tensor vs the mixed set-up
-            spread = ", ".join(
-                f"{ax} {t.array[AXES[ax], AXES[ax]] / k - 1:+.1%}" for ax, k in mixed.items()
-            )
-            note += f"; diagonal vs mixed-BC k_eff: {spread}"
+        note = f"FEM apparent tensor, {bc} BC on every face; eigenvalues {ev}"
         rows.append(Quantity("homogenize", f"K_eff {bc} max eig", max(t.eigenvalues), "-", note))
+        for ax, d in spreads.get(bc, {}).items():
+            verdict = (
+                f"above {BC_SPREAD_TOL:.0%}: not an RVE along {ax}"
+                if abs(d) > BC_SPREAD_TOL
+                else f"within {BC_SPREAD_TOL:.0%}"
+            )
+            note = f"{bc}-BC K_{ax}{ax} vs mixed-BC k_eff: {d:+.1%}, {verdict}"
+            rows.append(Quantity("homogenize", f"BC spread {ax}", d, "-", note))
     rve = res.get("rve")
     if rve is not None:
         note = "converged" if rve.l_rve is not None else "no tested edge converged"
@@ -527,6 +643,47 @@ def _quantities_homogenize(res: dict[str, Any]) -> list[Quantity]:
             )
         )
     return rows
+
+
+def _notes_homogenize(res: Mapping[str, Any]) -> list[str]:
+    """How to read the homogenize rows: which tau to use, what the BC spread says."""
+    notes = []
+    recs = recommended_tau(res)
+    if recs:
+        picks = ", ".join(f"tau_{ax} = {r['tau']:.4g}" for ax, r in recs.items())
+        reasons = sorted({r["reason"] for r in recs.values()})
+        text = f"Which tau to use: the 'recommended' rows ({picks}): {'; '.join(reasons)}."
+        gaps = []
+        for ax, r in res.get("fem", {}).items():
+            v = res.get("voxel", {}).get(ax)
+            if v is not None and math.isfinite(r.tau) and math.isfinite(v.tau) and r.tau > 0:
+                gaps.append(f"{ax} {v.tau / r.tau - 1:+.1%}")
+        if gaps:
+            text += (
+                f" Voxel FVM vs FEM: {', '.join(gaps)} (discretisation and the mesh's smoothing "
+                "of the voxel surface together)."
+            )
+        notes.append(text)
+    for bc, per_axis in _bc_spread(res).items():
+        if not per_axis:
+            continue
+        spread = ", ".join(f"{ax} {d:+.1%}" for ax, d in per_axis.items())
+        bad = [ax for ax, d in per_axis.items() if abs(d) > BC_SPREAD_TOL]
+        text = (
+            f"Boundary-condition spread (the {bc}-BC tensor diagonal against the mixed-BC k_eff "
+            f"of the same box): {spread}."
+        )
+        if bad:
+            text += (
+                f" Above {BC_SPREAD_TOL:.0%} along {', '.join(bad)}: the volume is not a "
+                "representative volume element (RVE) there, so tau depends on the boundary "
+                "conditions and is an apparent value of this sample; image a larger volume or "
+                "run an RVE study (homogenize.rve_sizes)."
+            )
+        else:
+            text += f" Within {BC_SPREAD_TOL:.0%} on every axis: the box behaves as an RVE."
+        notes.append(text)
+    return notes
 
 
 def run(
@@ -554,43 +711,141 @@ def run(
     PipelineResult
         Also when stages were unavailable (then ``status == "partial"`` and
         the records say why). Errors in the input still raise.
+
+    Notes
+    -----
+    With a folder, the run folder is brought up to date after every stage:
+    that stage's pictures, the results so far and ``results.json`` with
+    status ``running`` (the final status is the caller's to write, e.g.
+    :meth:`~tomofem.io.runfolder.RunFolder.fail` on an error), so a run
+    killed outright still leaves what it finished. An error or interrupt
+    (Ctrl-C; SIGTERM too, while no other handler is installed) marks its
+    stage ``failed`` or ``interrupted`` with the message and propagates.
     """
     res = PipelineResult()
+    res.outputs["config"] = config
     timer = folder.stage if folder is not None else _null_stage
-    with timer("image"):  # read once, on rank 0: only the labels travel to the other ranks
-        volume, truth = on_root(comm, load_image, config.image, share=False) or (None, None)
-    res.outputs.update(volume=volume, truth=truth)
-    if volume is not None:
-        res.results["image"] = volume.metadata()
-    done: set[str] = set()
     wanted = list(config.stages)
-    for i, name in enumerate(wanted):
-        missing = [d for d in NEEDS[name] if d not in done]
-        if missing:
-            res.stages.append(StageRecord(name, "skipped", 0.0, f"needs {', '.join(missing)}"))
-            continue
-        t0 = time.perf_counter()
-        try:
-            with timer(name):
-                _run_stage(name, config, res, comm, folder)
-        except StageUnavailable as exc:
-            res.stages.append(StageRecord(name, "unavailable", time.perf_counter() - t0, str(exc)))
-            log.warning("%s", exc)
-            continue
-        res.stages.append(StageRecord(name, "done", time.perf_counter() - t0))
-        done.add(name)
-        log.info("stage %s done in %.1f s", name, time.perf_counter() - t0)
-        if progress is not None:
-            progress(i + 1, len(wanted), stage=name)
+    with _sigterm_interrupts():
+        with timer("image"):  # read once, on rank 0: only the labels travel to the other ranks
+            volume, truth = on_root(comm, load_image, config.image, share=False) or (None, None)
+        res.outputs.update(volume=volume, truth=truth)
+        if volume is not None:
+            res.results["image"] = volume.metadata()
+        done: set[str] = set()
+        for i, name in enumerate(wanted):
+            missing = [d for d in NEEDS[name] if d not in done]
+            if missing:
+                res.stages.append(StageRecord(name, "skipped", 0.0, f"needs {', '.join(missing)}"))
+                continue
+            t0 = time.perf_counter()
+            try:
+                with timer(name):
+                    _run_stage(name, config, res, comm, folder)
+            except StageUnavailable as exc:
+                res.stages.append(
+                    StageRecord(name, "unavailable", time.perf_counter() - t0, str(exc))
+                )
+                log.warning("%s", exc)
+                if folder is not None:
+                    _update_folder(res, folder, config, ())
+                continue
+            except BaseException as exc:
+                from tomofem.io.runfolder import error_record
+
+                rec = error_record(exc, name)
+                why = rec["message"] if rec["status"] == "interrupted" else (
+                    f"{rec['type']}: {rec['message']}"
+                )  # fmt: skip
+                res.stages.append(StageRecord(name, rec["status"], time.perf_counter() - t0, why))
+                if folder is not None:
+                    _update_folder(res, folder, config, (), status=None)
+                raise
+            res.stages.append(StageRecord(name, "done", time.perf_counter() - t0))
+            done.add(name)
+            log.info("stage %s done in %.1f s", name, time.perf_counter() - t0)
+            if folder is not None:
+                extra = ("voxels",) if name == "segment" and "mesh" not in wanted else ()
+                _update_folder(res, folder, config, (name, *extra))
+            if progress is not None:
+                progress(i + 1, len(wanted), stage=name)
     if folder is not None:
-        if config.output.pictures:
-            with timer("pictures"):
-                res.results["pictures"] = pictures(res, folder)
-        for key, val in res.results.items():
-            folder.add_result(key, val)
-        folder.meta["summary"] = [vars(q) for q in res.quantities]
-        folder.meta["stages"] = [vars(s) for s in res.stages]
+        _update_folder(res, folder, config, (), status=final_status(res))
     return res
+
+
+def _update_folder(
+    res: PipelineResult,
+    folder: Any,
+    config: RunConfig,
+    stages: Collection[str],
+    status: str | None = "running",
+) -> None:
+    """Bring the run folder up to date with ``res``.
+
+    Pictures of ``stages`` (if ``config.output.pictures``), every result, the
+    summary, stage records and notes, and ``results.json`` with ``status``
+    (None: not written; the caller writes it).
+    """
+    if stages and config.output.pictures:
+        t0 = time.perf_counter()
+        new = pictures(res, folder, stages)
+        pics = res.results.setdefault("pictures", [])
+        pics.extend(n for n in new if n not in pics)
+        spent = folder.wall_times.get("pictures", 0.0) + time.perf_counter() - t0
+        folder.wall_times["pictures"] = round(spent, 4)
+    for key, val in res.results.items():
+        folder.add_result(key, val)
+    folder.meta["summary"] = [vars(q) for q in res.quantities]
+    folder.meta["stages"] = [vars(s) for s in res.stages]
+    folder.meta["notes"] = {k: list(v) for k, v in res.notes.items()}
+    if status is not None:
+        folder.write_results(status=status)
+
+
+@contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """While the body runs, SIGTERM raises ``KeyboardInterrupt("SIGTERM")`` like Ctrl-C does.
+
+    Batch systems send SIGTERM before a job's time limit; by default it ends
+    the process without a trace, so a run killed during meshing would leave
+    no record. Only done in the main thread and only while SIGTERM has its
+    default action (a handler someone else installed is left alone); the
+    simulation's own handler (:class:`tomofem.mpi.StopRequest`) takes over
+    inside its time loop and restores this one after it.
+    """
+    import signal
+    import threading
+
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+    ):
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt("SIGTERM")
+
+    signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def how_to_continue(path: Any) -> str:
+    """Say what to run to continue the interrupted run in folder ``path`` (one sentence)."""
+    from pathlib import Path
+
+    from tomofem.io.runfolder import CHECKPOINT
+
+    if (Path(path) / CHECKPOINT).exists():
+        return f"continue with: tomofem simulate --resume {path}"
+    return (
+        f"nothing was checkpointed yet; start it again with: tomofem simulate --resume {path} "
+        "(or the same command again: an interrupted run folder is replaced without --force)"
+    )
 
 
 class _null_stage:
@@ -665,56 +920,160 @@ def _run_stage(name: str, config: RunConfig, res: PipelineResult, comm: Any, fol
             },
         }
         res.quantities.extend(_quantities_homogenize(h))
+        res.notes["homogenize"] = _notes_homogenize(h)
     elif name == "simulate":
         sim_dir = folder.file("simulate") if folder is not None else None
         length_scale = 1e-6  # voxel sizes are in um
         sim = simulate(out["dmesh"], config.simulate, sim_dir, length_scale=length_scale)
-        _record_simulation(res, sim)
+        _record_simulation(res, sim, config.simulate)
 
 
-def _record_simulation(res: PipelineResult, sim: Any) -> None:
+def cell_capacity_mAh(sim: Any) -> float:
+    """Theoretical capacity of the cell's active material [mAh]: what 1C passes in one hour."""
+    return float(sim.one_c_current_A) * 1e3
+
+
+def stop_description(sim: Any, cfg: SimulateConfig | None = None) -> tuple[str, bool]:
+    """Why the simulation ended, and whether that was before its protocol's natural end.
+
+    Returns
+    -------
+    reason, early
+        ``early`` is False when the run ended at a cut-off voltage or taper
+        current, True for a duration (``simulate.t_end``), a signal, the
+        step-size floor, ``max_steps`` or exhausted capacity.
+    """
+    stop = str(sim.stop_reason)
+    if stop != "protocol complete":
+        return stop.split("; ")[0], True
+    ends = list(getattr(sim, "step_ends", []) or [])
+    last = ends[-1].split(": ", 1)[-1] if ends else stop
+    if last.startswith(("cut-off voltage", "taper current")):
+        return last, False
+    if last.startswith("duration") and cfg is not None:
+        limit = cfg.v_min if cfg.mode == "discharge" else cfg.v_max
+        return f"{last} (simulate.t_end) reached before the {limit:g} V cut-off", True
+    return last, True
+
+
+def _record_simulation(res: PipelineResult, sim: Any, cfg: SimulateConfig | None = None) -> None:
     res.outputs["simulate"] = sim
     res.results["simulate"] = {
         k: v for k, v in _plain(sim).items() if k not in ("series", "j_histogram")
     }
     s = sim.series
-    res.quantities.append(Quantity("simulate", "capacity", sim.capacity_mAh, "mAh"))
+    capacity = cell_capacity_mAh(sim)
+    charge = float(sim.capacity_mAh)
+    discharge = cfg is None or cfg.mode == "discharge"
+    delivered = charge if discharge else -charge
+    name = "charge delivered" if discharge else "charge stored"
+    share = 100.0 * delivered / capacity if capacity > 0 else float("nan")
+    rate = f"at {cfg.c_rate:g}C, " if cfg is not None else ""
+    note = f"{rate}{share:.1f} % of the cell capacity"
+    res.quantities.append(Quantity("simulate", name, delivered, "mAh", note))
     res.quantities.append(
-        Quantity("simulate", "final voltage", s["voltage"][-1], "V", sim.stop_reason)
+        Quantity(
+            "simulate",
+            "cell capacity",
+            capacity,
+            "mAh",
+            f"theoretical, of the active material; 1C = {sim.one_c_current_A:.4g} A",
+        )
     )
+    reason, early = stop_description(sim, cfg)
+    res.quantities.append(Quantity("simulate", "final voltage", s["voltage"][-1], "V", reason))
     res.quantities.append(Quantity("simulate", "time steps", sim.steps_accepted, "-"))
+    text = (
+        f"The {'discharge' if discharge else 'charge'} passed {delivered:.4g} mAh, "
+        f"{share:.1f} % of the cell capacity ({capacity:.4g} mAh, the theoretical capacity of "
+        f"the active material); it ended on: {reason}"
+    )
+    if early:
+        text += " (stopped early: the number is not the cell's usable capacity at this rate)"
+    res.notes["simulate"] = [text + "."]
 
 
-def resume(run_dir: Any, comm: Any = None) -> PipelineResult:
-    """Continue the simulation of a run folder from its last checkpoint.
+def final_status(res: PipelineResult) -> str:
+    """Return the ``results.json`` status of a finished run.
+
+    ``interrupted`` or ``stopped`` if the simulation stopped on a signal or at
+    the step-size floor, else ``res.status``.
+    """
+    stop = str(res.results.get("simulate", {}).get("stop_reason", ""))
+    if stop.startswith("interrupted"):
+        return "interrupted"
+    if stop.startswith("step below"):
+        return "stopped"
+    return res.status
+
+
+def resume(run_dir: Any, comm: Any = None, folder: Any = None) -> PipelineResult:
+    """Continue a run folder: its simulation from the last checkpoint, or a run that never got one.
 
     Everything comes from the folder: the resolved ``config.toml`` and
     ``simulate/checkpoint.h5`` (which holds the mesh, the fields and the loop
     state), so neither the image nor the mesher is needed. On the same number
     of ranks the continuation is bitwise identical to an uninterrupted run.
+    A run that was interrupted (or killed: status ``running``) before its
+    simulation wrote a checkpoint runs all its stages again, from the
+    folder's ``config.toml``, into the same folder.
+
+    Parameters
+    ----------
+    folder
+        The :class:`~tomofem.io.runfolder.RunFolder` of ``run_dir``, opened
+        (:meth:`~tomofem.io.runfolder.RunFolder.open`): the resumed results,
+        summary and pictures are recorded into it (the caller writes the final
+        ``results.json``). None: only the result is returned.
 
     Raises
     ------
     RunFolderError
-        If ``run_dir`` is not a run folder or holds no checkpoint.
+        If ``run_dir`` is not a run folder, or holds no checkpoint and its run
+        was not interrupted.
     """
     from pathlib import Path
 
     from tomofem._fenics import MPI
     from tomofem.config import load_config
+    from tomofem.errors import RunFolderError
     from tomofem.io.checkpoint import read_mesh
-    from tomofem.solvers.discharge import CHECKPOINT_NAME
+    from tomofem.io.runfolder import CHECKPOINT, _status
 
     comm = comm if comm is not None else MPI.COMM_WORLD
-    folder = Path(run_dir)
-    cfg = load_config(folder / "config.toml")
-    ckpt = folder / "simulate" / CHECKPOINT_NAME
+    path = Path(run_dir)
+    cfg = load_config(path / "config.toml")
+    ckpt = path / CHECKPOINT
+    if not ckpt.exists():
+        status = folder.previous_status if folder is not None else _status(path)
+        if status not in ("interrupted", "running", ""):
+            raise RunFolderError(
+                f"{path} holds no simulation checkpoint ({ckpt}) and its run is {status}, not "
+                "interrupted: nothing to resume; start a new run (--force replaces the folder)"
+            )
+        log.info("%s: no simulation checkpoint; running the stages again from config.toml", path)
+        return run(cfg, folder, comm)
     dmesh = read_mesh(ckpt, comm)
     res = PipelineResult()
+    res.outputs["config"] = cfg
+    if folder is not None:  # the earlier stages' rows and pictures stay in the summary
+        res.quantities = [
+            Quantity(**q) for q in folder.meta.get("summary", []) if q.get("stage") != "simulate"
+        ]
+        res.stages = [
+            StageRecord(**r) for r in folder.meta.get("stages", []) if r.get("name") != "simulate"
+        ]
+        res.notes = {k: list(v) for k, v in folder.meta.get("notes", {}).items()}
+        pics = folder.results.get("pictures", {})
+        res.results["pictures"] = list(pics.get("value", []) if isinstance(pics, dict) else pics)
+    timer = folder.stage if folder is not None else _null_stage
     t0 = time.perf_counter()
-    sim = simulate(dmesh, cfg.simulate, folder / "simulate", resume_from=ckpt)
+    with _sigterm_interrupts(), timer("simulate"):
+        sim = simulate(dmesh, cfg.simulate, path / "simulate", resume_from=ckpt)
     res.stages.append(StageRecord("simulate", "done", time.perf_counter() - t0, "resumed"))
-    _record_simulation(res, sim)
+    _record_simulation(res, sim, cfg.simulate)
+    if folder is not None:
+        _update_folder(res, folder, cfg, ("simulate",), status=None)
     return res
 
 
@@ -729,8 +1088,17 @@ def write_mesh(dmesh: Any, path: Any) -> None:
         xdmf.write_meshtags(dmesh.facet_tags, dmesh.mesh.geometry)
 
 
-def pictures(res: PipelineResult, folder: Any) -> list[str]:
-    """Write the run's PNGs (rank 0): slices, mesh render, tortuosity bars, voltage curve.
+def pictures(res: PipelineResult, folder: Any, stages: Collection[str] | None = None) -> list[str]:
+    """Write the run's PNGs (rank 0): slices, mesh render, tortuosity bars, voltage curve, steps.
+
+    Parameters
+    ----------
+    stages
+        Draw only the pictures of these stages (``segment``: slices.png,
+        ``voxels``: voxels.png, ``mesh``, ``homogenize``, ``simulate``); None:
+        every picture the results allow. :func:`run` calls it after each stage
+        and :func:`resume` after the simulation, so the pictures always show
+        the results in the folder.
 
     A picture that fails (e.g. no OpenGL for pyvista) is logged and skipped:
     pictures never cost a run its numbers.
@@ -740,6 +1108,10 @@ def pictures(res: PipelineResult, folder: Any) -> list[str]:
     from tomofem.viz import plots
 
     out, written = res.outputs, []
+    cfg = out.get("config")
+
+    def want(stage: str) -> bool:
+        return stages is None or stage in stages
 
     def attempt(name: str, func: Callable[[], Any]) -> None:
         try:
@@ -748,42 +1120,52 @@ def pictures(res: PipelineResult, folder: Any) -> list[str]:
         except Exception as exc:  # a picture must not cost the numbers
             log.warning("picture %s not written: %s", name, exc)
 
-    if "labels" in out:
+    lab = out.get("labels")
+    unit = plots.length_unit(lab.spacing if lab is not None else None)[1]
+    if want("segment") and lab is not None:
+        vol = out.get("volume")
+        label_input = (vol is not None and vol.label_names is not None) or (
+            res.results.get("segment", {}).get("method") == "labels"
+        )
         ims = {}
-        if out["volume"].label_names is None:
-            ims["tomogram"] = out["volume"].data
-        ims["segmented"] = out["labels"].data
+        if vol is not None and not label_input:  # a label image would only repeat the labels
+            ims["tomogram"] = vol.data
+        ims["segmented" if not label_input else "labels"] = lab.data
         if out.get("truth") is not None:
             ims["ground truth"] = out["truth"]
-        attempt("slices.png", lambda: plots.plot_slices(ims, folder.file("slices.png")))
+        attempt(
+            "slices.png",
+            lambda: plots.plot_slices(
+                ims,
+                folder.file("slices.png"),
+                spacing=lab.spacing,
+                phase_names=lab.label_names,
+                label_panels=[k for k in ims if k != "tomogram"],
+            ),
+        )
     tm = out.get("tetmesh")
-    if tm is not None:
+    if want("mesh") and tm is not None:
+        title = f"conformal tetrahedral mesh: {tm.num_cells:,} cells, {len(tm.points):,} vertices"
         attempt(
             "mesh.png",
             lambda: plots.render_mesh(
-                tm.points, tm.cells, tm.cell_tags, folder.file("mesh.png"), title=tm.route
+                tm.points,
+                tm.cells,
+                tm.cell_tags,
+                folder.file("mesh.png"),
+                title=title,
+                unit=unit,
+                phase_names=tm.phase_names,
             ),
         )
-    elif "labels" in out:
-        lab = out["labels"]
+    if want("voxels") and tm is None and lab is not None:
         attempt(
             "voxels.png",
             lambda: plots.render_voxels(lab.data, folder.file("voxels.png"), lab.spacing),
         )
-    if "homogenize" in out:
-        h = out["homogenize"]
-        taus = {
-            "FEM" if m == "fem" else "voxel FVM": {ax: r.tau for ax, r in h[m].items()}
-            for m in ("fem", "voxel")
-            if h[m]
-        }
-        attempt(
-            "tortuosity.png",
-            lambda: plots.plot_tortuosity(
-                taus, folder.file("tortuosity.png"), title=f"{h['phase']} phase"
-            ),
-        )
-        rve = h.get("rve")
+    if want("homogenize") and "homogenize" in out:
+        attempt("tortuosity.png", lambda: _tortuosity_picture(out["homogenize"], folder))
+        rve = out["homogenize"].get("rve")
         if rve is not None:
             attempt(
                 "rve.png",
@@ -793,26 +1175,81 @@ def pictures(res: PipelineResult, folder: Any) -> list[str]:
                     folder.file("rve.png"),
                 ),
             )
-    if "simulate" in out:
-        s = out["simulate"].series
-        nominal_mAh = out["simulate"].one_c_current_A * 1e3  # 1C empties it in one hour
-        attempt(
-            "voltage.png",
-            lambda: plots.plot_voltage(
-                {"simulation": (100.0 * np.asarray(s["capacity"]) / nominal_mAh, s["voltage"])},
-                folder.file("voltage.png"),
-                xlabel=f"depth of discharge [% of {nominal_mAh:.3g} mAh]",
-            ),
-        )
+    if want("simulate") and "simulate" in out:
+        scfg = cfg.simulate if cfg is not None else None
+        attempt("voltage.png", lambda: _voltage_picture(out["simulate"], scfg, folder))
+        sim = out["simulate"]
         attempt(
             "steps.png",
-            lambda: plots.plot_series(
-                s["time"],
-                {"dt [s]": s["dt"], "Newton iterations": s["newton_iterations"]},
+            lambda: plots.plot_steps(
+                sim.series["time"],
+                sim.series["dt"],
+                sim.series["newton_iterations"],
                 folder.file("steps.png"),
-                "time [s]",
-                "value",
-                logy=True,
+                title=f"{sim.steps_accepted} accepted time steps, {sim.steps_rejected} rejected",
             ),
         )
     return written
+
+
+def _tortuosity_picture(h: Mapping[str, Any], folder: Any) -> Any:
+    """tortuosity.png: FEM and voxel tau per axis, bounds, recommended values and their errors."""
+    from tomofem.viz import plots
+
+    taus = {
+        "FEM (conformal mesh)" if m == "fem" else "voxel FVM": {ax: r.tau for ax, r in h[m].items()}
+        for m in ("fem", "voxel")
+        if h.get(m)
+    }
+    bounds: dict[str, dict[str, tuple[float, float]]] = {}
+    source = h.get("fem") or h.get("voxel") or {}
+    for ax, r in source.items():
+        b, eps = r.bounds or {}, r.porosity
+        if b.get("voigt"):
+            hi = eps / b["reuss"] if b.get("reuss") else math.inf
+            bounds.setdefault("Wiener", {})[ax] = (eps / b["voigt"], hi)
+        if b.get("hs_upper"):
+            hi = eps / b["hs_lower"] if b.get("hs_lower") else math.inf
+            bounds.setdefault("Hashin-Shtrikman", {})[ax] = (eps / b["hs_upper"], hi)
+    recs = recommended_tau(h)
+    errors = {}
+    kinds = set()
+    for ax, rec in recs.items():
+        parts = [(k, rec[f"error_{k}"]) for k in ("discretisation", "geometry")]
+        known = [(k, abs(e)) for k, e in parts if e is not None and math.isfinite(e)]
+        if known:
+            errors[ax] = sum(e for _, e in known)
+            kinds.update(k for k, _ in known)
+    return plots.plot_tortuosity(
+        taus,
+        folder.file("tortuosity.png"),
+        title=f"{h['phase']} phase: tortuosity factor per axis (mixed BC)",
+        bounds=bounds,
+        recommended={ax: r["tau"] for ax, r in recs.items()},
+        recommended_errors=errors,
+        error_label=f"error estimate ({' + '.join(sorted(kinds))})" if kinds else "",
+    )
+
+
+def _voltage_picture(sim: Any, cfg: SimulateConfig | None, folder: Any) -> Any:
+    """voltage.png: voltage against depth of discharge, with C-rate, cut-off and early stop."""
+    from tomofem.viz import plots
+
+    s = sim.series
+    capacity = cell_capacity_mAh(sim)
+    x = 100.0 * np.abs(np.asarray(s["capacity"], float)) / capacity
+    if cfg is not None:
+        label = f"{cfg.c_rate:g}C {cfg.mode}"
+        cutoff = cfg.v_min if cfg.mode == "discharge" else cfg.v_max
+    else:
+        label, cutoff = "simulation", None
+    reason, early = stop_description(sim, cfg)
+    what = "depth of discharge" if cfg is None or cfg.mode == "discharge" else "charge passed"
+    return plots.plot_voltage(
+        {label: (x, s["voltage"])},
+        folder.file("voltage.png"),
+        xlabel=f"{what} [% of the cell capacity, {capacity:.3g} mAh]",
+        cutoff=cutoff,
+        title=f"half cell against Li metal, {label}",
+        stops={label: reason} if early else None,
+    )

@@ -7,8 +7,9 @@ Layout::
                        ever deletes folders that carry it)
       config.toml      the configuration as resolved (file + flags + defaults)
       results.json     numbers with units, status, versions, git revision,
-                       MPI ranks, wall time per stage
-      log.txt          the log of the run (rank 0)
+                       MPI ranks, wall time per stage; for a failed or
+                       interrupted run the error and the stage it stopped in
+      log.txt          the log of the run (rank 0), with the error of a failed run
       *.png, *.bp, *.xdmf, ...   pictures, fields and meshes
 
 Only rank 0 touches the file system; every method is nevertheless called on
@@ -37,6 +38,40 @@ log = logging.getLogger(__name__)
 
 MARKER = ".tomofem-run"
 RESULTS_SCHEMA = 1
+#: Entries of ``results.json`` besides the results that a reopened folder carries on.
+_CARRIED = ("summary", "stages", "notes")
+#: Simulation checkpoint of a run folder (``--resume`` continues from it).
+CHECKPOINT = Path("simulate") / "checkpoint.h5"
+
+
+def error_record(exc: BaseException, stage: str | None = None) -> dict[str, Any]:
+    """Describe the error that ended a run, as ``results.json`` records it.
+
+    Parameters
+    ----------
+    exc
+        The exception. A ``KeyboardInterrupt`` (Ctrl-C, or SIGTERM during a
+        pipeline run) makes the run ``interrupted`` rather than ``failed``.
+    stage
+        The stage it happened in (None: outside any stage, e.g. writing the config).
+
+    Returns
+    -------
+    dict
+        ``{"stage", "type", "message", "status"}`` with ``status`` either
+        ``"interrupted"`` or ``"failed"``.
+    """
+    if isinstance(exc, KeyboardInterrupt):
+        how = str(exc.args[0]) if exc.args else "Ctrl-C (SIGINT)"
+        where = f" during stage {stage}" if stage else ""
+        return {
+            "stage": stage,
+            "type": type(exc).__name__,
+            "message": f"interrupted by {how}{where}",
+            "status": "interrupted",
+        }
+    message = " ".join(str(exc).split()) or repr(exc)
+    return {"stage": stage, "type": type(exc).__name__, "message": message, "status": "failed"}
 
 
 def git_revision(path: str | Path | None = None) -> dict[str, Any] | None:
@@ -85,6 +120,26 @@ def _world() -> Any:
     return MPI.COMM_WORLD
 
 
+_FORMATTER = logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
+
+
+def _status(path: Path) -> str:
+    """``status`` of ``path/results.json`` ("" if absent or unreadable)."""
+    try:
+        return str(json.loads((path / "results.json").read_text()).get("status", ""))
+    except (OSError, ValueError, AttributeError):
+        return ""
+
+
+def _interrupted_without_checkpoint(path: Path) -> bool:
+    """Return True for a run folder interrupted before its simulation wrote a checkpoint."""
+    return (
+        (path / MARKER).exists()
+        and _status(path) == "interrupted"
+        and not (path / CHECKPOINT).exists()
+    )
+
+
 class RunFolder:
     """A run's output folder; create it with :meth:`create` or reopen with :meth:`open`.
 
@@ -105,6 +160,10 @@ class RunFolder:
         self.meta: dict[str, Any] = {}
         self._t0 = time.perf_counter()
         self._handler: logging.Handler | None = None
+        self._provenance: dict[str, Any] | None = None
+        self._failed: BaseException | None = None
+        #: Status ``results.json`` had when the folder was reopened ("" if none).
+        self.previous_status = ""
 
     # ------------------------------------------------------------- creation
     def _collective(self, func: Any) -> Any:
@@ -131,7 +190,10 @@ class RunFolder:
         force
             Replace an existing folder. Only a folder tomofem made (it holds the
             ``.tomofem-run`` marker) or an empty one is replaced, so a mistyped
-            path cannot delete unrelated data.
+            path cannot delete unrelated data. A run folder whose run was
+            *interrupted* before its simulation wrote a checkpoint is replaced
+            without ``force`` (re-running the command is how such a run
+            continues); one with a checkpoint is kept for ``--resume``.
 
         Raises
         ------
@@ -144,7 +206,16 @@ class RunFolder:
         def make() -> None:
             p = rf.path
             if p.exists():
-                if not force:
+                replace = force or _interrupted_without_checkpoint(p)
+                if replace and not force:
+                    log.info("replacing %s: its run was interrupted before a checkpoint", p)
+                if not replace:
+                    if (p / MARKER).exists() and _status(p) == "interrupted":
+                        raise RunFolderError(
+                            f"run folder {p} holds an interrupted run with a simulation "
+                            f"checkpoint; continue it with: tomofem simulate --resume {p} "
+                            "(or pass --force to start again from scratch)"
+                        )
                     raise RunFolderError(
                         f"run folder {p} already exists; choose another folder "
                         "(--output / output.folder) or pass --force to replace it"
@@ -186,6 +257,9 @@ class RunFolder:
         previous = rf._collective(check)
         rf.results = dict(previous.get("results", {}))
         rf.wall_times = dict(previous.get("wall_times_s", {}))
+        rf.wall_times.pop("total", None)
+        rf.meta = {k: previous[k] for k in _CARRIED if k in previous}
+        rf.previous_status = str(previous.get("status", ""))
         return rf
 
     # ------------------------------------------------------------- writing
@@ -214,12 +288,78 @@ class RunFolder:
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
-        """Time a stage; its wall time goes into ``results.json`` even if it fails."""
+        """Time a stage; its wall time goes into ``results.json`` even if it fails.
+
+        An exception leaving the stage is recorded (:meth:`record_error`) with
+        the stage's name before it propagates.
+        """
         t0 = time.perf_counter()
         try:
             yield
+        except BaseException as exc:
+            self.record_error(exc, name)
+            raise
         finally:
             self.wall_times[name] = round(time.perf_counter() - t0, 4)
+
+    def record_error(self, exc: BaseException, stage: str | None = None) -> dict[str, Any]:
+        """Keep the error that ends the run for ``results.json`` (``error``) and ``log.txt``.
+
+        Only the first call per exception counts (the innermost stage names
+        it); later calls with the same exception return the same record.
+
+        Returns
+        -------
+        dict
+            The record (see :func:`error_record`).
+        """
+        if self._failed is exc and "error" in self.meta:
+            return dict(self.meta["error"])
+        self._failed = exc
+        rec = error_record(exc, stage)
+        self.meta["error"] = rec
+        level = logging.WARNING if rec["status"] == "interrupted" else logging.ERROR
+        where = f"stage {stage}" if stage else "run"
+        text = (
+            rec["message"]
+            if rec["status"] == "interrupted"
+            else f"{where} failed: {rec['type']}: {rec['message']}"
+        )
+        from tomofem.errors import TomofemError
+
+        tb = None if isinstance(exc, TomofemError | KeyboardInterrupt) else exc
+        self._log_to_file(level, text, tb)
+        return dict(rec)
+
+    def fail(self, exc: BaseException) -> str:
+        """Record ``exc`` (if no stage did) and write ``results.json`` as failed or interrupted.
+
+        Call it from the handler that catches the error ending a run; the
+        caller re-raises. Returns the status written: ``"interrupted"`` for a
+        ``KeyboardInterrupt``, else ``"failed"``.
+        """
+        rec = self.record_error(exc)
+        self.write_results(status=rec["status"])
+        return str(rec["status"])
+
+    def _log_to_file(self, level: int, text: str, exc: BaseException | None = None) -> None:
+        """Write one record to ``log.txt`` only (the console gets the CLI's own message)."""
+        if self.rank != 0:
+            return
+        record = logging.LogRecord(
+            "tomofem.run", level, __file__, 0, text, None,
+            (type(exc), exc, exc.__traceback__) if exc is not None else None,
+        )  # fmt: skip
+        if self._handler is not None:
+            self._handler.handle(record)
+            return
+        try:  # no log attached (API use): append to log.txt all the same
+            handler = logging.FileHandler(self.path / "log.txt", mode="a", encoding="utf-8")
+        except OSError:
+            return
+        handler.setFormatter(_FORMATTER)
+        handler.handle(record)
+        handler.close()
 
     def add_result(self, stage: str, result: Any, units: Mapping[str, str] | None = None) -> None:
         """Record a stage's result (a dataclass or a mapping) and the units of its numbers."""
@@ -233,21 +373,28 @@ class RunFolder:
         Parameters
         ----------
         status
-            ``complete``, ``partial`` (stopped early, e.g. a stage unavailable
-            or a signal) or ``failed``; readers must check it.
+            ``complete``, ``partial`` (a stage unavailable), ``stopped`` (the
+            simulation stopped early), ``interrupted`` (Ctrl-C or a signal),
+            ``failed`` or ``running`` (written after each stage; a folder
+            left ``running`` was killed or ran out of memory); readers must
+            check it. Any status but ``failed`` and ``interrupted`` drops the
+            ``error`` entry of an earlier attempt.
         extra
             Further top-level entries (e.g. which stages were skipped and why).
         """
-        from tomofem.info import versions
+        if self._provenance is None:  # once per run: git and the versions do not change
+            from tomofem.info import versions
 
+            self._provenance = {"git": git_revision(), "versions": versions()}
+        if status not in ("failed", "interrupted"):
+            self.meta.pop("error", None)
         doc = {
             "schema": RESULTS_SCHEMA,
             "status": status,
             "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
             "command": sys.argv,
             "mpi_ranks": int(self.comm.size),
-            "git": git_revision(),
-            "versions": versions(),
+            **self._provenance,
             "wall_times_s": {**self.wall_times, "total": round(time.perf_counter() - self._t0, 4)},
             "results": self.results,
             **self.meta,
@@ -261,9 +408,7 @@ class RunFolder:
         if self.rank != 0 or self._handler is not None:
             return
         handler = logging.FileHandler(self.path / "log.txt", mode="a", encoding="utf-8")
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
-        )
+        handler.setFormatter(_FORMATTER)
         handler.setLevel(level)
         target = logger or logging.getLogger("tomofem")
         if target.level == logging.NOTSET or target.level > level:
