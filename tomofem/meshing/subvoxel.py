@@ -135,6 +135,8 @@ def subvoxel_fields(
     from tomofem.meshing.levelset import LevelSetOptions, phase_fields
 
     lab = np.asarray(labels)
+    if np.shape(grey) != lab.shape:
+        raise MeshingError(f"subvoxel: grey {np.shape(grey)} and labels {lab.shape} differ in shape")
     present = [int(p) for p in np.unique(lab)]
     if 0 not in present or len(present) < 2:
         raise MeshingError(
