@@ -163,7 +163,7 @@ def conductivity_with_contact(
         L_forms,
         bcs=bcs,
         petsc_options=opts,
-        petsc_options_prefix=f"tomofem_contact_{id(mesh)}_",
+        petsc_options_prefix="tomofem_contact_",
         kind="mpi",
         entity_maps=emaps,
     )

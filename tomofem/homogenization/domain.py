@@ -13,9 +13,11 @@ meshes of an image fill the image box, so its faces are the image faces.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import weakref
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
@@ -47,6 +49,8 @@ class PhaseDomain:
         Global volume of every phase tag of the parent mesh (m3), conducting or not.
     conductivities
         ``{phase tag: conductivity}`` of the conducting phases.
+    geometry
+        The cache entry the submesh came from (spaces and clusters are kept there).
     """
 
     mesh: dolfinx.mesh.Mesh
@@ -57,6 +61,7 @@ class PhaseDomain:
     box_volume: float
     phase_volumes: dict[int, float]
     conductivities: dict[int, float]
+    geometry: object = field(default=None, repr=False, compare=False)
 
     @property
     def fractions(self) -> dict[int, float]:
@@ -129,6 +134,83 @@ def phase_volumes(mesh: dolfinx.mesh.Mesh, cell_tags: dolfinx.mesh.MeshTags) -> 
     return _phase_volumes(mesh, tags[:n_owned])
 
 
+class _Geometry:
+    """What the conducting submesh depends on: the mesh, the tags and which phases conduct."""
+
+    def __init__(self, mesh, cell_tags, conducting: frozenset[int], digest: bytes) -> None:
+        self.mesh_ref = weakref.ref(mesh)
+        self.tags_ref = weakref.ref(cell_tags)
+        self.conducting = conducting
+        self.digest = digest
+        self.sub: dolfinx.mesh.Mesh | None = None
+        self.cell_phase = np.empty(0, dtype=np.int64)
+        self.phase_volumes: dict[int, float] = {}
+        self.box: tuple[np.ndarray, np.ndarray] = (np.zeros(3), np.zeros(3))
+        #: ``{degree: (V, labels, n_clusters)}`` filled by :func:`space_and_clusters`.
+        self.clusters: dict[int, tuple] = {}
+
+    def matches(self, mesh, cell_tags, conducting, digest) -> bool:
+        return (
+            self.mesh_ref() is mesh
+            and self.tags_ref() is cell_tags
+            and self.conducting == conducting
+            and self.digest == digest
+        )
+
+
+#: One-slot cache: the last conducting submesh (a 1M-cell submesh took 6 s per call, and
+#: the three axes of a tortuosity study, or a tensor after it, ask for the same one).
+_LAST: list[_Geometry] = []
+
+
+def _tags_digest(cell_tags: dolfinx.mesh.MeshTags) -> bytes:
+    """Digest of the tag arrays: an in-place change of the tags invalidates the cache."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(np.ascontiguousarray(cell_tags.indices).tobytes())
+    h.update(np.ascontiguousarray(cell_tags.values).tobytes())
+    return h.digest()
+
+
+def clear_cache() -> None:
+    """Forget the cached submesh, spaces and clusters (frees their memory)."""
+    _LAST.clear()
+
+
+def _geometry(mesh, cell_tags, conducting: frozenset[int]) -> _Geometry:
+    digest = _tags_digest(cell_tags)
+    # Every rank must agree on a hit (tags could differ in place on one rank only).
+    hit = bool(_LAST) and _LAST[0].matches(mesh, cell_tags, conducting, digest)
+    if mesh.comm.allreduce(hit, op=MPI.LAND):
+        return _LAST[0]
+    _LAST.clear()
+    geo = _Geometry(mesh, cell_tags, conducting, digest)
+    tdim = mesh.topology.dim
+    n_owned = mesh.topology.index_map(tdim).size_local
+    tags = np.full(n_owned + mesh.topology.index_map(tdim).num_ghosts, -1, dtype=np.int64)
+    tags[cell_tags.indices] = cell_tags.values
+    geo.phase_volumes = _phase_volumes(mesh, tags[:n_owned])
+    present = set(geo.phase_volumes)
+    missing = [t for t in sorted(conducting) if t not in present]
+    if missing:
+        raise ConfigError(
+            f"phases {missing} have conductivities but no cells (tags present: {sorted(present)})"
+        )
+    cells = np.flatnonzero(np.isin(tags[:n_owned], list(conducting))).astype(np.int32)
+    if mesh.comm.allreduce(cells.size == n_owned, op=MPI.LAND):
+        # Every phase conducts: the mesh is its own submesh (create_submesh took 5.7 s
+        # of a 1M-DOF solve on 2 loaded ranks).
+        sub, parent = mesh, np.arange(tags.size, dtype=np.int32)
+    else:
+        sub, cell_map, _vmap, _gmap = dolfinx.mesh.create_submesh(mesh, tdim, cells)
+        n_sub = sub.topology.index_map(tdim).size_local + sub.topology.index_map(tdim).num_ghosts
+        parent = cell_map.sub_topology_to_topology(np.arange(n_sub, dtype=np.int32), False)
+    geo.sub = sub
+    geo.cell_phase = tags[parent]
+    geo.box = mesh_box(mesh)
+    _LAST.append(geo)
+    return geo
+
+
 def phase_domain(
     mesh: dolfinx.mesh.Mesh,
     cell_tags: dolfinx.mesh.MeshTags,
@@ -143,6 +225,13 @@ def phase_domain(
     conductivities
         ``{phase tag: conductivity > 0}``; phases not listed insulate. One entry
         gives a single-phase (tortuosity) problem.
+
+    Notes
+    -----
+    The submesh of the last call is kept (one slot, weak references to the
+    mesh and tags, invalidated by a change of the tag arrays): the next call
+    on the same mesh, tags and conducting phases reuses it with the new
+    conductivity values. :func:`clear_cache` frees it.
     """
     if not conductivities:
         raise ConfigError("conductivities is empty: give {phase tag: conductivity} to solve on")
@@ -152,44 +241,41 @@ def phase_domain(
                 f"conductivity of phase {tag} is {k}: must be finite and > 0 "
                 "(leave insulating phases out of the mapping)"
             )
-    tdim = mesh.topology.dim
-    n_owned = mesh.topology.index_map(tdim).size_local
-    tags = np.full(n_owned + mesh.topology.index_map(tdim).num_ghosts, -1, dtype=np.int64)
-    tags[cell_tags.indices] = cell_tags.values
-    phase_volumes = _phase_volumes(mesh, tags[:n_owned])
-    present = set(phase_volumes)
-    missing = [t for t in conductivities if t not in present]
-    if missing:
-        raise ConfigError(
-            f"phases {missing} have conductivities but no cells (tags present: {sorted(present)})"
-        )
-    conducting = np.flatnonzero(np.isin(tags[:n_owned], list(conductivities))).astype(np.int32)
-    if mesh.comm.allreduce(conducting.size == n_owned, op=MPI.LAND):
-        # Every phase conducts: the mesh is its own submesh (create_submesh took 5.7 s
-        # of a 1M-DOF solve on 2 loaded ranks).
-        sub, parent = mesh, np.arange(tags.size, dtype=np.int32)
-    else:
-        sub, cell_map, _vmap, _gmap = dolfinx.mesh.create_submesh(mesh, tdim, conducting)
-        n_sub = sub.topology.index_map(tdim).size_local + sub.topology.index_map(tdim).num_ghosts
-        parent = cell_map.sub_topology_to_topology(np.arange(n_sub, dtype=np.int32), False)
-    cell_phase = tags[parent]
+    geo = _geometry(mesh, cell_tags, frozenset(int(t) for t in conductivities))
+    sub = geo.sub
     Q = dolfinx.fem.functionspace(sub, ("DG", 0))
     k = dolfinx.fem.Function(Q, name="conductivity")
     lut = np.zeros(int(max(conductivities)) + 1)
     for t, v in conductivities.items():
         lut[int(t)] = v
-    k.x.array[:] = lut[cell_phase]
-    lo, hi = mesh_box(mesh)
-    return PhaseDomain(
+    k.x.array[:] = lut[geo.cell_phase]
+    lo, hi = geo.box
+    dom = PhaseDomain(
         mesh=sub,
         k=k,
-        cell_phase=cell_phase,
+        cell_phase=geo.cell_phase,
         box_lo=lo,
         box_hi=hi,
         box_volume=float(np.prod(hi - lo)),
-        phase_volumes=phase_volumes,
+        phase_volumes=dict(geo.phase_volumes),
         conductivities={int(t): float(v) for t, v in conductivities.items()},
+        geometry=geo,
     )
+    return dom
+
+
+def space_and_clusters(
+    dom: PhaseDomain, degree: int
+) -> tuple[dolfinx.fem.FunctionSpace, np.ndarray, int]:
+    """Lagrange space of ``degree`` on the domain and its :func:`dof_clusters` (cached with it)."""
+    geo = dom.geometry
+    if geo is not None and degree in geo.clusters:
+        return geo.clusters[degree]
+    V = dolfinx.fem.functionspace(dom.mesh, ("Lagrange", degree))
+    labels, n = dof_clusters(V)
+    if geo is not None:
+        geo.clusters[degree] = (V, labels, n)
+    return V, labels, n
 
 
 def box_face_facets(domain: PhaseDomain, axis: int, upper: bool) -> np.ndarray:
@@ -228,40 +314,75 @@ def dof_clusters(
     -------
     labels, n
         Cluster id of every local cell (owned and ghost), consistent across ranks,
-        and the global number of clusters. The graph is gathered on rank 0:
-        one integer per cell dof, cheap next to the solve.
+        and the global number of clusters.
+
+    Notes
+    -----
+    Each rank finds the components of its own part of the dof graph (cells
+    link their dofs; scipy's ``connected_components``, no Python loop); only
+    the links between those components (a ghost dof and its owner's
+    component, periodic pairs) go to rank 0, which merges them. The previous
+    version gathered the whole cell-dof graph on rank 0: 18 s of a 1M-DOF
+    solve on 2 ranks.
     """
-    msh = V.mesh
-    comm = msh.comm
-    tdim = msh.topology.dim
-    n_owned = msh.topology.index_map(tdim).size_local
-    cdofs = V.dofmap.list[:n_owned]
-    gdofs = V.dofmap.index_map.local_to_global(cdofs.ravel().astype(np.int32)).reshape(cdofs.shape)
-    pairs = np.zeros((0, 2), dtype=np.int64) if dof_pairs is None else dof_pairs
-    all_cells = comm.gather(gdofs, root=0)
-    all_pairs = comm.gather(np.asarray(pairs, dtype=np.int64).reshape(-1, 2), root=0)
-    if comm.rank == 0:
-        cells = np.concatenate(all_cells)
-        prs = np.concatenate(all_pairs)
-        nc, nd = cells.shape[0], V.dofmap.index_map.size_global
-        rows = np.concatenate([np.repeat(np.arange(nc), cells.shape[1]), nc + prs[:, 0]])
-        cols = np.concatenate([nc + cells.ravel(), nc + prs[:, 1]])
-        g = sp.coo_matrix((np.ones(rows.size, dtype=np.int8), (rows, cols)), shape=(nc + nd,) * 2)
-        _, lab = connected_components(g, directed=False)
-        uniq, cell_lab = np.unique(lab[:nc], return_inverse=True)
-        n_clusters = int(uniq.size)
-        counts = [x.shape[0] for x in all_cells]
-        chunks = np.split(cell_lab, np.cumsum(counts)[:-1])
-    else:
-        chunks, n_clusters = None, 0
-    owned = comm.scatter(chunks, root=0)
-    n_clusters = comm.bcast(n_clusters, root=0)
-    Q = dolfinx.fem.functionspace(msh, ("DG", 0))
-    f = dolfinx.fem.Function(Q)
-    dofs = Q.dofmap.list[:, 0]
-    f.x.array[dofs[:n_owned]] = owned
+    comm = V.mesh.comm
+    imap = V.dofmap.index_map
+    bs = V.dofmap.index_map_bs
+    if bs != 1:
+        raise ConfigError("dof_clusters: scalar spaces only (index_map_bs = 1)")
+    n_owned, n_local = imap.size_local, imap.size_local + imap.num_ghosts
+    cdofs = np.asarray(V.dofmap.list)
+    # The local graph: every cell links its first dof to each of its other dofs.
+    rows = np.repeat(cdofs[:, 0], cdofs.shape[1] - 1)
+    cols = cdofs[:, 1:].ravel()
+    g = sp.csr_matrix(
+        (np.ones(rows.size, dtype=np.int8), (rows, cols)), shape=(n_local, n_local)
+    )
+    n_comp, comp = connected_components(g, directed=False)
+    offset = comm.exscan(n_comp) or 0
+    n_total = comm.allreduce(n_comp)
+    gcomp = comp.astype(np.int64) + offset
+    # Ghost dofs: link the local component to the owner's component of that dof.
+    f = dolfinx.fem.Function(V)
+    f.x.array[:n_owned] = gcomp[:n_owned]
     f.x.scatter_forward()
-    return np.rint(f.x.array[dofs]).astype(np.int64), n_clusters
+    owner_comp = np.rint(f.x.array[n_owned:n_local]).astype(np.int64)
+    links = [np.stack([gcomp[n_owned:n_local], owner_comp], axis=1)]
+    pairs = np.zeros((0, 2), dtype=np.int64) if dof_pairs is None else np.asarray(dof_pairs)
+    pairs = pairs.astype(np.int64).reshape(-1, 2)
+    if comm.allreduce(pairs.shape[0]) > 0:
+        links.append(_pair_links(comm, imap, gcomp, pairs))
+    all_links = comm.gather(np.concatenate(links), root=0)
+    if comm.rank == 0:
+        lk = np.concatenate(all_links)
+        merge = sp.coo_matrix(
+            (np.ones(lk.shape[0], dtype=np.int8), (lk[:, 0], lk[:, 1])), shape=(n_total, n_total)
+        )
+        n_clusters, root = connected_components(merge, directed=False)
+    else:
+        root, n_clusters = None, 0
+    sizes = comm.allgather(n_comp)
+    if comm.rank == 0:
+        chunks = np.split(root.astype(np.int64), np.cumsum(sizes)[:-1])
+    else:
+        chunks = None
+    mine = comm.scatter(chunks, root=0)
+    n_clusters = comm.bcast(n_clusters, root=0)
+    return mine[comp[cdofs[:, 0]]], int(n_clusters)
+
+
+def _pair_links(comm, imap, gcomp: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+    """Component links of identified global dof pairs (each rank: pairs with an owned first dof)."""
+    lo, hi = imap.local_range
+    own = gcomp[: hi - lo]
+    wanted = np.unique(np.concatenate(comm.allgather(pairs.ravel())))
+    answer = np.full(wanted.size, -1, dtype=np.int64)
+    mine = (wanted >= lo) & (wanted < hi)
+    answer[mine] = own[wanted[mine] - lo]
+    comm.Allreduce(MPI.IN_PLACE, answer, op=MPI.MAX)
+    a = answer[np.searchsorted(wanted, pairs[:, 0])]
+    b = answer[np.searchsorted(wanted, pairs[:, 1])]
+    return np.stack([a, b], axis=1)
 
 
 def clusters_touching(msh: dolfinx.mesh.Mesh, labels: np.ndarray, facets: np.ndarray) -> set[int]:

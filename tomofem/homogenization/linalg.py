@@ -21,19 +21,23 @@ from tomofem.errors import ConvergenceError, MeshingError
 
 
 def make_ksp(A: PETSc.Mat, prefix: str, options: Mapping[str, object]) -> PETSc.KSP:
-    """Create a KSP on ``A`` configured from ``options`` under a unique ``prefix``.
+    """Create a KSP on ``A`` configured from ``options`` under ``prefix``.
 
-    The options are set then removed from the global database, so two problems
+    ``prefix`` is a stable name (``"tomofem_tortuosity_"``), so ``-log_view``
+    and command-line options can address the solver: an option the user gave
+    (``-tomofem_tortuosity_ksp_monitor``) wins over ``options``. The options
+    set here are removed from the global database again, so two problems
     never see each other's settings.
     """
     ksp = PETSc.KSP().create(A.getComm())
     ksp.setOptionsPrefix(prefix)
     opts = PETSc.Options()
-    for key, val in options.items():
-        opts[prefix + key] = val
+    mine = [key for key in options if not opts.hasName(prefix + key)]
+    for key in mine:
+        opts[prefix + key] = options[key]
     ksp.setOperators(A)
     ksp.setFromOptions()
-    for key in options:
+    for key in mine:
         opts.delValue(prefix + key)
     return ksp
 

@@ -37,6 +37,7 @@ from tomofem.homogenization.domain import (
     clusters_touching,
     dof_clusters,
     phase_domain,
+    space_and_clusters,
 )
 from tomofem.homogenization.linalg import (
     checked_solve,
@@ -123,15 +124,15 @@ def effective_tensor(
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     dom = phase_domain(mesh, cell_tags, conductivities)
-    V = dolfinx.fem.functionspace(dom.mesh, ("Lagrange", degree))
+    V, labels, _ = space_and_clusters(dom, degree)
     timings["setup"] = time.perf_counter() - t0
     opts = dict(conduction_cg_gamg() if petsc_options is None else petsc_options)
     solver = {"periodic": _periodic, "dirichlet": _dirichlet, "flux": _flux}[bc]
-    K, its = solver(dom, V, opts, timings)
+    K, its = solver(dom, V, labels, opts, timings)
     blocked: list[int] = []
     message = ""
     if bc != "periodic":  # periodic media percolate through their images, not box faces
-        blocked = _blocked_axes(dom, V)
+        blocked = _blocked_axes(dom, V, labels)
         if blocked:
             K, message = _suppress_blocked(K, blocked, bc)
             if mesh.comm.rank == 0:
@@ -160,9 +161,8 @@ def effective_tensor(
     )
 
 
-def _blocked_axes(dom: PhaseDomain, V) -> list[int]:
+def _blocked_axes(dom: PhaseDomain, V, labels: np.ndarray) -> list[int]:
     """Axes whose two box faces no cluster of conducting cells connects (collective)."""
-    labels, _ = dof_clusters(V)
     out = []
     for axis in range(3):
         lower = clusters_touching(V.mesh, labels, box_face_facets(dom, axis, False))
@@ -219,7 +219,7 @@ def _average_flux_matrix(dom: PhaseDomain, chis) -> np.ndarray:
     return K
 
 
-def _periodic(dom, V, opts, timings):
+def _periodic(dom, V, _labels, opts, timings):
     t0 = time.perf_counter()
     msh = dom.mesh
     imap = V.dofmap.index_map
@@ -246,7 +246,7 @@ def _periodic(dom, V, opts, timings):
     timings["assemble"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    ksp = make_ksp(Ar, f"tomofem_tensor_periodic_{id(Ar)}_", opts)
+    ksp = make_ksp(Ar, "tomofem_tensor_periodic_", opts)
     chis, its = [], []
     b = dolfinx.fem.petsc.create_vector(V)
     br, xr = Ar.createVecLeft(), Ar.createVecRight()
@@ -271,12 +271,11 @@ def _periodic(dom, V, opts, timings):
     return _average_flux_matrix(dom, chis), its
 
 
-def _dirichlet(dom, V, opts, timings):
+def _dirichlet(dom, V, labels, opts, timings):
     t0 = time.perf_counter()
     msh = dom.mesh
     tdim = msh.topology.dim
     facets = _face_facets(dom)
-    labels, _ = dof_clusters(V)
     floating, _ = _floating(V, dom, labels, facets)
     fixed = np.unique(
         np.concatenate([dolfinx.fem.locate_dofs_topological(V, tdim - 1, facets), floating])
@@ -289,7 +288,7 @@ def _dirichlet(dom, V, opts, timings):
     A.assemble()
     timings["assemble"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    ksp = make_ksp(A, f"tomofem_tensor_dirichlet_{id(A)}_", opts)
+    ksp = make_ksp(A, "tomofem_tensor_dirichlet_", opts)
     b = dolfinx.fem.petsc.create_vector(V)
     chis, its = [], []
     for j in range(3):
@@ -327,13 +326,12 @@ def _require_conducting_faces(dom: PhaseDomain, covered: float) -> None:
         )
 
 
-def _flux(dom, V, opts, timings):
+def _flux(dom, V, labels, opts, timings):
     t0 = time.perf_counter()
     msh, comm = dom.mesh, dom.mesh.comm
     tdim = msh.topology.dim
     n_owned = V.dofmap.index_map.size_local
     facets = _face_facets(dom)
-    labels, _ = dof_clusters(V)
     floating, touching = _floating(V, dom, labels, facets)
     bcs = [dolfinx.fem.dirichletbc(PETSc.ScalarType(0.0), floating, V)]
     ft = dolfinx.mesh.meshtags(msh, tdim - 1, facets, np.ones(facets.size, dtype=np.int32))
@@ -349,7 +347,7 @@ def _flux(dom, V, opts, timings):
     A.setNullSpace(ns)
     timings["assemble"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    ksp = make_ksp(A, f"tomofem_tensor_flux_{id(A)}_", opts)
+    ksp = make_ksp(A, "tomofem_tensor_flux_", opts)
     b = dolfinx.fem.petsc.create_vector(V)
     Q, G, its = np.zeros((3, 3)), np.zeros((3, 3)), []
     for j in range(3):
