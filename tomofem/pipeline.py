@@ -364,7 +364,11 @@ def distribute(tetmesh: Any, comm: Any) -> Any:
 
 
 def homogenize(
-    labels: Any, cfg: HomogenizeConfig, dmesh: Any = None, comm: Any = None
+    labels: Any,
+    cfg: HomogenizeConfig,
+    dmesh: Any = None,
+    comm: Any = None,
+    mesh_options: Any = None,
 ) -> dict[str, Any]:
     """Tortuosity of one phase along the requested axes: FEM on the mesh, voxel baseline.
 
@@ -374,6 +378,9 @@ def homogenize(
         The label :class:`~tomofem.image.Volume` (voxel baseline).
     dmesh
         The distributed conformal mesh (FEM), or None for the voxel solve only.
+    mesh_options
+        The run's :class:`~tomofem.meshing.MeshOptions` (sizes of the geometry
+        variants of the error bar).
 
     Returns
     -------
@@ -382,7 +389,11 @@ def homogenize(
         "tensors": {bc: TensorResult}, "rve": RVEResult or None}``: the FEM
         effective tensors of ``cfg.tensors`` (with a mesh) and the voxel RVE
         study along the first axis when ``cfg.rve_sizes`` is set (on rank 0,
-        shared with every rank).
+        shared with every rank). With ``cfg.error_bars`` and a mesh also
+        ``"fem_other"`` (the other Lagrange degree), ``"variants"`` ({name:
+        {axis: tau}}, P1 on alternative meshes) and ``"recommended"`` ({axis:
+        :class:`~tomofem.homogenization.errorbars.TauEstimate` as a dict with
+        the keys of :data:`RECOMMENDED_KEYS`}).
     """
     from tomofem import tags
 
@@ -423,7 +434,72 @@ def homogenize(
             out["voxel"][ax] = tortuosity_voxel(im, AXES[ax], voxel_size=h, comm=comm)
     if cfg.rve_sizes:
         out["rve"] = on_root(comm, _rve, labels.data == phase, cfg)
+    if dmesh is not None and cfg.error_bars:
+        _error_bars(out, labels, cfg, dmesh, comm, mesh_options)
     return out
+
+
+def _geometry_variants(mesh_options: Any) -> dict[str, Any]:
+    """Alternative level-set settings for the geometry error bar (same lattice step)."""
+    from dataclasses import replace
+
+    from tomofem.meshing.levelset import LevelSetOptions
+
+    base = LevelSetOptions()
+    step = float(getattr(mesh_options, "interface_size", base.lattice_step) or base.lattice_step)
+    base = replace(base, lattice_step=max(step, base.lattice_step))
+    return {
+        "smoothing halved": replace(base, sigma=base.sigma / 2),
+        "pore contacts not bridged": replace(base, bridge_pore=False),
+    }
+
+
+def _error_bars(
+    out: dict[str, Any], labels: Any, cfg: HomogenizeConfig, dmesh: Any, comm: Any, options: Any
+) -> None:
+    """Add the other degree, the geometry variants and the recommended tau per axis to ``out``."""
+    from tomofem import tags
+    from tomofem.homogenization.errorbars import estimate_tau
+    from tomofem.homogenization.tortuosity import tortuosity_fem
+    from tomofem.meshing.levelset import mesh_levelset
+
+    phase = PHASE_INDEX[cfg.phase]
+    cond = {tags.phase_id(phase): 1.0}
+    other = 2 if cfg.degree == 1 else 1
+    out["fem_other"] = {
+        ax: tortuosity_fem(dmesh.mesh, dmesh.cell_tags, cond, AXES[ax], degree=other)
+        for ax in cfg.axes
+    }
+    by_degree = {cfg.degree: out["fem"], other: out["fem_other"]}
+    out["variants"] = {}
+    for name, opts in _geometry_variants(options).items():
+
+        def build(o: Any = opts) -> Any:
+            return mesh_levelset(labels.data, labels.spacing, o)[0]
+
+        try:
+            dm = distribute(on_root(comm, build, share=False), comm)
+        except Exception as exc:  # a variant that cannot be meshed narrows the bar: say so
+            log.info("homogenize: geometry variant %r not meshed (%s)", name, exc)
+            continue
+        out["variants"][name] = {
+            ax: float(tortuosity_fem(dm.mesh, dm.cell_tags, cond, AXES[ax], degree=1).tau)
+            for ax in cfg.axes
+        }
+    out["recommended"] = {}
+    for ax in cfg.axes:
+        cand = {f"fem-p{d}": float(r[ax].tau) for d, r in by_degree.items()}
+        if ax in out["voxel"]:
+            cand["voxel-fvm"] = float(out["voxel"][ax].tau)
+        var = {n: v[ax] for n, v in out["variants"].items()}
+        est = estimate_tau(ax, cand, var)
+        out["recommended"][ax] = {
+            "tau_recommended": est.tau,
+            "tau_error_discretisation": est.discretisation,
+            "tau_error_geometry": est.geometry,
+            "recommended_reason": est.reason,
+            **est.to_dict(),
+        }
 
 
 def _rve(im: np.ndarray, cfg: HomogenizeConfig) -> Any:
@@ -902,11 +978,14 @@ def _run_stage(name: str, config: RunConfig, res: PipelineResult, comm: Any, fol
         if folder is not None and config.output.fields:
             write_mesh(out["dmesh"], folder.file("mesh.xdmf"))
     elif name == "homogenize":
-        h = homogenize(out["labels"], config.homogenize, out.get("dmesh"), comm)
+        h = homogenize(out["labels"], config.homogenize, out.get("dmesh"), comm, config.mesh)
         out["homogenize"] = h
         res.results["homogenize"] = {
             "phase": h["phase"],
             "fem": {ax: r.to_dict() for ax, r in h["fem"].items()},
+            "fem_other_degree": {ax: r.to_dict() for ax, r in h.get("fem_other", {}).items()},
+            "geometry_variants": h.get("variants", {}),
+            "recommended": h.get("recommended", {}),
             "voxel": {ax: r.to_dict() for ax, r in h["voxel"].items()},
             "tensors": {bc: t.to_dict() for bc, t in h["tensors"].items()},
             "rve": h["rve"].to_dict() if h["rve"] is not None else None,
@@ -1016,7 +1095,7 @@ def resume(run_dir: Any, comm: Any = None, folder: Any = None) -> PipelineResult
     of ranks the continuation is bitwise identical to an uninterrupted run.
     A run that was interrupted (or killed: status ``running``) before its
     simulation wrote a checkpoint runs all its stages again, from the
-    folder's ``config.toml``, into the same folder.
+    folder's ``config.toml``, into ``folder`` (when given).
 
     Parameters
     ----------
@@ -1146,6 +1225,11 @@ def pictures(res: PipelineResult, folder: Any, stages: Collection[str] | None = 
     tm = out.get("tetmesh")
     if want("mesh") and tm is not None:
         title = f"conformal tetrahedral mesh: {tm.num_cells:,} cells, {len(tm.points):,} vertices"
+        names = dict(tm.phase_names or {})  # the slices' names, so both pictures agree
+        if lab is not None and lab.label_names:
+            from tomofem import tags
+
+            names.update({tags.phase_id(i): n for i, n in enumerate(lab.label_names)})
         attempt(
             "mesh.png",
             lambda: plots.render_mesh(
@@ -1155,7 +1239,7 @@ def pictures(res: PipelineResult, folder: Any, stages: Collection[str] | None = 
                 folder.file("mesh.png"),
                 title=title,
                 unit=unit,
-                phase_names=tm.phase_names,
+                phase_names=names,
             ),
         )
     if want("voxels") and tm is None and lab is not None:
