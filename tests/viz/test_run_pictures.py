@@ -54,7 +54,7 @@ def test_slices_have_lengths_scale_bar_legend_and_index(tmp_path, figures):
     assert [a.get_xlabel() for a in img_axes] == ["x [µm]", "x [µm]"]
     assert img_axes[0].get_ylabel() == "y [µm]"
     assert img_axes[0].get_xlim() == (0.0, 6.0)  # 12 voxels of 0.5 um
-    text = _texts(fig)
+    text = _texts(fig).replace("\u00a0", " ")
     assert "z index 3 of 0-11" in text and "z = 1.75 µm" in text
     assert "1 µm" in text  # the scale bar
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
@@ -62,7 +62,7 @@ def test_slices_have_lengths_scale_bar_legend_and_index(tmp_path, figures):
     plots.plot_slices({"labels": lab}, tmp_path / "v.png")  # voxel size unknown
     fig = figures[-1]
     assert fig.axes[0].get_xlabel() == "x [voxels]"
-    assert "voxel size unknown: lengths in voxels" in _texts(fig)
+    assert "voxel size unknown: lengths in voxels" in " ".join(_texts(fig).split())
 
 
 class _Folder:

@@ -441,8 +441,8 @@ def plot_slices(
     if unit == "voxels":
         head += "; voxel size unknown: lengths in voxels"
     else:
-        head += f" ({c} = {(i + 0.5) * h[axis]:.4g} {unit}, voxel centre)"
-    fig.suptitle(head, fontsize=9)
+        head += f" ({c}\u00a0=\u00a0{(i + 0.5) * h[axis]:.4g}\u00a0{unit}, voxel centre)"
+    fig.suptitle(textwrap.fill(head, width=int(40 * len(images))), fontsize=9)
     if seen:
         handles = [
             Patch(color=_phase_colour(v), label=names[v] if v < len(names) else f"label {v}")
