@@ -166,8 +166,8 @@ def test_chain_logs_rejection_and_falls_through(caplog, monkeypatch):
         raise MeshingError("stage X failed on purpose")
 
     monkeypatch.setattr(pipeline, "ROUTES", dict(pipeline.ROUTES))
-    pipeline.register_route("broken", broken, before="surface-nets-gmsh")
-    assert next(iter(pipeline.ROUTES)) == "broken"
+    pipeline.register_route("broken", broken, before="levelset")
+    assert list(pipeline.ROUTES)[:3] == ["broken", "levelset", "surface-nets-gmsh"]
     with caplog.at_level(logging.INFO, logger="tomofem.meshing.pipeline"):
         tm = mesh_image(
             _sphere(24, 6.0, (12.2, 11.9, 12.1)),

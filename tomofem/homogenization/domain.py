@@ -335,9 +335,7 @@ def dof_clusters(
     # The local graph: every cell links its first dof to each of its other dofs.
     rows = np.repeat(cdofs[:, 0], cdofs.shape[1] - 1)
     cols = cdofs[:, 1:].ravel()
-    g = sp.csr_matrix(
-        (np.ones(rows.size, dtype=np.int8), (rows, cols)), shape=(n_local, n_local)
-    )
+    g = sp.csr_matrix((np.ones(rows.size, dtype=np.int8), (rows, cols)), shape=(n_local, n_local))
     n_comp, comp = connected_components(g, directed=False)
     offset = comm.exscan(n_comp) or 0
     n_total = comm.allreduce(n_comp)

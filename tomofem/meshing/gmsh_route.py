@@ -23,12 +23,15 @@ acts), so the interfaces are remeshed uniformly at the interface size; the
 planar box faces are then meshed again as plane surfaces with a graded size
 field (:func:`coarsen_box_faces`: 64^3 packing 16,430 -> 13,448 vertices).
 ``createTopology``, ``classifySurfaces`` and HXT make some choices in
-pointer order, so the same surface gave different meshes from run to run.
-With ``MeshOptions.reproducible`` (the default) the route runs in a fresh
-child process with address-space randomisation off
-(:mod:`tomofem.meshing.isolated`), where those choices are the same on every
-run: bit-identical meshes, whichever process asks (a script, the CLI, rank 0
-of an MPI job).
+pointer order, so the same surface gives different meshes from run to run
+(a few percent of the cells): this route is NOT bit-reproducible. (A child
+process with address-space randomisation off made it so, but depended on
+process state: bytecode caches, environment, allocation history; it was
+removed.) What holds on every run are its invariants: phase volumes equal to
+the voxel volumes, tags, conformity. With ``MeshOptions.reproducible`` (the
+default) the arrays come in canonical order (:func:`canonical`), so a mesh
+is compared by content, not by gmsh's numbering. For bit-identical meshes
+use the level-set route (the default first route).
 
 gmsh holds global state: every call initialises and always finalises it, also
 on error.
@@ -821,30 +824,61 @@ def mesh(
     -----
     Cell phase ids are ``label + 1``. Phase volumes equal the voxel volumes
     to round-off (volume-preserving offsets before and after remeshing), so
-    the phase fractions carry no smoothing bias. With
-    ``options.reproducible`` the work runs in a child process
-    (:func:`tomofem.meshing.isolated.run`) so that the mesh is the same on
-    every run.
+    the phase fractions carry no smoothing bias. Not bit-reproducible (see
+    the module notes); with ``options.reproducible`` the arrays are put in
+    canonical order (:func:`canonical`).
     """
+    tm, t = mesh_here(labels, spacing, options)
     if options.reproducible:
-        from tomofem.meshing import isolated
-
-        if options.threads > 1:
-            log.warning(
-                "meshing: threads=%d: gmsh's parallel steps are not reproducible; use "
-                "threads=1 for the same mesh on every run",
-                options.threads,
-            )
-
-        # the same input in the same form (dtype, float type), whatever the caller passed
-        lab = np.ascontiguousarray(labels, dtype=np.int32)
-        h = tuple(float(s) for s in spacing)
-        tm, t = isolated.run("tomofem.meshing.gmsh_route:mesh_here", lab, h, options)
-    else:
-        tm, t = mesh_here(labels, spacing, options)
+        tm = canonical(tm)
     if timings is not None:
         timings.update(t)
     return tm
+
+
+def canonical(tm: TetMesh) -> TetMesh:
+    """Return the same mesh with its arrays in canonical order.
+
+    Vertices sorted lexicographically by their coordinates (x, then y, then
+    z); each cell rotated by an even permutation so that its smallest vertex
+    comes first and the rest ascend (orientation kept: an odd sort swaps the
+    last two), cells sorted by their sorted vertex tuples; facets likewise
+    (cyclic rotation). Two meshes with the same vertices and cells give equal
+    arrays, whatever order the mesher produced.
+    """
+    order = np.lexsort(tm.points.T[::-1])
+    rank = np.empty_like(order)
+    rank[order] = np.arange(order.size)
+    cells = _even_sorted(rank[tm.cells])
+    corder = np.lexsort(np.sort(cells, axis=1).T[::-1])
+    facets = _even_sorted(rank[tm.facets])
+    forder = np.lexsort(np.sort(facets, axis=1).T[::-1])
+    return replace(
+        tm,
+        points=np.ascontiguousarray(tm.points[order]),
+        cells=np.ascontiguousarray(cells[corder]),
+        cell_tags=np.ascontiguousarray(tm.cell_tags[corder]),
+        facets=np.ascontiguousarray(facets[forder]),
+        facet_tags=np.ascontiguousarray(tm.facet_tags[forder]),
+    )
+
+
+def _even_sorted(simplices: np.ndarray) -> np.ndarray:
+    """Each row sorted ascending, then the last two swapped where the sort was odd."""
+    perm = np.argsort(simplices, axis=1, kind="stable")
+    out = np.take_along_axis(simplices, perm, axis=1)
+    # parity of each row's permutation: count inversions (rows are short)
+    k = perm.shape[1]
+    inv = np.zeros(len(perm), dtype=np.int64)
+    for i in range(k):
+        for j in range(i + 1, k):
+            inv += perm[:, i] > perm[:, j]
+    odd = (inv % 2).astype(bool)
+    if k == 3:  # triangles: a cyclic rotation keeps orientation; odd sorts reverse it
+        out[odd] = out[odd][:, [0, 2, 1]]
+    else:
+        out[odd] = out[odd][:, [0, 1, 3, 2]]
+    return out
 
 
 def mesh_here(

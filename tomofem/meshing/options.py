@@ -49,17 +49,25 @@ class MeshOptions:
         elements (min dihedral 7.2 vs 9.4 degrees, min SICN 0.17 vs 0.27)
         than gmsh's own optimiser followed by sliver collapse.
     threads
-        gmsh threads. Meshes are reproducible with 1 thread only.
+        gmsh threads (more threads: more run-to-run differences).
     reproducible
-        Surface-nets-gmsh route only: build the mesh in a fresh child process
-        with address-space randomisation off (:mod:`tomofem.meshing.isolated`),
-        so that gmsh's pointer-order choices (where topology creation starts
-        closed curves, where classification cuts patches, HXT's insertion
-        order) are the same on every run: bit-identical meshes from repeated
-        runs and from any process (script, CLI, rank 0 of an MPI job).
-        Costs the child's start-up (about a second). ``False`` meshes in
-        this process; the mesh then differs from run to run in a few
-        percent of its cells.
+        Surface-nets-gmsh route: return its arrays in canonical order
+        (vertices sorted lexicographically by coordinates, cells and facets
+        by their sorted vertex tuples), so that equal meshes give equal
+        arrays. The gmsh route is NOT bit-reproducible: gmsh makes some
+        choices in pointer order (where topology creation starts closed
+        curves, where classification cuts patches, HXT's insertion order),
+        which differ between processes, so repeated runs can differ in a few
+        percent of their cells; its invariants (phase volumes equal to the
+        voxel volumes, tags, conformity) hold on every run. The level-set
+        route (the default) is deterministic bit for bit, in any process
+        and under any number of MPI ranks.
+    time_budget
+        Wall-clock seconds each route may take before the next route takes
+        over: ``None`` (default) derives it from the voxel count
+        (:func:`tomofem.meshing.pipeline.route_budget`); 0 means no budget,
+        and the routes then run in this process instead of a child process
+        that can be stopped.
     max_cells
         Reject a route's mesh with more tetrahedra than this: a guard
         against a mistyped ``interface_size``.
@@ -105,6 +113,7 @@ class MeshOptions:
     optimize_netgen: bool = False
     threads: int = 1
     reproducible: bool = True
+    time_budget: float | None = None
     max_cells: int = 5_000_000
     routes: tuple[str, ...] | None = None
     min_dihedral_deg: float = 1.0
@@ -131,6 +140,10 @@ class MeshOptions:
             problems.append(f"feature_angle={self.feature_angle}: must lie in (0, 180] degrees")
         if self.threads < 1:
             problems.append(f"threads={self.threads}: must be >= 1")
+        if self.time_budget is not None and not self.time_budget >= 0:
+            problems.append(
+                f"time_budget={self.time_budget}: seconds >= 0 (0: no budget) or None (derived)"
+            )
         if self.max_cells < 1:
             problems.append(f"max_cells={self.max_cells}: must be >= 1")
         if problems:

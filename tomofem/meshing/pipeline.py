@@ -4,11 +4,22 @@ A route is a function ``mesh(labels, spacing, options) -> TetMesh``. Routes
 are tried in registry order (or ``options.routes`` order); each result is
 measured with :func:`check_mesh` and rejected if it is not conformal,
 watertight and tagged, has too-flat elements, too many cells, or phase
-fractions off the image's. Falling back to the next route is normal (the
-surface-nets route refuses many real images), so a route that fails or is
-rejected is logged at info level, and the log says which route produced the
-mesh; only when every route fails is there a warning, and the
+fractions off the image's. Falling back to the next route is normal, so a
+route that fails, is rejected, would exceed ``max_cells`` or runs out of its
+time budget is logged at info level, and the log says which route produced
+the mesh; only when every route fails is there a warning, and the
 ``MeshingError`` lists each reason.
+
+The default chain is ``levelset`` (the most accurate and the fastest in the
+ground-truth study, deterministic bit for bit) then ``surface-nets-gmsh`` as
+a fallback. Before any route runs, each route's cell count is estimated from
+the image and the sizes (:func:`route_estimates`); a route whose estimate is
+above ``max_cells`` is skipped, and if every route is, the call is refused at
+once. Each route has a time budget that grows with the voxel count
+(:func:`route_budget`, or ``MeshOptions.time_budget``); routes of this
+package run in a child Python process that is stopped when the budget is
+spent (a gmsh run once took 38 minutes on a 100^3 crop without a result),
+and the next route takes over.
 
 Adding a route is one call, e.g. in ``tomofem/meshing/levelset.py``::
 
@@ -21,12 +32,22 @@ or one line in :data:`ROUTES` below.
 from __future__ import annotations
 
 import logging
+import math
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+import traceback
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from tomofem import tags
+from tomofem import errors, tags
 from tomofem.errors import MeshingError, ResourceError
 from tomofem.image._checks import spacing3
 from tomofem.meshing import gmsh_route, levelset, periodic
@@ -38,7 +59,7 @@ log = logging.getLogger(__name__)
 Route = Callable[[np.ndarray, tuple[float, float, float], MeshOptions], TetMesh]
 
 #: Meshing routes in the order they are tried.
-ROUTES: dict[str, Route] = {"surface-nets-gmsh": gmsh_route.mesh, "levelset": levelset.mesh}
+ROUTES: dict[str, Route] = {"levelset": levelset.mesh, "surface-nets-gmsh": gmsh_route.mesh}
 #: Fewest voxels along any axis of an image the routes mesh (thinner images: MeshingError).
 MIN_EDGE_VOXELS = 4
 #: Routes whose meshes are periodic (used instead of ROUTES with ``MeshOptions(periodic=True)``).
@@ -116,21 +137,80 @@ def validate_labels(labels: np.ndarray) -> np.ndarray:
     return arr
 
 
-def estimate_cells(labels: np.ndarray, options: MeshOptions) -> int:
-    """Fewest tetrahedra a mesh honouring ``options``' sizes needs (a lower bound), in O(voxels).
+def _gmsh_estimate(lab: np.ndarray, options: MeshOptions) -> int:
+    """Fewest tetrahedra the gmsh route needs for ``options``' sizes (a lower bound).
 
     Two tetrahedra per interface triangle of edge ``interface_size`` (the
     interface area taken as the voxel-face count / 1.5, the staircase
     over-estimate of a smooth surface) plus the box filled with regular
     tetrahedra of edge ``max_size``. gmsh-route meshes of a 32^3 sphere
     lattice had 2.95, 3.26 and 4.08 times more cells (interface/max sizes
-    1.5/4, 3/6, 2.25/8 voxels), so the guard refuses only sizes well beyond the cap.
+    1.5/4, 3/6, 2.25/8 voxels).
     """
-    lab = np.asarray(labels)
     faces = sum(int(np.count_nonzero(np.diff(lab, axis=a))) for a in range(3))
     triangles = (faces / 1.5) / (np.sqrt(3.0) / 4.0 * options.interface_size**2)
     fill = lab.size / (options.max_size**3 / (6.0 * np.sqrt(2.0)))
     return int(2.0 * triangles + fill)
+
+
+def levelset_step(options: MeshOptions) -> float:
+    """Lattice step [voxels] the level-set route uses for ``options`` (see ``levelset.mesh``)."""
+    return max(float(options.interface_size), levelset.LevelSetOptions.lattice_step)
+
+
+def _levelset_estimate(lab: np.ndarray, options: MeshOptions) -> int:
+    """Cells of the level-set route's background lattice: 12 per BCC cube.
+
+    The lattice step fixes the count: cutting only splits cells (the meshes
+    of 40^3 and 64^3 sphere packings had 1.17-1.32 times the lattice count),
+    so this is a lower bound of the first mesh the route builds.
+    """
+    from tomofem.meshing.lattice import lattice_counts
+
+    counts = lattice_counts(np.asarray(lab.shape, dtype=float), levelset_step(options))
+    return int(12 * np.prod(counts))
+
+
+#: Cell-count estimate of each route that has one (others are not checked up front).
+ESTIMATES: dict[str, Callable[[np.ndarray, MeshOptions], int]] = {
+    "levelset": _levelset_estimate,
+    "surface-nets-gmsh": _gmsh_estimate,
+}
+
+
+def route_estimates(labels: np.ndarray, options: MeshOptions) -> dict[str, int]:
+    """Estimated cell count of each route of the chain that has an estimate, in O(voxels)."""
+    lab = np.asarray(labels)
+    chain = list(ROUTES) if options.routes is None else list(options.routes)
+    return {name: ESTIMATES[name](lab, options) for name in chain if name in ESTIMATES}
+
+
+def estimate_cells(labels: np.ndarray, options: MeshOptions) -> int:
+    """Fewest tetrahedra any route of the chain needs for ``options``' sizes (a lower bound)."""
+    est = route_estimates(labels, options)
+    if not est:
+        return _gmsh_estimate(np.asarray(labels), options)
+    return min(est.values())
+
+
+#: Seconds per route before the voxel-dependent part of its budget.
+BUDGET_BASE_S = 120.0
+#: Budget per voxel [s], about 10x the rate measured on this project's 2-core machines
+#: under load (levelset 45-75 us/voxel on 40^3-64^3 packings at load 10; gmsh 17.7 s for
+#: a 100^3 packing, 136 s for 200^3).
+BUDGET_PER_VOXEL_S: dict[str, float] = {"levelset": 5e-4, "surface-nets-gmsh": 2e-4}
+
+
+def route_budget(name: str, labels: np.ndarray, options: MeshOptions) -> float | None:
+    """Wall-clock budget [s] of route ``name`` on ``labels`` (``None``: unlimited).
+
+    ``options.time_budget`` overrides it: a number of seconds per route, or
+    0 for no budget (routes then run in this process).
+    """
+    if options.time_budget is not None:
+        return float(options.time_budget) or None
+    rate = BUDGET_PER_VOXEL_S.get(name, max(BUDGET_PER_VOXEL_S.values()))
+    return BUDGET_BASE_S + rate * float(np.asarray(labels).size)
 
 
 def _rejection(report: MeshReport, labels: np.ndarray, options: MeshOptions) -> str | None:
@@ -206,6 +286,125 @@ def default_phase_names(num_phases: int) -> dict[int, str]:
     }
 
 
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
+_BOOT = "from tomofem.meshing.pipeline import _child; _child()"
+
+
+def _importable(route: Route) -> str | None:
+    """``module:function`` of a module-level function of this package, else ``None``."""
+    mod, name = getattr(route, "__module__", ""), getattr(route, "__qualname__", "")
+    if not mod.startswith("tomofem.") or not name.isidentifier():
+        return None
+    return f"{mod}:{name}"
+
+
+def _run_route(name: str, route: Route, args: tuple, budget: float | None) -> TetMesh:
+    """Run ``route(*args)``; in a child process stopped after ``budget`` seconds if it has one.
+
+    Only a plain child process (the parent's interpreter and environment,
+    the package put first on ``PYTHONPATH``) that can be killed: a gmsh call
+    cannot be interrupted in this process. Routes defined outside this
+    package (tests, user plugins) and ``budget=None`` run here.
+
+    Raises
+    ------
+    MeshingError
+        The route failed, or ran out of its budget (``"time budget"`` in the message).
+    KeyboardInterrupt
+        Ctrl-C/SIGTERM reached the child (not a failure to fall back from).
+    """
+    target = _importable(route)
+    if budget is None or target is None:
+        t0 = time.perf_counter()
+        tm = route(*args)
+        if budget is not None and time.perf_counter() - t0 > budget:
+            log.info(
+                "meshing route %s took %.0f s, beyond its budget of %.0f s",
+                name,
+                time.perf_counter() - t0,
+                budget,
+            )
+        return tm
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
+    payload = pickle.dumps((target, args), protocol=pickle.HIGHEST_PROTOCOL)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _BOOT],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    try:
+        out, err = proc.communicate(payload, timeout=budget)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise MeshingError(
+            f"{name}: stopped after its time budget of {budget:.0f} s for a "
+            f"{'x'.join(map(str, np.shape(args[0])))} image (MeshOptions.time_budget sets it)"
+        ) from None
+    except BaseException:  # KeyboardInterrupt in the parent: do not leave the child running
+        proc.kill()
+        proc.communicate()
+        raise
+    if proc.returncode in (-signal.SIGINT, -signal.SIGTERM):
+        raise KeyboardInterrupt(signal.Signals(-proc.returncode).name)
+    if proc.returncode != 0 or not out:
+        raise MeshingError(
+            f"{name}: the meshing process ended with exit code {proc.returncode} (killed for "
+            f"memory if -9: coarsen the mesh or crop the image): "
+            f"{err.decode(errors='replace')[-2000:]}"
+        )
+    res = pickle.loads(out)
+    for logger, level, msg in res["records"]:
+        logging.getLogger(logger).log(level, msg)
+    if res["error"] is not None:
+        kind, message, tb = res["error"]
+        if kind == "KeyboardInterrupt":
+            raise KeyboardInterrupt(message or "SIGINT")
+        cls = getattr(errors, kind, None)
+        if isinstance(cls, type) and issubclass(cls, errors.TomofemError):
+            raise cls(message)
+        raise MeshingError(f"{name}: {kind}: {message}\n{tb}")
+    return res["result"]
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.records: list[tuple[str, int, str]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append((record.name, record.levelno, record.getMessage()))
+
+
+def _child() -> None:
+    """Child side of :func:`_run_route`: call from stdin, outcome to stdout (nothing else)."""
+    import importlib
+
+    out_fd = os.dup(1)
+    os.dup2(2, 1)  # stray prints of C libraries go to stderr, not into the result
+    handler = _Collect()
+    root = logging.getLogger("tomofem")
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    result: Any = None
+    error = None
+    try:
+        target, args = pickle.loads(sys.stdin.buffer.read())
+        module, fn = target.split(":")
+        result = getattr(importlib.import_module(module), fn)(*args)
+    except BaseException as exc:  # everything goes back to the parent
+        error = (type(exc).__name__, str(exc), traceback.format_exc())
+    data = pickle.dumps(
+        {"result": result, "error": error, "records": handler.records},
+        protocol=pickle.HIGHEST_PROTOCOL,
+    )
+    with os.fdopen(out_fd, "wb") as f:
+        f.write(data)
+
+
 def _next(chain: list[str], name: str) -> str:
     """`` (trying route X next)`` for the log, or ``""`` after the last route."""
     rest = chain[chain.index(name) + 1 :]
@@ -255,25 +454,43 @@ def mesh_image(
     opts = MeshOptions() if options is None else options
     lab = validate_labels(labels)
     h = spacing3(spacing, "input: spacing", MeshingError)
-    estimate = estimate_cells(lab, opts)
-    if estimate > opts.max_cells:  # refuse before a route allocates anything
-        raise ResourceError(
-            f"meshing: interface_size = {opts.interface_size} and max_size = {opts.max_size} "
-            f"voxels on a {'x'.join(map(str, lab.shape))} image need at least ~{estimate:.3g} "
-            f"tetrahedra, above max_cells = {opts.max_cells}; raise mesh.interface_size / "
-            "mesh.max_size, crop the image, or raise mesh.max_cells if the memory allows"
-        )
-    names = default_phase_names(int(lab.max()) + 1) if phase_names is None else phase_names
     routes = PERIODIC_ROUTES if opts.periodic else ROUTES
     chain = list(routes) if opts.routes is None or opts.periodic else list(opts.routes)
     unknown = [r for r in chain if r not in routes]
     if unknown:
         raise MeshingError(f"options: unknown route(s) {unknown}; registered: {list(routes)}")
+    estimates = {} if opts.periodic else route_estimates(lab, replace(opts, routes=tuple(chain)))
+    over = {r: e for r, e in estimates.items() if e > opts.max_cells}
+    if over and len(over) == len(chain):  # refuse before a route allocates anything
+        est = min(over.values())
+        hint = ""
+        if "levelset" in over:
+            need = levelset_step(opts) * (over["levelset"] / opts.max_cells) ** (1.0 / 3.0)
+            hint = (
+                f" (the level-set lattice step is max(interface_size, "
+                f"{levelset.LevelSetOptions.lattice_step}) voxels and its cells go as "
+                f"1/step^3: interface_size = {math.ceil(need * 10) / 10:g} fits)"
+            )
+        raise ResourceError(
+            f"meshing: interface_size = {opts.interface_size} and max_size = {opts.max_size} "
+            f"voxels on a {'x'.join(map(str, lab.shape))} image need at least ~{est:.3g} "
+            f"tetrahedra ({', '.join(f'{r}: ~{e:.3g}' for r, e in over.items())}), above "
+            f"max_cells = {opts.max_cells}; raise mesh.interface_size / mesh.max_size, crop "
+            f"the image, or raise mesh.max_cells if the memory allows. A LARGER size makes "
+            f"fewer cells{hint}"
+        )
+    names = default_phase_names(int(lab.max()) + 1) if phase_names is None else phase_names
     reasons: list[str] = []
     hxyz = (float(h[0]), float(h[1]), float(h[2]))
     for name in chain:
+        if name in over:
+            why = f"~{over[name]:.3g} cells estimated, above max_cells={opts.max_cells}"
+            reasons.append(f"{name}: skipped: {why}")
+            log.info("meshing route %s skipped: %s%s", name, why, _next(chain, name))
+            continue
+        budget = route_budget(name, lab, opts)
         try:
-            tm = routes[name](lab, hxyz, opts)
+            tm = _run_route(name, routes[name], (lab, hxyz, opts), budget)
         except MeshingError as exc:
             reasons.append(f"{name}: failed: {exc}")
             log.info("meshing route %s failed: %s%s", name, exc, _next(chain, name))
