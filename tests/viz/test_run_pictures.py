@@ -155,3 +155,32 @@ def test_steps_in_two_panels_with_units(tmp_path, figures):
     assert top.get_ylabel() == "time step dt [s]" and top.get_yscale() == "log"
     assert bottom.get_ylabel() == "Newton iterations [-]" and bottom.get_yscale() == "linear"
     assert bottom.get_xlabel() == "time [s]"
+
+
+def _tau(axis: int, tau: float, k_eff: float):
+    from tomofem.homogenization.results import TortuosityResult
+
+    return TortuosityResult(
+        method="fem-p1", axis=axis, tau=tau, k_eff=k_eff, porosity=0.44,
+        connected_porosity=0.44, macmullin=1 / k_eff, flux_in=1.0, flux_out=1.0, length=1.0,
+        area=1.0, unknowns=100, iterations=0, percolating=True,
+        bounds={"reuss": 0.0, "voigt": 0.44, "hs_lower": None, "hs_upper": 0.3},
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("with_errors", [False, True])
+def test_run_tortuosity_picture_with_and_without_error_fields(tmp_path, figures, with_errors):
+    h = {"phase": "pore", "fem": {"x": _tau(0, 2.35, 0.187)}, "voxel": {"x": _tau(0, 2.32, 0.19)}}
+    if with_errors:  # keys the homogenize stage may add
+        h["tau_recommended"] = {"x": 2.3}
+        h["tau_error_discretisation"] = {"x": 0.04}
+        h["tau_error_geometry"] = {"x": 0.06}
+    pipeline._tortuosity_picture(h, _Folder(tmp_path))
+    ax = figures[-1].axes[0]
+    names = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "Wiener bounds (upper: ∞, an insulating phase)" in names
+    assert "Hashin-Shtrikman bounds (upper: ∞, an insulating phase)" in names
+    has_bar = "error estimate (discretisation + geometry)" in names
+    assert has_bar == with_errors
+    star = [ln for ln in ax.lines if ln.get_marker() == "*"]
+    assert star[0].get_ydata()[0] == (2.3 if with_errors else 2.35)
