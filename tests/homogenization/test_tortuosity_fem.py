@@ -85,3 +85,53 @@ def test_sc_spheres_converge_to_rayleigh_at_order_two(sphere_cells):
     order = -3 * np.polyfit(np.log(dofs), np.log(errs), 1)[0]
     assert order == pytest.approx(2.0, abs=0.3), (errs, dofs, order)
     assert errs[-1] < 5e-3 * ref  # 0.41 % measured at h = 0.05
+
+
+def _tube_and_blob(x):
+    """A pore tube along every axis (through the box) and an isolated pore blob."""
+    tubes = ((x[1] < 0.25) & (x[2] < 0.25)) | ((x[0] < 0.25) & (x[2] < 0.25))
+    tubes |= (x[0] < 0.25) & (x[1] < 0.25)
+    blob = np.all(np.abs(x - 0.625) < 0.125, axis=0)
+    return np.where(tubes | blob, PORE, int(SOLID))
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("ks", [{PORE: 1.0}, {PORE: 1.0, int(SOLID): 1e-3}])
+def test_axes_reuse_one_operator_and_match_fresh_solves(ks):
+    from tomofem.homogenization import tortuosity as T
+
+    mesh, ct, _ = tagged_box(MPI.COMM_WORLD, (8, 8, 8), _tube_and_blob)
+    T.clear_cache()
+    reused, ops = [], []
+    for axis in range(3):
+        reused.append(tortuosity_fem(mesh, ct, ks, axis))
+        ops.append(T._OPERATOR[0])
+    assert ops[0] is ops[1] is ops[2]  # one matrix and one GAMG hierarchy for the three axes
+    assert reused[1].timings["submesh"] < reused[0].timings["submesh"] + 1e-3
+    for axis in range(3):
+        T.clear_cache()
+        fresh = tortuosity_fem(mesh, ct, ks, axis)
+        assert reused[axis].k_eff == pytest.approx(fresh.k_eff, rel=1e-8)
+        assert reused[axis].flux_mismatch <= 1e-8
+    if len(ks) == 1:  # the tube pattern is symmetric under x <-> y
+        assert reused[0].k_eff == pytest.approx(reused[1].k_eff, rel=1e-7)
+        assert "of 2" in reused[0].message  # the blob is a second, pinned cluster
+    T.clear_cache()
+
+
+def test_command_line_option_under_the_stable_prefix_wins():
+    from tomofem._fenics import PETSc
+    from tomofem.errors import ConvergenceError
+    from tomofem.homogenization import tortuosity as T
+
+    mesh, ct, _ = tagged_box(MPI.COMM_WORLD, (6, 6, 6), _tube_and_blob)
+    T.clear_cache()
+    opts = PETSc.Options()
+    opts["tomofem_tortuosity_ksp_max_it"] = 1  # as -tomofem_tortuosity_ksp_max_it 1 would
+    try:
+        with pytest.raises(ConvergenceError, match="did not converge"):
+            tortuosity_fem(mesh, ct, {PORE: 1.0, int(SOLID): 1e-3}, 0)
+    finally:
+        opts.delValue("tomofem_tortuosity_ksp_max_it")
+        T.clear_cache()
+    assert tortuosity_fem(mesh, ct, {PORE: 1.0, int(SOLID): 1e-3}, 0).iterations > 1
