@@ -60,7 +60,7 @@ def peak_memory_mb() -> dict[str, float]:
 
 
 def record(study: str, results: Any, *, ranks: int = 1, out: Path | None = None) -> Path:
-    """Write ``results`` with the common header to ``bench/results/<study>.json``; return the path."""
+    """Write ``results`` with the common header to ``bench/results/<study>.json``."""
     rec = {
         "schema": SCHEMA,
         "study": study,

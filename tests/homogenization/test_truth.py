@@ -73,7 +73,9 @@ def test_subvoxel_fields_match_partial_volume_and_beat_voxels():
     sf = subvoxel_fields(grey, lab, [0.0, 1.0], sigma=0.0)
     assert sf.fractions[0] == pytest.approx(0.8, abs=2e-4)  # PV mean: unbiased
     assert sf.slope == pytest.approx(1.0, abs=0.35)  # unblurred: ~1 per voxel
-    tm, stats = mesh_levelset(lab, 1 / n, LevelSetOptions(), fields=sf.fields, fractions=sf.fractions)
+    tm, stats = mesh_levelset(
+        lab, 1 / n, LevelSetOptions(), fields=sf.fields, fractions=sf.fractions
+    )
     assert stats.mesh_fractions[0] == pytest.approx(0.8, abs=1.5e-3)
     dm = to_dolfinx(tm, MPI.COMM_WORLD)
     fem = tortuosity_fem(dm.mesh, dm.cell_tags, {PORE: 1.0}, 0).k_eff
@@ -94,7 +96,9 @@ def test_subvoxel_rejects_mismatched_input():
 
 def test_estimate_tau_parts():
     est = estimate_tau(
-        "x", {"fem-p1": 1.70, "fem-p2": 1.68, "voxel-fvm": 2.1}, {"sigma0.75": 1.76, "nobridge": 1.72}
+        "x",
+        {"fem-p1": 1.70, "fem-p2": 1.68, "voxel-fvm": 2.1},
+        {"sigma0.75": 1.76, "nobridge": 1.72},
     )
     assert est.method == "fem-p2" and est.tau == 1.68
     assert est.discretisation == pytest.approx(0.02)

@@ -219,7 +219,9 @@ def exact_tortuosity(
             ks[ax].append(float(r.k_eff))
             unknowns[ax].append(int(r.unknowns))
             if comm.rank == 0:
-                log.info("truth: h=%.4g axis %d: k_eff %.6f, %d unknowns", h, ax, r.k_eff, r.unknowns)
+                log.info(
+                    "truth: h=%.4g axis %d: k_eff %.6f, %d unknowns", h, ax, r.k_eff, r.unknowns
+                )
         poro.append(float(r.porosity))
         del dm
     notes = []

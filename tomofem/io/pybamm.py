@@ -74,7 +74,12 @@ class EffectiveParameters:
     particle_radius
         Equivalent particle radius ``3 eps_s / a`` [m], or None.
     method
-        Which solver gave the tortuosity (``fem-p1``, ``voxel-fvm``).
+        Which solver gave the tortuosity (``fem-p2``, ``fem-p1``, ``voxel-fvm``).
+    tau_error_discretisation, tau_error_geometry
+        The two parts of the error bar on ``tau_electrolyte`` [-] (None if
+        the run estimated none; :mod:`tomofem.homogenization.errorbars`).
+    reason
+        Why this tortuosity was chosen (the run's recommendation).
     """
 
     electrode: Electrode
@@ -87,6 +92,9 @@ class EffectiveParameters:
     specific_surface: float | None
     particle_radius: float | None
     method: str
+    tau_error_discretisation: float | None = None
+    tau_error_geometry: float | None = None
+    reason: str = ""
 
     @property
     def transport_efficiency(self) -> float:
@@ -125,7 +133,9 @@ def from_results(
 ) -> EffectiveParameters:
     """Collect the effective parameters from a run's ``results.json`` document.
 
-    The FEM tortuosity is used when the run has it, else the voxel baseline.
+    The run's recommended tortuosity (with its error bar) is used when the run
+    has one, else the FEM value, else the voxel baseline; the choice and its
+    reason travel with the parameters.
 
     Raises
     ------
@@ -153,6 +163,16 @@ def from_results(
             f"the run has no tortuosity along {axis}: rerun homogenize with --axes {axis}"
         )
     tau_e = _tau(entry)
+    errors: dict[str, Any] = {"reason": f"{method} value (the run recommended none)"}
+    rec = hom.get("recommended", {}).get(axis)
+    if rec and rec.get("tau_recommended") is not None:
+        tau_e = _tau({"tau": rec["tau_recommended"]})
+        method = rec.get("method", method)
+        errors = {
+            "tau_error_discretisation": _finite(rec.get("tau_error_discretisation")),
+            "tau_error_geometry": _finite(rec.get("tau_error_geometry")),
+            "reason": str(rec.get("recommended_reason", "")),
+        }
     porosity = float(entry["porosity"])
     fractions = {
         k: v["volume_fraction"] for k, v in res.get("analyze", {}).get("phases", {}).items()
@@ -175,8 +195,18 @@ def from_results(
         thickness=thickness,
         specific_surface=a,
         particle_radius=radius,
-        method=str(entry.get("method", method)),
+        method=str(method if rec else entry.get("method", method)),
+        **errors,
     )
+
+
+def _finite(v: Any) -> float | None:
+    """Return a JSON number as float; None for absent, NaN or non-numbers."""
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
 
 
 def to_pybamm(p: EffectiveParameters) -> dict[str, float]:

@@ -136,7 +136,9 @@ def subvoxel_fields(
 
     lab = np.asarray(labels)
     if np.shape(grey) != lab.shape:
-        raise MeshingError(f"subvoxel: grey {np.shape(grey)} and labels {lab.shape} differ in shape")
+        raise MeshingError(
+            f"subvoxel: grey {np.shape(grey)} and labels {lab.shape} differ in shape"
+        )
     present = [int(p) for p in np.unique(lab)]
     if 0 not in present or len(present) < 2:
         raise MeshingError(
