@@ -111,6 +111,7 @@ from tomofem.homogenization.results import (
     tortuosity_factor,
 )
 from tomofem.homogenization.voxel_fvm import percolating_mask
+from tomofem.image._checks import spacing3
 
 log = logging.getLogger(__name__)
 
@@ -392,9 +393,7 @@ def tortuosity_lbm(
         )
     if axis not in (0, 1, 2):
         raise ConfigError(f"axis={axis}: choose 0, 1 or 2")
-    h = np.atleast_1d(np.asarray(voxel_size, dtype=float))
-    if h.size not in (1, 3) or not np.all(np.isfinite(h)) or not np.all(h > 0):
-        raise ConfigError(f"voxel_size={voxel_size} must be > 0 (one value or one per axis)")
+    h = spacing3(voxel_size, "voxel_size", ConfigError)
     if not np.allclose(h, h[0], rtol=1e-12):
         raise ConfigError(
             f"voxel_size={voxel_size}: the D3Q19 lattice is cubic; resample to isotropic "
