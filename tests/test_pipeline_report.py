@@ -78,6 +78,7 @@ def test_summary_uses_recommendation_fields_when_homogenize_gives_them(where):
     rec = rows["tau_x pore recommended"]
     assert rec.value == 2.2
     assert "± 0.05 (discretisation)" in rec.note and "± 0.1 (geometry)" in rec.note
+    assert rec.note.startswith("use this: estimate")
     assert rows["tau_y pore recommended"].value == 1.7021  # y has no fields: FEM
     assert "Richardson-extrapolated FEM" in " ".join(pipeline._notes_homogenize(h))
 

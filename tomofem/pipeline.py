@@ -645,8 +645,10 @@ def recommended_tau(res: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         reason = _extra(res, ax, "recommended_reason")
         if tau is None:
             tau = float(base.tau)
-        else:
-            method = "homogenize"
+        else:  # the estimate's own method (e.g. fem-p2) when it names one
+            item = (res.get("recommended") or {}).get(ax)
+            named = item.get("method") if isinstance(item, Mapping) else None
+            method = str(named) if named else "estimate"
         if not reason:
             reason = (
                 "FEM on the conformal mesh: its error falls as h^2; the voxel FVM is first order "
