@@ -146,6 +146,9 @@ class CutResult:
     moved, snapped
         Numbers of vertices moved onto the zero set, and of vertices whose
         value was set to zero in place.
+    edges
+        The two input vertices (smaller index first) of the edge each cut
+        point was placed on, shape (N' - N, 2).
     """
 
     points: np.ndarray
@@ -155,6 +158,7 @@ class CutResult:
     on_surface: np.ndarray
     moved: int
     snapped: int
+    edges: np.ndarray | None = None
 
 
 def _unique_inverse(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -183,6 +187,7 @@ def cut(
     alpha: float,
     movable: np.ndarray,
     box: np.ndarray,
+    frozen: np.ndarray | None = None,
 ) -> CutResult:
     """Warp then cut a tetrahedral mesh by the zero set of the vertex values ``values``.
 
@@ -202,6 +207,12 @@ def cut(
         which must stay on them). Vertices on box faces move only within them.
     box
         Lower and upper box corners (2, 3).
+    frozen
+        Vertices that neither move nor have their value zeroed here (default
+        none): vertices on a face shared with another process's block, whose
+        cut must depend only on the values both sides hold
+        (:mod:`tomofem.meshing.distributed` zeroes them beforehand by a rule
+        both sides agree on).
     """
     points = points.copy()
     f = np.asarray(values, dtype=float).copy()
@@ -223,6 +234,8 @@ def cut(
     other = np.r_[eb, ea]
     frac = np.r_[t, 1.0 - t]
     near = frac < alpha
+    if frozen is not None:
+        near &= ~frozen[vert]
     vert, other, frac = vert[near], other[near], frac[near]
     # the closest cut point per vertex wins
     order = np.lexsort((frac, vert))
@@ -306,4 +319,5 @@ def cut(
         on_surface=on_surface,
         moved=moved,
         snapped=snapped,
+        edges=np.stack([a, b], axis=1),
     )

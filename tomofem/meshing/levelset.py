@@ -303,8 +303,16 @@ def phase_fields(
     phases: list[int],
     opts: LevelSetOptions,
     spacing: npt.ArrayLike = (1.0, 1.0, 1.0),
+    distance_cap: float | None = None,
 ) -> np.ndarray:
     """Smoothed field of each phase on the voxel grid (largest field = phase), clamped if asked.
+
+    ``distance_cap`` limits the signed distances to ``[-cap, cap]`` voxels
+    before smoothing (default: no limit). With a cap the field at a voxel
+    depends only on the labels within ``cap`` plus the smoothing radius, so a
+    block of the image with that much halo gives the same field as the whole
+    image (:mod:`tomofem.meshing.distributed`); far from every interface the
+    cap changes nothing a cut sees.
 
     Returns
     -------
@@ -318,6 +326,8 @@ def phase_fields(
         mask = labels == p
         if opts.field == "distance":
             ind = _signed_distance(mask, spacing)
+            if distance_cap is not None:
+                np.clip(ind, -distance_cap, distance_cap, out=ind)
         else:
             ind = mask.astype(np.float32)
         g[i] = ndimage.gaussian_filter(ind, opts.sigma, mode="nearest") if opts.sigma > 0 else ind
@@ -804,6 +814,14 @@ def _fraction_jacobian(
     resolution reappear), which Broyden updates then learn. Returned for the
     first K-1 phases (the last phase's bias is fixed).
     """
+    pair = _interface_pair_areas(points, cells, which, k)
+    return _jacobian_from_pairs(pair, box_vol, opts, spacing)
+
+
+def _interface_pair_areas(
+    points: np.ndarray, cells: np.ndarray, which: np.ndarray, k: int
+) -> np.ndarray:
+    """Interface area between each pair of phase indices, symmetric (k, k) [length^2]."""
     from tomofem.meshing.tetmesh import _unique_faces
 
     # only cells with a vertex shared by two phases can hold an interface face
@@ -824,7 +842,14 @@ def _fraction_jacobian(
     area = triangle_areas(points, uniq[iface])
     pair = np.zeros((k, k))
     np.add.at(pair, (lo[iface], hi[iface]), area)
-    pair = pair + pair.T
+    return pair + pair.T
+
+
+def _jacobian_from_pairs(
+    pair: np.ndarray, box_vol: float, opts: LevelSetOptions, spacing: np.ndarray
+) -> np.ndarray:
+    """Return the Jacobian guess of :func:`_fraction_jacobian` from the pair areas."""
+    k = len(pair)
     lap = np.diag(pair.sum(axis=1)) - pair
     unit = float(spacing.min())  # field units are voxels of the finest axis
     if opts.field == "distance":

@@ -50,6 +50,7 @@ def collapse_slivers(
     max_passes: int = 3,
     quality: Callable[[np.ndarray, np.ndarray], np.ndarray] = min_dihedral_angles,
     floor: float = 5.0,
+    frozen: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """Collapse a short edge of every cell whose quality is below a threshold.
 
@@ -74,16 +75,43 @@ def collapse_slivers(
         Flat cells with four long edges are lifted only with the default.
     floor
         See ``quality``.
+    frozen
+        Vertices that must neither move nor be merged away (default none):
+        vertices on a face shared with another process's block
+        (:mod:`tomofem.meshing.distributed`). Other vertices may merge into them.
 
     Returns
     -------
     points, cells, cell_tags, collapsed
         The mesh with unused vertices removed, and the number of collapses.
     """
+    out = _collapse_slivers(
+        points, cells, cell_tags, box, threshold_deg, max_passes, quality, floor, frozen
+    )
+    return out[:4]
+
+
+_FROZEN_BIT = np.int64(1) << 62  # in the box-plane bit mask: the vertex may not go
+
+
+def _collapse_slivers(
+    points: np.ndarray,
+    cells: np.ndarray,
+    cell_tags: np.ndarray,
+    box: np.ndarray,
+    threshold_deg: float = 5.0,
+    max_passes: int = 3,
+    quality: Callable[[np.ndarray, np.ndarray], np.ndarray] = min_dihedral_angles,
+    floor: float = 5.0,
+    frozen: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, np.ndarray]:
+    """:func:`collapse_slivers`, also returning the input index of each kept vertex."""
     points = points.copy()
     cells = cells.copy()
     alive = np.ones(len(cells), dtype=bool)
     planes = _box_planes(points, box)
+    if frozen is not None:
+        planes[np.asarray(frozen, dtype=bool)] |= _FROZEN_BIT
     # vertex -> cells (CSR), extended by merges as they happen
     order = np.argsort(cells.ravel(), kind="stable")
     starts = np.searchsorted(cells.ravel()[order], np.arange(len(points) + 1))
@@ -133,7 +161,7 @@ def collapse_slivers(
     remap = np.full(len(points), -1, dtype=np.int64)
     remap[used] = np.arange(len(used))
     log.debug("slivers: %d edge collapses", collapsed)
-    return points[used], remap[cells], cell_tags, collapsed
+    return points[used], remap[cells], cell_tags, collapsed, used
 
 
 def _lift(c, points, cells, planes, star, dih) -> int:
@@ -179,6 +207,8 @@ def _try_collapse(keep, gone, points, cells, alive, planes, star, extra, dih, ju
     ``judge`` is ``(quality function, floor)``, see :func:`collapse_slivers`.
     """
     quality, floor = judge
+    if planes[gone] & _FROZEN_BIT:
+        return False  # frozen: on a face another process shares
     if planes[gone] & ~planes[keep]:
         return False  # a box vertex would leave its plane
     s_keep, s_gone = star(keep), star(gone)
