@@ -335,8 +335,13 @@ def analyze(labels: Any) -> dict[str, Any]:
     return out
 
 
-def mesh(labels: Any, options: Any, comm: Any = None) -> tuple[Any, Any]:
+def mesh(labels: Any, options: Any, comm: Any = None, grey: Any = None) -> tuple[Any, Any]:
     """Conformal tetrahedral mesh of the label image, built on rank 0.
+
+    With ``grey`` (the tomogram the labels were segmented from) and
+    ``options.subvoxel``, the pore's interfaces come from the grey values'
+    partial volumes (:mod:`tomofem.meshing.subvoxel`, level-set route); the
+    route chain is the fallback if that mesh cannot be made.
 
     Returns
     -------
@@ -349,10 +354,56 @@ def mesh(labels: Any, options: Any, comm: Any = None) -> tuple[Any, Any]:
     from tomofem.meshing import check_mesh
 
     def build() -> tuple[Any, Any]:
+        if grey is not None and getattr(options, "subvoxel", False) and not options.periodic:
+            tm = _mesh_subvoxel(grey, labels, options)
+            if tm is not None:
+                return tm, check_mesh(tm)
         tm = mesh_image(labels.data, labels.spacing, options)
         return tm, check_mesh(tm)
 
     return on_root(comm, build, share=False) or (None, None)
+
+
+def _mesh_subvoxel(grey: Any, labels: Any, options: Any) -> Any:
+    """Level-set mesh with interfaces from the grey values, or None (logged) if it fails."""
+    from dataclasses import replace
+
+    from tomofem.errors import MeshingError
+    from tomofem.meshing.levelset import LevelSetOptions, mesh_levelset
+    from tomofem.meshing.subvoxel import auto_sigma, subvoxel_fields
+
+    g = np.asarray(grey.data if hasattr(grey, "data") else grey, dtype=np.float32)
+    lab = labels.data
+    if g.shape != lab.shape or not np.any(lab == 0):
+        return None
+    present = np.unique(lab)
+    means = np.zeros(int(present.max()) + 1)
+    for k in present:
+        means[k] = float(g[lab == k].mean())
+    sigma = auto_sigma(g, lab, means)
+    base = LevelSetOptions()
+    step = max(float(options.interface_size), base.lattice_step)
+    try:
+        sf = subvoxel_fields(g, lab, means, sigma=sigma, spacing=labels.spacing)
+        tm, _ = mesh_levelset(
+            lab,
+            labels.spacing,
+            replace(base, lattice_step=step),
+            fields=sf.fields,
+            fractions=sf.fractions,
+        )
+    except MeshingError as exc:
+        log.info("mesh: sub-voxel interfaces failed (%s); meshing the labels instead", exc)
+        return None
+    log.info(
+        "mesh: sub-voxel interfaces from grey values (smoothing %.2g voxel, slope %.3g/voxel); "
+        "pore fraction %.4f (labels %.4f)",
+        sigma,
+        sf.slope,
+        sf.fractions[0],
+        sf.pore_fraction_voxels,
+    )
+    return replace(tm, route="levelset-subvoxel")
 
 
 def distribute(tetmesh: Any, comm: Any) -> Any:
@@ -970,7 +1021,9 @@ def _run_stage(name: str, config: RunConfig, res: PipelineResult, comm: Any, fol
                 )
             )
     elif name == "mesh":
-        tm, report = mesh(out["labels"], config.mesh, comm)
+        vol = out.get("volume")
+        grey = vol if vol is not None and getattr(vol, "label_names", None) is None else None
+        tm, report = mesh(out["labels"], config.mesh, comm, grey)
         out["tetmesh"], out["mesh_report"] = tm, report
         if _on_root(comm):
             res.results["mesh"] = {"route": tm.route, **_plain(report)}

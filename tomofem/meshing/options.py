@@ -93,6 +93,11 @@ class MeshOptions:
         ``periodic-lattice`` route (:mod:`tomofem.meshing.periodic`: a BCC
         lattice of ``interface_size`` cut by wrapped phase fields; uniform,
         not graded) instead of ``routes``.
+    subvoxel
+        Grey-value input (a tomogram segmented in the run): place the pore's
+        interfaces from the grey values' partial volumes instead of the
+        labels' staircase (:mod:`tomofem.meshing.subvoxel`, level-set route).
+        Label images have no grey values and ignore it.
     component_tags
         Tag each cell with ``tags.component_tag(phase, k)`` (``10000 * phase
         + k``) instead of its phase id, ``k`` = 1 for the largest
@@ -121,6 +126,7 @@ class MeshOptions:
     repair_contacts: bool = True
     periodic: bool = False
     component_tags: bool = False
+    subvoxel: bool = True
 
     def __post_init__(self) -> None:
         problems = []
