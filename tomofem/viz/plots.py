@@ -338,16 +338,16 @@ def plot_tortuosity(
                 Line2D([], [], color="black", marker="_", ms=8, ls="-", lw=1, label=error_label)
             )
     ticks = []
-    for a in axes:  # the recommended value (and its error) under each axis' name
+    for a in axes:  # the recommended value (★, and its error) under each axis' name
         v = (recommended or {}).get(a)
         lo, hi = _error_pair((recommended_errors or {}).get(a))
         if v is None:
             ticks.append(f"τ_{a}")
         elif not np.isfinite(v):
-            ticks.append(f"τ_{a}\nrecommended: ∞")
+            ticks.append(f"τ_{a}\n★ ∞")
         else:
             err = f" ± {hi:.2g}" if hi and lo == hi else (f" +{hi:.2g}/-{lo:.2g}" if hi else "")
-            ticks.append(f"τ_{a}\nrecommended: {v:.3f}{err}")
+            ticks.append(f"τ_{a}\n★ {v:.3f}{err}")
     ax.set_xticks(range(len(axes)), ticks)
     ax.set_xlim(-0.6, len(axes) - 0.4)
     ax.set_ylim(0.0, top * 1.02)
