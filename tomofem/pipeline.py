@@ -1225,6 +1225,9 @@ def write_mesh(dmesh: Any, path: Any) -> None:
 def pictures(res: PipelineResult, folder: Any, stages: Collection[str] | None = None) -> list[str]:
     """Write the run's PNGs (rank 0): slices, mesh render, tortuosity bars, voltage curve, steps.
 
+    A picture that fails (e.g. no OpenGL for pyvista) is logged and skipped:
+    pictures never cost a run its numbers.
+
     Parameters
     ----------
     stages
@@ -1233,9 +1236,6 @@ def pictures(res: PipelineResult, folder: Any, stages: Collection[str] | None = 
         every picture the results allow. :func:`run` calls it after each stage
         and :func:`resume` after the simulation, so the pictures always show
         the results in the folder.
-
-    A picture that fails (e.g. no OpenGL for pyvista) is logged and skipped:
-    pictures never cost a run its numbers.
     """
     if folder.rank != 0:
         return []

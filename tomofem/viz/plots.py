@@ -241,6 +241,8 @@ def plot_tortuosity(
 ) -> Path:
     """Bar chart of tau per axis for each method: ``{method: {"x": tau, ...}}``.
 
+    The legend sits above the axes, so it never covers a bar.
+
     Parameters
     ----------
     results
@@ -261,8 +263,6 @@ def plot_tortuosity(
     recommended_errors
         ``{axis: error}``: error bars on the recommended values (tau units,
         symmetric or ``(minus, plus)``).
-
-    The legend sits above the axes, so it never covers a bar.
     """
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
