@@ -85,8 +85,9 @@ def _run(dm, D_s):
     comm = dm.mesh.comm
     cmax = prob.scales["c_s"]
     dG = prob.measures["dGamma"](1)
-    form = dolfinx.fem.form(on_solid(prob.u["c_s"]) * dG, entity_maps=prob.entity_maps)
-    area = dolfinx.fem.form(on_solid(prob.u["c_s"]) ** 0 * dG, entity_maps=prob.entity_maps)
+    sto = prob.expressions["sto"]
+    form = dolfinx.fem.form(on_solid(sto) * dG, entity_maps=prob.entity_maps)
+    area = dolfinx.fem.form(on_solid(sto) ** 0 * dG, entity_maps=prob.entity_maps)
     surf = comm.allreduce(dolfinx.fem.assemble_scalar(form), op=MPI.SUM) / comm.allreduce(
         dolfinx.fem.assemble_scalar(area), op=MPI.SUM
     )
@@ -98,7 +99,8 @@ def _run(dm, D_s):
     cells = dolfinx.geometry.compute_colliding_cells(sub, cand, point).links(0)
     n_own = sub.topology.index_map(3).size_local
     cells = cells[cells < n_own]
-    local = float(prob.u["c_s"].eval(point, cells[:1])[0]) if len(cells) else np.inf
+    w = prob.u["c_s"].eval(point, cells[:1])[0] if len(cells) else np.inf
+    local = float(prob.stoichiometry_values(w)) if len(cells) else np.inf
     centre = comm.allreduce(local, op=MPI.MIN)
     # flux density over the discrete interface; equivalent radius a = 3 V / A (the flat
     # face is a symmetry plane, so A is the curved face only) keeps the mean rise exact

@@ -17,20 +17,21 @@ from __future__ import annotations
 
 from tomofem._fenics import ufl
 from tomofem.materials.constants import FARADAY, GAS_CONSTANT
+from tomofem.materials.electrodes import butler_volmer
+
+__all__ = [
+    "butler_volmer",  # defined once in tomofem.materials (UFL and numpy), re-exported here
+    "collector_contact",
+    "counter_electrode",
+    "electrolyte_bulk",
+    "electrolyte_current",
+    "interface_exchange",
+    "solid_bulk",
+]
 
 
 def _grad(u, L: float):
     return ufl.grad(u) / L
-
-
-def butler_volmer(j0, eta, alpha_a, alpha_c, T):
-    """Butler-Volmer current density [A.m-2], positive anodic.
-
-    j = j0 [exp(alpha_a F eta / RT) - exp(-alpha_c F eta / RT)] with independent
-    (possibly asymmetric) transfer coefficients.
-    """
-    f = FARADAY / (GAS_CONSTANT * T)
-    return j0 * (ufl.exp(alpha_a * f * eta) - ufl.exp(-alpha_c * f * eta))
 
 
 def electrolyte_current(c, phi, kappa, t_plus, chi, T, L: float):
@@ -79,7 +80,7 @@ def electrolyte_bulk(c, c_dot, phi, v, q, D, kappa, t_plus, chi, T, L: float, dx
     return F_c, F_phi
 
 
-def solid_bulk(c, c_dot, phi, w, r, D_s, sigma, L: float, dx_c, dx_phi):
+def solid_bulk(c, c_dot, phi, w, r, D_s, sigma, L: float, dx_c, dx_phi, dx_storage=None):
     """Bulk Li and charge balances of the solid, in divergence form.
 
     dc_s/dt = div(D_s(c_s) grad c_s) [mol.s-1] on ``dx_c`` (active material) and
@@ -87,9 +88,12 @@ def solid_bulk(c, c_dot, phi, w, r, D_s, sigma, L: float, dx_c, dx_phi):
     ``sigma`` may be a UFL expression piecewise in the cells. Writing the
     diffusion as ``D_s div(grad c)`` instead would not conserve Li when D_s
     varies; tests/electrochem checks that the conservation test catches it.
+    ``dx_storage`` (default ``dx_c``) integrates the storage term, e.g. with
+    vertex quadrature (a lumped mass) so nodal values stay within their bounds.
     """
     vol = L**3
-    F_c = (c_dot * w + D_s * ufl.inner(_grad(c, L), _grad(w, L))) * vol * dx_c
+    dx_s = dx_c if dx_storage is None else dx_storage
+    F_c = c_dot * w * vol * dx_s + D_s * ufl.inner(_grad(c, L), _grad(w, L)) * vol * dx_c
     F_phi = sigma * ufl.inner(_grad(phi, L), _grad(r, L)) * vol * dx_phi
     return F_c, F_phi
 

@@ -11,18 +11,37 @@ from __future__ import annotations
 from typing import Any
 
 from tomofem.materials import _math as m
-from tomofem.materials.constants import GAS_CONSTANT, T_REF
+from tomofem.materials.constants import FARADAY, GAS_CONSTANT, T_REF
 
 
-def exchange_current_density(c_e, c_s, c_max, k, alpha_a, alpha_c):
+def butler_volmer(j0, eta, alpha_a, alpha_c, T):
+    """Butler-Volmer current density [A.m-2], positive anodic (Li leaves the solid).
+
+    j = j0 [exp(alpha_a F eta / RT) - exp(-alpha_c F eta / RT)] with independent
+    (possibly asymmetric) transfer coefficients; Newman & Thomas-Alyea,
+    *Electrochemical Systems*, 3rd ed. (2004), eq. (8.27). The one definition of the
+    law: UFL inputs give a UFL expression (residuals, whose Jacobian UFL derives),
+    arrays give arrays (diagnostics, tests), through :mod:`tomofem.materials._math`.
+    """
+    f = FARADAY / (GAS_CONSTANT * T)
+    return j0 * (m.exp(alpha_a * f * eta) - m.exp(-alpha_c * f * eta))
+
+
+def exchange_current_density(c_e, c_s, c_max, k, alpha_a, alpha_c, vacancy=None):
     """Butler-Volmer exchange-current density [A.m-2] for Li+ + e- + Θ <-> LiΘ.
 
     j0 = k c_e^alpha_a (c_max - c_s)^alpha_a c_s^alpha_c, the mass-action form of
     Newman & Thomas-Alyea, *Electrochemical Systems*, 3rd ed. (2004), eq. (8.28),
     with the rate constant ``k`` [A.m-2 (m3.mol-1)^(alpha_a + ... )] absorbing F.
     With alpha_a = alpha_c = 1/2 it is the form of Chen et al. (2020), eq. (10).
+
+    ``vacancy`` [mol.m-3], when given, replaces ``c_max - c_s``: near a full surface
+    c_s cannot resolve 1 - c_s / c_max below ~1e-16 (one ulp of c_max), but the
+    solver's logit unknown gives the vacancy exactly, down to 1e-80 and beyond.
+    Laws of the parameter sets take it as a keyword and pass it on.
     """
-    return k * c_e**alpha_a * (c_max - c_s) ** alpha_a * c_s**alpha_c
+    vac = (c_max - c_s) if vacancy is None else vacancy
+    return k * c_e**alpha_a * vac**alpha_a * c_s**alpha_c
 
 
 # --- Chen et al. 2020: LG M50 NMC811 positive electrode ------------------------------------
@@ -55,13 +74,15 @@ def diffusivity_nmc811_chen2020(sto, T):
     return 4.0e-15 + 0.0 * sto
 
 
-def j0_nmc811_chen2020(c_e, c_s, c_max, T):
+def j0_nmc811_chen2020(c_e, c_s, c_max, T, vacancy=None):
     """Exchange-current density of NMC811 [A.m-2] (Chen et al. 2020, Table VII).
 
     k = 3.42e-6 A.m-2 (m3.mol-1)^1.5 at 25 degC, Arrhenius activation 17800 J.mol-1.
+    ``vacancy``: see :func:`exchange_current_density`.
     """
     arrhenius = m.exp(17800.0 / GAS_CONSTANT * (1.0 / T_REF - 1.0 / T))
-    return exchange_current_density(c_e, c_s, c_max, 3.42e-6, 0.5, 0.5) * arrhenius
+    j0 = exchange_current_density(c_e, c_s, c_max, 3.42e-6, 0.5, 0.5, vacancy)
+    return j0 * arrhenius
 
 
 # --- Graphite: Ecker et al. 2015 diffusivity, Chen et al. 2020 OCP and kinetics -------------
@@ -100,13 +121,14 @@ def ocp_graphite_chen2020(sto, T):
     )
 
 
-def j0_graphite_chen2020(c_e, c_s, c_max, T):
+def j0_graphite_chen2020(c_e, c_s, c_max, T, vacancy=None):
     """Exchange-current density of graphite [A.m-2]: k = 6.48e-7 (Chen et al. 2020).
 
-    Arrhenius activation 35000 J.mol-1.
+    Arrhenius activation 35000 J.mol-1. ``vacancy``: see :func:`exchange_current_density`.
     """
     arrhenius = m.exp(35000.0 / GAS_CONSTANT * (1.0 / T_REF - 1.0 / T))
-    return exchange_current_density(c_e, c_s, c_max, 6.48e-7, 0.5, 0.5) * arrhenius
+    j0 = exchange_current_density(c_e, c_s, c_max, 6.48e-7, 0.5, 0.5, vacancy)
+    return j0 * arrhenius
 
 
 def j0_lithium_metal(c_e, T):

@@ -49,6 +49,10 @@ def half_cell(
     # Carbon-binder domain (three-phase images): used only if the mesh has CBD cells.
     params["CBD conductivity [S.m-1]"] = 10.0
     params["CBD electrolyte transport factor"] = 0.3
+    # Volume fraction of electrolyte inside the CBD when it is lumped into the
+    # electrolyte (HalfCellConfig.cbd = "electrolyte"): it weights the CBD's salt
+    # storage (time derivative and inventory); transport is scaled by the factor above.
+    params["CBD porosity"] = 0.5
     return params
 
 

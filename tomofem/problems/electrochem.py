@@ -8,9 +8,10 @@ on submeshes of the parent mesh, each in its own function space:
 * ``c_s`` on the active-material cells;
 * ``phi_s`` on the electronic conductors (active, plus CBD when it conducts).
 
-Unknowns are scaled for the solver: ``c_e / c_e0``, ``c_s / c_max`` and the
-potentials in volts; every balance is expressed in amperes (mass balances
-times F) and divided by ``J_REF L^2``. The collector is the solid part of
+Unknowns are scaled for the solver: ``c_e / c_e0``, the logit of the solid
+stoichiometry ``w = ln(x / (1 - x))`` with ``x = c_s / c_max`` (see
+:func:`stoichiometry`), and the potentials in volts; every balance is expressed
+in amperes (mass balances times F) and divided by ``J_REF L^2``. The collector is the solid part of
 ``collector_face``; the opposite face carries either an electrolyte reservoir
 (``c_e = c_e0``, ``phi_e = 0``) or a Li-metal counter electrode.
 """
@@ -27,7 +28,7 @@ from tomofem import tags
 from tomofem._fenics import MPI, dolfinx, ufl
 from tomofem.errors import ConfigError, PercolationError
 from tomofem.forms import electrochem as ec
-from tomofem.materials import get
+from tomofem.materials import _math, get
 from tomofem.materials.constants import FARADAY
 from tomofem.problems.interfaces import interface_integration_data, on_electrolyte, on_solid
 
@@ -37,12 +38,76 @@ FIELDS = ("c_e", "phi_e", "c_s", "phi_s")
 """Block order of the unknowns."""
 J_REF = 1.0
 """Reference current density [A.m-2] that scales every balance."""
-INTERFACE_QUADRATURE_DEGREE = 4
-"""Fixed quadrature degree of interface integrals (residual and diagnostics agree)."""
+LUMPED = {"quadrature_rule": "vertex", "quadrature_degree": 1}
+"""Vertex quadrature of the interface integrals and of the solid's storage term
+(residual and diagnostics agree). Butler-Volmer then sees each vertex's own
+stoichiometry, so inflow into a vertex stops as its exchange current vanishes;
+with a Gauss rule, quadrature points between a full vertex and a less full one
+kept feeding the full vertex until no bounded logit could balance it (w hit
+:data:`LOGIT_BOUND` and the step stalled at a residual of ~1e-3 of its start)."""
 BULK_QUADRATURE_DEGREE = 3
 """Fixed cell quadrature degree: UFL's estimate for the nested exp/power laws is far
 higher and makes compilation and assembly slow for no accuracy gain with P1."""
 _GAMMA, _COLLECTOR, _COUNTER = 1, 2, 3
+LOGIT_BOUND = 200.0
+"""Largest |w| a Newton update may reach (1 - x or x = e^-200). Deep in a saturated
+surface the discrete solution moves w out without limit as the voltage falls (the
+exchange current decays like exp(-w/2)); the law then needs the vacancy exactly
+(:func:`vacancy`, passed as the j0 law's ``vacancy`` keyword). A law without that
+keyword computes c_max - c_s, which has no digits left beyond |w| ~ 36: it is then
+held at :data:`LOGIT_BOUND_SUBTRACTING`."""
+LOGIT_BOUND_SUBTRACTING = 34.0
+"""Bound of the logit for j0 laws that take no ``vacancy`` (1 - x >= 1.7e-15)."""
+
+
+def stoichiometry(w):
+    """Solid stoichiometry x = c_s / c_max of the solver's unknown w = ln(x / (1 - x)).
+
+    The logistic map sends every real w into (0, 1), so no Newton iterate and no
+    quadrature point of the P1 unknown can leave the admissible set, where
+    j0 ~ sqrt(x (1 - x)) is not defined (NaN) and its derivative infinite at the
+    bounds: the cause of the stalls at a saturated particle surface (issue 16).
+    Works on UFL expressions and numpy arrays.
+    """
+    return 1.0 / (1.0 + _math.exp(-w))
+
+
+def vacancy(w):
+    """1 - x of the logit w, exactly (no cancellation): 1 / (1 + exp(w))."""
+    return 1.0 / (1.0 + _math.exp(w))
+
+
+def exchange_current(params: dict[str, Any], c_e, w, c_max: float, T: float):
+    """Evaluate the set's j0 law at electrolyte concentration ``c_e`` and solid logit ``w``.
+
+    Passes the exact vacancy c_max (1 - x) when the law takes a ``vacancy`` keyword.
+    Works on UFL expressions and numpy arrays.
+    """
+    law = get(params, "Active material exchange-current density [A.m-2]")
+    x = stoichiometry(w)
+    if _takes_vacancy(law):
+        return law(c_e, c_max * x, c_max, T, vacancy=c_max * vacancy(w))
+    return law(c_e, c_max * x, c_max, T)
+
+
+def _takes_vacancy(law) -> bool:
+    import inspect
+
+    try:
+        return "vacancy" in inspect.signature(law).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def logit_bound(params: dict[str, Any]) -> float:
+    """Largest |w| Newton may reach with this set's j0 law (see :data:`LOGIT_BOUND`)."""
+    law = get(params, "Active material exchange-current density [A.m-2]")
+    return LOGIT_BOUND if _takes_vacancy(law) else LOGIT_BOUND_SUBTRACTING
+
+
+def logit(x):
+    """Inverse of :func:`stoichiometry`: w = ln(x / (1 - x)) for x in (0, 1)."""
+    return _math.log(x / (1.0 - x))
 
 
 @dataclass(frozen=True)
@@ -132,10 +197,18 @@ class HalfCellProblem:
     """``dx`` (ids = phase tags), ``dGamma`` and ``ds`` of the parent mesh: a form
     added to the residuals must use these objects (DOLFINx needs one set of
     subdomain data per integral type)."""
+    expressions: dict[str, Any] = field(default_factory=dict)
+    """UFL expressions of derived fields: ``"sto"`` (solid stoichiometry of the
+    unknown ``u["c_s"]``, see :func:`stoichiometry`) and ``"j"`` (interfacial current
+    density [A.m-2], restricted to the interface)."""
     collector_load: Any = None
     """Linear form b(r) = ∫ r dA / i_ref over the collector (phi_s block): the
     galvanostatic residual depends on the mean collector potential (b . x) i_ref / A,
     whose Jacobian is the rank-one term -G i_ref / A b b^T."""
+
+    def stoichiometry_values(self, values: np.ndarray) -> np.ndarray:
+        """Stoichiometry x [-] of dof values of the solid unknown (``u["c_s"].x.array``)."""
+        return stoichiometry(np.asarray(values, dtype=float))
 
     @property
     def comm(self):
@@ -272,6 +345,7 @@ def build_half_cell(dmesh, params: dict[str, Any], config: HalfCellConfig) -> Ha
         "phi_s": dolfinx.fem.functionspace(sub_el, ("Lagrange", 1)),
     }
     u = {k: dolfinx.fem.Function(V[k], name=k) for k in FIELDS}
+    u["c_s"].name = "w_s"  # the unknown is the logit of the stoichiometry
     u_n = {k: dolfinx.fem.Function(V[k], name=k + "_n") for k in ("c_e", "c_s")}
     u_nm1 = {k: dolfinx.fem.Function(V[k], name=k + "_nm1") for k in ("c_e", "c_s")}
 
@@ -284,13 +358,9 @@ def build_half_cell(dmesh, params: dict[str, Any], config: HalfCellConfig) -> Ha
         subdomain_data=cell_sd,
         metadata={"quadrature_degree": BULK_QUADRATURE_DEGREE},
     )
+    dx_lumped = ufl.Measure("dx", domain=mesh, subdomain_data=cell_sd, metadata=LUMPED)
     gamma = interface_integration_data(mesh, is_active, is_elyte)
-    dGamma = ufl.Measure(
-        "dS",
-        domain=mesh,
-        subdomain_data=[(_GAMMA, gamma)],
-        metadata={"quadrature_degree": INTERFACE_QUADRATURE_DEGREE},
-    )
+    dGamma = ufl.Measure("dS", domain=mesh, subdomain_data=[(_GAMMA, gamma)], metadata=LUMPED)
     face = tags.BoxFace(config.collector_face)
     far = tags.BoxFace.of(face.axis, not face.is_max)
     ext = dolfinx.fem.IntegralType.exterior_facet
@@ -344,10 +414,11 @@ def build_half_cell(dmesh, params: dict[str, Any], config: HalfCellConfig) -> Ha
         )
     }
 
-    def rate(k: str, scale: float):
+    def rate(k: str, scale: float, of=lambda v: v):
+        """BDF time derivative of ``scale * of(unknown k)``."""
         return (
             scale
-            * (const["b0"] * u[k] + const["b1"] * u_n[k] + const["b2"] * u_nm1[k])
+            * (const["b0"] * of(u[k]) + const["b1"] * of(u_n[k]) + const["b2"] * of(u_nm1[k]))
             / (const["dt"])
         )
 
@@ -362,7 +433,7 @@ def build_half_cell(dmesh, params: dict[str, Any], config: HalfCellConfig) -> Ha
     F_ce, F_phie = ec.electrolyte_bulk(
         c_e, ce_dot, phi_e, v_e, q_e, D_e, kappa, t_plus, chi, T, L, dx(PORE)
     )
-    eps_cbd = float(params.get("CBD porosity", 0.5))
+    eps_cbd = float(get(params, "CBD porosity"))
     if config.cbd == "electrolyte":
         fac = float(get(params, "CBD electrolyte transport factor"))
         G_ce, G_phie = ec.electrolyte_bulk(
@@ -382,24 +453,33 @@ def build_half_cell(dmesh, params: dict[str, Any], config: HalfCellConfig) -> Ha
         F_ce, F_phie = F_ce + G_ce, F_phie + G_phie
 
     # Solid.
-    c_s = cmax * u["c_s"]
-    D_s = get(params, "Active material diffusivity [m2.s-1]")(u["c_s"], T)
+    sto = stoichiometry(u["c_s"])
+    c_s = cmax * sto
+    D_s = get(params, "Active material diffusivity [m2.s-1]")(sto, T)
     w_s, r_s = ufl.TestFunction(V["c_s"]), ufl.TestFunction(V["phi_s"])
     sigma_a = float(get(params, "Active material conductivity [S.m-1]"))
     F_cs, F_phis = ec.solid_bulk(
-        c_s, rate("c_s", cmax), u["phi_s"], w_s, r_s, D_s, sigma_a, L, dx(ACTIVE), dx(ACTIVE)
+        c_s,
+        rate("c_s", cmax, stoichiometry),
+        u["phi_s"],
+        w_s,
+        r_s,
+        D_s,
+        sigma_a,
+        L,
+        dx(ACTIVE),
+        dx(ACTIVE),
+        dx_storage=dx_lumped(ACTIVE),
     )
     if sub_el is not sub_a:
         sigma_c = float(get(params, "CBD conductivity [S.m-1]"))
         F_phis += sigma_c * ufl.inner(ufl.grad(u["phi_s"]), ufl.grad(r_s)) * L * dx(CBD)
 
     # Interface Butler-Volmer.
-    sto_g = on_solid(u["c_s"])
+    sto_g = on_solid(sto)
     ce_g = on_electrolyte(c_e)
     ocp = get(params, "Active material OCP [V]")(sto_g, T)
-    j0 = get(params, "Active material exchange-current density [A.m-2]")(
-        ce_g, cmax * sto_g, cmax, T
-    )
+    j0 = exchange_current(params, ce_g, on_solid(u["c_s"]), cmax, T)
     eta = on_solid(u["phi_s"]) - on_electrolyte(phi_e) - ocp
     a_a = float(get(params, "Active material anodic transfer coefficient"))
     a_c = float(get(params, "Active material cathodic transfer coefficient"))
@@ -468,7 +548,7 @@ def build_half_cell(dmesh, params: dict[str, Any], config: HalfCellConfig) -> Ha
         return dolfinx.fem.form(expr, entity_maps=entity_maps)
 
     diag = {
-        "li_solid": form(c_s * L**3 * dx(ACTIVE)),
+        "li_solid": form(c_s * L**3 * dx_lumped(ACTIVE)),
         "li_electrolyte": form(
             c_e * L**3 * dx(PORE)
             + (eps_cbd * c_e * L**3 * dx(CBD) if config.cbd == "electrolyte" else 0)
@@ -479,7 +559,7 @@ def build_half_cell(dmesh, params: dict[str, Any], config: HalfCellConfig) -> Ha
         "collector_area": form(dolfinx.fem.Constant(mesh, 1.0) * L**2 * ds(_COLLECTOR)),
         "collector_potential": form(u["phi_s"] * L**2 * ds(_COLLECTOR)),
         "active_volume": form(dolfinx.fem.Constant(mesh, 1.0) * L**3 * dx(ACTIVE)),
-        "sto_mean": form(u["c_s"] * L**3 * dx(ACTIVE)),
+        "sto_mean": form(sto * L**3 * dx_lumped(ACTIVE)),
     }
     if j_li is not None:
         diag["counter_current"] = form(j_li * L**2 * ds(_COUNTER))
@@ -505,7 +585,8 @@ def build_half_cell(dmesh, params: dict[str, Any], config: HalfCellConfig) -> Ha
         interface_data=gamma,
         cell_marker=marker,
         submesh_cells=cells,
-        measures={"dx": dx, "dGamma": dGamma, "ds": ds},
+        measures={"dx": dx, "dx_lumped": dx_lumped, "dGamma": dGamma, "ds": ds},
+        expressions={"sto": sto, "j": j},
         collector_load=form(scale_charge * r_s * L**2 * ds(_COLLECTOR)),
     )
     problem.collector_area = problem.assemble("collector_area")
@@ -539,7 +620,7 @@ def set_equilibrium(problem: HalfCellProblem, soc: float) -> None:
     sto = stoichiometry_at_soc(problem.params, soc)
     T = float(get(problem.params, "Temperature [K]"))
     U = float(get(problem.params, "Active material OCP [V]")(np.float64(sto), T))
-    values = {"c_e": 1.0, "phi_e": 0.0, "c_s": sto, "phi_s": U}
+    values = {"c_e": 1.0, "phi_e": 0.0, "c_s": float(logit(sto)), "phi_s": U}
     for k, val in values.items():
         problem.u[k].x.array[:] = val
     for k in ("c_e", "c_s"):

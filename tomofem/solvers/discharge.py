@@ -23,13 +23,16 @@ import numpy as np
 from tomofem._fenics import MPI, PETSc, dolfinx
 from tomofem.errors import ConfigError
 from tomofem.materials import get
-from tomofem.materials.constants import FARADAY, GAS_CONSTANT
+from tomofem.materials.constants import FARADAY
+from tomofem.materials.electrodes import butler_volmer
 from tomofem.mpi import StopRequest
 from tomofem.problems.electrochem import (
     FIELDS,
     HalfCellConfig,
     HalfCellProblem,
     build_half_cell,
+    exchange_current,
+    logit_bound,
     set_equilibrium,
 )
 from tomofem.problems.particles import particle_labels
@@ -40,13 +43,23 @@ log = logging.getLogger(__name__)
 
 ATOL_RELATIVE_TO_CURRENT = 1e-10
 """Newton's absolute tolerance as a fraction of the 1C current."""
-SURFACE_SATURATION = 0.995
-"""Mean surface stoichiometry (or 1 minus it, when delithiating) that ends a current
-step: the exchange current vanishes as c_s -> c_max (or 0), so the surface can take
-no more current and Newton would only cut the step down to its floor."""
 STAGNATION_DROP = 1e-5
 """A Newton residual below this fraction of the initial one that stops decreasing
 (or defeats the line search) has reached round-off: converged."""
+LOGIT_STEP = 10.0
+"""Largest change of the solid logit in one Newton update. Where a surface fills,
+j0 ~ exp(-w/2) flattens and the Newton step in w overshoots by tens (w jumped to
+the bound 200 in one update, after which the line search crawled)."""
+STAGNATION_CURRENT = 1e-4
+"""A Newton residual that stops decreasing below this fraction of the 1C current,
+while the last update of some solid logit was clipped (:data:`LOGIT_STEP`) or it sits
+at its bound (:func:`tomofem.problems.electrochem.logit_bound`), is
+converged too. Deep in a saturated surface the exact discrete solution keeps moving
+w out (the exchange current decays like exp(-w/2)) while the bound holds it; what
+remains is those vertices' interfacial current, 2e-5 of the 1C current on
+tests/electrochem/test_never_stall.py at 3.14 V, which no absolute tolerance on the
+current scale (1e-10 of 1C) could reach: Newton stagnated for 12 iterations and dt
+was cut below dt_min."""
 
 
 @dataclass(frozen=True)
@@ -67,8 +80,9 @@ class Step:
         ``"Upper cut-off voltage [V]"`` when delithiating; see
         :meth:`Protocol.with_default_cutoffs`). Independently of it, a current
         step always ends when the active material's mean stoichiometry leaves
-        the set's window (capacity exhausted) or the mean surface stoichiometry
-        reaches :data:`SURFACE_SATURATION` (no more room at the surface).
+        the set's window (capacity exhausted). A saturating particle surface no
+        longer ends it: the exchange current vanishes there and the voltage falls
+        to the cut-off (the solid unknown is the logit of the stoichiometry).
     until_c_rate
         Absolute current [C-rate] below which a voltage step ends (CV taper).
     duration
@@ -221,7 +235,7 @@ class DischargeResult:
     mpi_size: int
     step_ends: list[str]
     """How each finished protocol step ended (cut-off voltage, capacity exhausted,
-    surface saturated, taper current, duration)."""
+    taper current, duration)."""
 
     def to_json(self) -> str:
         """JSON text of the whole result."""
@@ -273,26 +287,27 @@ class _Interface:
             self.idx[k] = dm[sub][np.arange(len(sub))[:, None], others[lf]]
         self.p = p
 
+    def surface_stoichiometry(self) -> np.ndarray:
+        """Facet means of the P1 stoichiometry x at the vertices [-]."""
+        return self.p.stoichiometry_values(self.p.u["c_s"].x.array[self.idx["c_s"]]).mean(axis=1)
+
     def current_density(self) -> np.ndarray:
+        """Facet means of j [A.m-2]: the residual's law and vertex quadrature, in numpy."""
         p = self.p
-        v = {k: p.u[k].x.array[self.idx[k]].mean(axis=1) for k in FIELDS}
+        v = {k: p.u[k].x.array[self.idx[k]] for k in ("c_e", "phi_e", "phi_s")}
+        w = p.u["c_s"].x.array[self.idx["c_s"]]
         T = float(get(p.params, "Temperature [K]"))
-        cmax = p.scales["c_s"]
-        ce = v["c_e"] * p.scales["c_e"]
-        ocp = get(p.params, "Active material OCP [V]")(v["c_s"], T)
-        j0 = get(p.params, "Active material exchange-current density [A.m-2]")(
-            ce, cmax * v["c_s"], cmax, T
-        )
-        f = FARADAY / (GAS_CONSTANT * T)
+        ocp = get(p.params, "Active material OCP [V]")(p.stoichiometry_values(w), T)
+        j0 = exchange_current(p.params, v["c_e"] * p.scales["c_e"], w, p.scales["c_s"], T)
         eta = v["phi_s"] - v["phi_e"] - ocp
         aa = float(get(p.params, "Active material anodic transfer coefficient"))
         ac = float(get(p.params, "Active material cathodic transfer coefficient"))
-        return j0 * (np.exp(aa * f * eta) - np.exp(-ac * f * eta))
+        return butler_volmer(j0, eta, aa, ac, T).mean(axis=1)
 
     def statistics(self, comm) -> dict[str, float]:
         j = self.current_density()
         a = self.area
-        x = self.p.u["c_s"].x.array[self.idx["c_s"]].mean(axis=1)
+        x = self.surface_stoichiometry()
         s = comm.allreduce(
             np.array([a.sum(), (a * j).sum(), (a * j * j).sum(), (a * x).sum()]), op=MPI.SUM
         )
@@ -340,7 +355,7 @@ class _Particles:
         self.x1 = float(get(p.params, "Stoichiometry at 100% SOC"))
 
     def statistics(self, comm) -> dict[str, float]:
-        sto = self.p.u["c_s"].x.array[self.dofs].mean(axis=1)
+        sto = self.p.stoichiometry_values(self.p.u["c_s"].x.array[self.dofs]).mean(axis=1)
         vs = np.bincount(self.lab, weights=self.vol * sto, minlength=self.n)
         v = np.bincount(self.lab, weights=self.vol, minlength=self.n)
         vs, v = comm.allreduce(vs, op=MPI.SUM), comm.allreduce(v, op=MPI.SUM)
@@ -360,10 +375,19 @@ CHECKPOINT_NAME = "checkpoint.h5"
 
 
 def checkpoint_functions(problem: HalfCellProblem) -> dict[str, Any]:
-    """Every function a resumed run needs: the unknowns and the BDF history levels."""
-    out = {k: problem.u[k] for k in FIELDS}
-    out.update({f"{k}@n": problem.u_n[k] for k in problem.u_n})
-    out.update({f"{k}@nm1": problem.u_nm1[k] for k in problem.u_nm1})
+    """Every function a resumed run needs: the unknowns and the BDF history levels.
+
+    The solid unknown is stored as ``w_s`` (logit of the stoichiometry): a checkpoint
+    of the older ``c_s / c_max`` unknown then fails to load with the missing field
+    named, instead of resuming from values read in the wrong variable.
+    """
+
+    def name(k: str) -> str:
+        return "w_s" if k == "c_s" else k
+
+    out = {name(k): problem.u[k] for k in FIELDS}
+    out.update({f"{name(k)}@n": problem.u_n[k] for k in problem.u_n})
+    out.update({f"{name(k)}@nm1": problem.u_nm1[k] for k in problem.u_nm1})
     return out
 
 
@@ -405,9 +429,10 @@ class _Writer:
             )
 
     def write(self, t: float) -> None:
-        scale = {"c_e": self.p.scales["c_e"], "c_s": self.p.scales["c_s"]}
-        for k in FIELDS:
-            self.out[k].x.array[:] = self.p.u[k].x.array * scale.get(k, 1.0)
+        p = self.p
+        for k in ("c_e", "phi_e", "phi_s"):
+            self.out[k].x.array[:] = p.u[k].x.array * (p.scales["c_e"] if k == "c_e" else 1.0)
+        self.out["c_s"].x.array[:] = p.scales["c_s"] * p.stoichiometry_values(p.u["c_s"].x.array)
         for w in self.writers:
             w.write(t)
 
@@ -433,6 +458,7 @@ class HalfCellSolver:
         self.residuals: list[float] = []  # SNES residual norms of the last solve
         self.reason = 0  # SNES converged reason of the last solve
         self._lag: dict[str, int] = {}  # current preconditioner lag per mode
+        self._scale = 1.0  # the 1C current in residual units (set per solve)
 
     def nonlinear(self, mode: str):
         """Return the (lazily compiled) ``NonlinearProblem`` of ``mode``."""
@@ -461,6 +487,7 @@ class HalfCellSolver:
                 nl.solver.getKSP().getPC().setFieldSplitIS(*sets)
             if mode == "galvanostatic":
                 self._equipotential_collector(nl)
+            self._bound_logit(nl)
             nl.solver.setConvergenceTest(self._converged)
             self._nl[mode] = nl
         return self._nl[mode]
@@ -516,6 +543,35 @@ class HalfCellSolver:
         nl.solver.setJacobian(jacobian, J, nl.A)
         self._keep = (U, c, J)  # PETSc objects must outlive the solver
 
+    def _bound_logit(self, nl) -> None:
+        """Clip Newton updates of the solid logit: ``|w| <=`` the bound, ``|dw| <= LOGIT_STEP``.
+
+        The logistic map keeps x = c_s / c_max in (0, 1) for any w; the bound
+        (:func:`tomofem.problems.electrochem.logit_bound`) keeps 1 - x representable,
+        the step limit (a factor e^10 on x / (1 - x)) stops overshoots where j0 ~
+        exp(-w/2) flattens. A clipped component is a projected Newton step.
+        """
+        p = self.problem
+        start = sum(p.spaces[k].dofmap.index_map.size_local for k in FIELDS[:2])
+        owned = slice(start, start + p.spaces["c_s"].dofmap.index_map.size_local)
+        bound = logit_bound(p.params)
+
+        def at_bound(x) -> bool:  # collective
+            local = bool(np.any(np.abs(x.array_r[owned]) >= bound * (1 - 1e-12)))
+            return bool(p.comm.allreduce(local, op=MPI.LOR))
+
+        self._at_bound = at_bound
+
+        def precheck(x, y):  # Newton's update is x - lambda y, lambda <= 1 (collective)
+            xs, ys = x.array_r[owned], y.array[owned]
+            clipped = np.clip(np.clip(ys, -LOGIT_STEP, LOGIT_STEP), xs - bound, xs + bound)
+            local = bool(np.any(clipped != ys))
+            self._clipped = bool(p.comm.allreduce(local, op=MPI.LOR))
+            y.array[owned] = clipped
+
+        self._precheck = precheck
+        nl.solver.setLineSearchPreCheck(precheck)
+
     def _converged(self, snes, it: int, norms) -> int:
         """SNES test: PETSc's tolerances, plus stagnation at the round-off floor.
 
@@ -536,6 +592,13 @@ class HalfCellSolver:
         elif it > 0 and fnorm <= rtol * self._f0:
             reason = R.CONVERGED_FNORM_RELATIVE
         elif it > 1 and fnorm > 0.5 * self._prev and fnorm <= STAGNATION_DROP * self._f0:
+            reason = R.CONVERGED_SNORM_RELATIVE
+        elif (
+            it > 1
+            and fnorm > 0.5 * self._prev
+            and fnorm <= STAGNATION_CURRENT * self._scale
+            and (self._clipped or self._at_bound(snes.getSolution()))
+        ):
             reason = R.CONVERGED_SNORM_RELATIVE
         elif it >= max_it:
             reason = R.DIVERGED_MAX_IT
@@ -561,7 +624,9 @@ class HalfCellSolver:
         interfacial currents on µm meshes).
         """
         nl = self.nonlinear(mode)
-        atol = ATOL_RELATIVE_TO_CURRENT * current_scale / self.problem.scales["i_ref"]
+        self._scale = current_scale / self.problem.scales["i_ref"]
+        self._clipped = False
+        atol = ATOL_RELATIVE_TO_CURRENT * self._scale
         nl.solver.setTolerances(atol=atol)
         if self.lagged:  # fresh: refactorise at every Newton iteration of this solve
             lag = 1 if fresh else int(self._petsc["snes_lag_preconditioner"])
@@ -704,12 +769,10 @@ def run_half_cell(
 
     def exhausted(current: float) -> str | None:
         """Why the active material can take no more of ``current`` (None: it can)."""
-        sto, surf = series["sto_mean"][-1], series["sto_surface_mean"][-1]
+        sto = series["sto_mean"][-1]
         lithiating = current > 0
         if (sto >= x_window[1]) if lithiating else (sto <= x_window[0]):
             return f"capacity exhausted (mean stoichiometry {sto:.4f})"
-        if (surf >= SURFACE_SATURATION) if lithiating else (surf <= 1 - SURFACE_SATURATION):
-            return f"particle surface saturated (mean surface stoichiometry {surf:.4f})"
         return None
 
     def record(current: float, its: int, kits: int, dt: float, mode: str) -> None:
