@@ -136,7 +136,7 @@ def test_failed_run_keeps_its_error_in_results_and_log(tmp_path, capsys):
 
 
 def _interrupt(how: str):
-    def mesh(labels, options, comm=None):
+    def mesh(labels, options, *args, **kwargs):
         if how == "SIGTERM":
             os.kill(os.getpid(), signal.SIGTERM)  # what a batch system sends at its time limit
         raise KeyboardInterrupt  # what Ctrl-C raises
