@@ -44,7 +44,7 @@ from tomofem._fenics import MPI
 from tomofem.homogenization.errorbars import estimate_tau
 from tomofem.homogenization.lbm import tortuosity_lbm
 from tomofem.homogenization.tortuosity import tortuosity_fem
-from tomofem.homogenization.truth import exact_tortuosity
+from tomofem.homogenization.truth import exact_tortuosity, richardson
 from tomofem.homogenization.voxel_fvm import tortuosity_voxel
 from tomofem.image import phantoms as ph
 from tomofem.image.segment import gmm_segment, threshold
@@ -55,6 +55,8 @@ from tomofem.tags import Phase
 
 PORE = int(Phase.PORE)
 AXES = (0, 1, 2)
+#: A finer lattice and lighter smoothing (8x the vertices of the default).
+FINE = LevelSetOptions(lattice_step=1.25, sigma=0.75)
 #: Imaging conditions: (name, PSF sigma [voxels], SNR, segmentation). Noise-free grey
 #: values are cut at the same place by Otsu and GMM; the noisy image uses the GMM posterior.
 IMAGING = (("clean", 0.0, None, "otsu"), ("ct", 0.75, 10.0, "gmm"))
@@ -79,29 +81,33 @@ def structures(quick: bool) -> dict[str, dict]:
     if quick:
         return sc
     out: dict[str, dict] = {}
-    steps = [1 / 24, 1 / 32, 1 / 48]
+    # Boxes of a few particles, so that the exact-geometry meshes resolve the
+    # 0.02-0.03 wide necks with 1.5-3 lattice steps at the finest level (h = L/64).
+    box = 0.5
+    steps = [box / 32, box / 48, box / 64]
     axes = (0, 2)  # in-plane and through-thickness (z: the calendering axis)
+    sizes = [16, 24, 32]  # voxels across the box: necks 0.7-1, 1-1.5, 1.3-2 voxels
     out["overlapping-spheres"] = {
-        "phantom": ph.overlapping_spheres(seed=0),
+        "phantom": ph.overlapping_spheres(seed=0, length=box),
         "steps": steps,
-        "sizes": [32, 64],
+        "sizes": sizes,
+        "axes": axes,
+    }
+    out["three-phase"] = {  # the CBD construction needs a box of at least 0.65
+        "phantom": ph.three_phase_electrode(seed=0, length=0.7),
+        "steps": [0.7 / 32, 0.7 / 48, 0.7 / 64],
+        "sizes": [22, 33, 44],
         "axes": axes,
     }
     out["calendered-ellipsoids"] = {
-        "phantom": ph.calendered_ellipsoids(seed=0),
-        "steps": steps,
-        "sizes": [32, 64],
-        "axes": axes,
-    }
-    out["three-phase"] = {
-        "phantom": ph.three_phase_electrode(seed=0),
-        "steps": steps,
-        "sizes": [32, 64],
+        "phantom": ph.calendered_ellipsoids(seed=0, length=0.8),  # box > 0.75 needed
+        "steps": [0.8 / 32, 0.8 / 48, 0.8 / 64],
+        "sizes": [24, 36, 48],
         "axes": axes,
     }
     out["laminate-45"] = {
         "phantom": ph.inclined_laminate(),
-        "steps": steps,
+        "steps": [1 / 24, 1 / 32, 1 / 48],
         "sizes": [32],
         "axes": (0, 2),
     }
@@ -165,21 +171,23 @@ def image_methods(grey, phantom, n, seg, h, axes, sigma_sub) -> dict:
         res["voxel-lbm"] = {"error": f"{type(exc).__name__}: {exc}"}
     faces = sum(int(np.count_nonzero(np.diff(pore.astype(np.int8), axis=a))) for a in range(3))
     res["voxel-fvm6"]["pore_area"] = faces * h * h
-    for name, kw in (
-        ("levelset", {}),
-        ("subvoxel", "sub"),
+    for name, kw, lopts, degrees in (
+        ("levelset", {}, LevelSetOptions(), (1, 2)),
+        ("subvoxel", "sub", LevelSetOptions(), (1, 2)),
+        ("levelset-fine", {}, FINE, (1,)),
+        ("subvoxel-fine", "sub", FINE, (1,)),
     ):
         t0 = time.perf_counter()
         if kw == "sub":
             sf = subvoxel_fields(grey, lab, means, sigma=sigma_sub)
             kw = {"fields": sf.fields, "fractions": sf.fractions}
         try:
-            tm, _ = mesh_levelset(lab, h, LevelSetOptions(), **kw)
+            tm, _ = mesh_levelset(lab, h, lopts, **kw)
         except Exception as exc:
             res[f"fem-{name}"] = {"error": f"{type(exc).__name__}: {exc}"}
             continue
         mesh_s = time.perf_counter() - t0
-        fem = _fem(tm, axes, (1, 2), h)
+        fem = _fem(tm, axes, degrees, h)
         if name == "levelset":  # geometry variants for the error bar (P1 on each)
             variants = {}
             for vname, vopts in GEOMETRY_VARIANTS.items():
@@ -330,14 +338,20 @@ def table(cases: list[dict]) -> str:
         "fem-levelset-p2",
         "fem-subvoxel-p1",
         "fem-subvoxel-p2",
+        "fem-levelset-fine-p1",
+        "fem-subvoxel-fine-p1",
     ]
     lines = [
         "| structure | N | image | seg. | truth tau (x, y, z) | " + " | ".join(methods) + " |",
         "|" + "---|" * (5 + len(methods)),
     ]
     for c in cases:
-        tr = c["truth"]
+        tr = {k: dict(v) if isinstance(v, dict) else v for k, v in c["truth"].items()}
         axes = [int(a) for a in tr if a != "exact_k"]
+        for a in axes:  # the extrapolation's uncertainty as richardson() states it now
+            ex = richardson(tr[a]["steps"], tr[a]["k_levels"])
+            tr[a]["tau"] = tr[a]["porosity"] / ex.value
+            tr[a]["rel_uncertainty"] = ex.uncertainty / ex.value
         ttxt = ", ".join(f"{tr[a]['tau']:.4f}±{100 * tr[a]['rel_uncertainty']:.2f}%" for a in axes)
         for img in c["images"]:
             cells = []

@@ -40,7 +40,10 @@ class Extrapolation:
         Extrapolated limit from the two finest levels [units of q].
     uncertainty
         Absolute change of the extrapolated value from the previous pair of
-        levels (inf with only two levels) [units of q].
+        levels (inf with only two levels) [units of q]; where the observed
+        order is more than 0.5 below the assumed one (or the differences are
+        not monotone, so no order can be fitted), at least the distance to
+        the first-order extrapolation of the two finest levels.
     order_observed
         Convergence order fitted to the three finest levels (NaN with two).
     order_assumed
@@ -96,6 +99,11 @@ def richardson(h: Sequence[float], q: Sequence[float], order: float = 2.0) -> Ex
                     else:
                         lo = mid
                 p_obs = 0.5 * (lo + hi)
+    if len(h) >= 3 and not (p_obs >= order - 0.5):
+        # slower than assumed (or not yet monotone): the bar spans the first-order limit
+        r1 = h[-2] / h[-1]
+        first = float(q[-1] + (q[-1] - q[-2]) / (r1 - 1.0))
+        unc = max(unc, abs(first - value))
     return Extrapolation(value, unc, p_obs, order)
 
 
