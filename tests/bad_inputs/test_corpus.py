@@ -541,14 +541,15 @@ CASES: list[Case] = [
         _segment_labels(lambda: _stored(extra=255), phases=3),
         ImageError,
         r"seg\.tif: holds 4 distinct values \[0, 85, 170, 255\], but segment\.phases = 3",
-        r"segment\.label_values in tag order .*\[0, 85, 170\] for 0 = pore, 85 = NMC, 170 = CBD",
+        r"if a value is no phase \(a mask, a background\), remove or merge it.*exactly "
+        r"\[0, 85, 170\] with segment\.phases = 3",
     ),
     Case(
         "label-image-fewer-values-than-phases",  # ran silently
         _segment_labels(lambda: _stored((0, 85)), phases=3),
         ImageError,
         r"holds 2 distinct values \[0, 85\], but segment\.phases = 3",
-        r"segment\.phases = 2, or list all 3 phases' values",
+        r"set segment\.phases = 2, or, if a phase is absent .* list all 3 phases' stored values",
     ),
     Case(
         "label-values-lack-a-stored-value",

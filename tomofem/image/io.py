@@ -467,18 +467,22 @@ def resolve_label_values(
                 ", ".join(absent),
             )
         return wanted
-    if n != phases:
-        count = f"segment.phases = {n}" if n <= 9 else "segment.phases"
-        extra = (
-            " (a value that is no phase, such as a mask, must be removed or merged first)"
-            if n > phases
-            else f", or list all {phases} phases' values if one is absent from this image or crop"
-        )
+    if n > phases:
         raise ImageError(
-            f"{source}: holds {n} distinct values {shown}, but segment.phases = {phases}; say "
-            "which stored value is which phase: segment.label_values in tag order (pore, "
-            f"active, CBD), {LABEL_VALUES_EXAMPLE}, with {count}{extra}"
-            + (f"; {grey_fix}" if n > 9 else "")
+            f"{source}: holds {n} distinct values {shown}, but segment.phases = {phases}: "
+            f"{n - phases} value(s) more than phases. If every value is a phase, set "
+            f"segment.phases = {n} and segment.label_values to the {n} stored values in tag "
+            "order (pore, active, CBD, ...); if a value is no phase (a mask, a "
+            "background), remove or merge it before running. For the shared electrode "
+            f"({LABEL_VALUES_EXAMPLE}) the values are exactly [0, 85, 170] with "
+            "segment.phases = 3" + (f"; {grey_fix}" if n > 9 else "")
+        )
+    if n < phases:
+        raise ImageError(
+            f"{source}: holds {n} distinct values {shown}, but segment.phases = {phases}: "
+            f"set segment.phases = {n}, or, if a phase is absent from this image or crop, "
+            f"list all {phases} phases' stored values in segment.label_values in tag order "
+            f"(pore, active, CBD), {LABEL_VALUES_EXAMPLE}"
         )
     out = [v.item() for v in vals]
     log.info(
