@@ -7,6 +7,7 @@ from conftest import SPHERE_FRACTION, rayleigh_sc
 from tomofem._fenics import MPI
 from tomofem.homogenization.tortuosity import tortuosity_fem
 from tomofem.homogenization.verification import tagged_box
+from tomofem.solvers.presets import conduction_cg_gamg
 from tomofem.tags import SOLID, Phase
 
 PORE = int(Phase.PORE)
@@ -41,8 +42,10 @@ def test_laminates_exact_any_contrast(contrast):
     ks = {1: 1.0, 2: contrast}
     f = np.array([0.25, 0.75])
     kv = np.array([1.0, contrast])
-    par = tortuosity_fem(mesh, ct, ks, 0)
-    ser = tortuosity_fem(mesh, ct, ks, 2)
+    # exactness to round-off asks for a round-off solve (the default stops near 1e-7)
+    tight = {"petsc_options": conduction_cg_gamg(rtol=1e-12), "flux_tol": 1e-10}
+    par = tortuosity_fem(mesh, ct, ks, 0, **tight)
+    ser = tortuosity_fem(mesh, ct, ks, 2, **tight)
     for res, exact in ((par, f @ kv), (ser, 1 / (f @ (1 / kv)))):
         assert res.flux_mismatch < 1e-7
         assert abs(res.k_eff / exact - 1) <= max(1e-10, res.flux_mismatch)
@@ -111,10 +114,10 @@ def test_axes_reuse_one_operator_and_match_fresh_solves(ks):
     for axis in range(3):
         T.clear_cache()
         fresh = tortuosity_fem(mesh, ct, ks, axis)
-        assert reused[axis].k_eff == pytest.approx(fresh.k_eff, rel=1e-8)
-        assert reused[axis].flux_mismatch <= 1e-8
+        assert reused[axis].k_eff == pytest.approx(fresh.k_eff, rel=1e-6)
+        assert reused[axis].flux_mismatch <= 1e-6  # flux_tol
     if len(ks) == 1:  # the tube pattern is symmetric under x <-> y
-        assert reused[0].k_eff == pytest.approx(reused[1].k_eff, rel=1e-7)
+        assert reused[0].k_eff == pytest.approx(reused[1].k_eff, rel=1e-6)
         assert "of 2" in reused[0].message  # the blob is a second, pinned cluster
     T.clear_cache()
 

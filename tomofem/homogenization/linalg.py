@@ -27,7 +27,10 @@ def make_ksp(A: PETSc.Mat, prefix: str, options: Mapping[str, object]) -> PETSc.
     and command-line options can address the solver: an option the user gave
     (``-tomofem_tortuosity_ksp_monitor``) wins over ``options``. The options
     set here are removed from the global database again, so two problems
-    never see each other's settings.
+    never see each other's settings, but only after ``KSPSetUp``: the
+    multigrid levels and the coarse solver are created during set-up and
+    read their options (``mg_levels_*``, ``mg_coarse_*``) then. (Removed
+    before it, as until now, those options never applied.)
     """
     ksp = PETSc.KSP().create(A.getComm())
     ksp.setOptionsPrefix(prefix)
@@ -37,6 +40,7 @@ def make_ksp(A: PETSc.Mat, prefix: str, options: Mapping[str, object]) -> PETSc.
         opts[prefix + key] = options[key]
     ksp.setOperators(A)
     ksp.setFromOptions()
+    ksp.setUp()
     for key in mine:
         opts.delValue(prefix + key)
     return ksp

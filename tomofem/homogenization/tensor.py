@@ -126,7 +126,9 @@ def effective_tensor(
     dom = phase_domain(mesh, cell_tags, conductivities)
     V, labels, _ = space_and_clusters(dom, degree)
     timings["setup"] = time.perf_counter() - t0
-    opts = dict(conduction_cg_gamg() if petsc_options is None else petsc_options)
+    ks = list(dom.conductivities.values())
+    preset = conduction_cg_gamg(contrast=max(ks) / min(ks))
+    opts = dict(preset if petsc_options is None else petsc_options)
     solver = {"periodic": _periodic, "dirichlet": _dirichlet, "flux": _flux}[bc]
     K, its = solver(dom, V, labels, opts, timings)
     blocked: list[int] = []
