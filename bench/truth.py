@@ -283,17 +283,23 @@ def _err(tau: float, truth: float) -> float:
 
 
 def error_bars(case: dict, img: dict) -> dict:
-    """Recommended tau per axis with its error parts, and whether the bar covers the truth."""
+    """Recommended tau per axis with its error parts (as the pipeline makes them), and coverage.
+
+    Candidates on the default level-set mesh (P1, P2, voxel FVM), variants:
+    the refined mesh (``fem-levelset-fine-p1``, recommended) and the pore's
+    diagonal contacts not bridged.
+    """
     m = img["methods"]
     if "tau" not in m.get("fem-levelset-p2", {}):
         return {}
     out = {}
     for ax in m["fem-levelset-p2"]["tau"]:
-        var = {
-            k: v[ax]
-            for k, v in m.get("levelset-variants", {}).items()
-            if isinstance(v, dict) and ax in v
-        }
+        var = {}
+        if "tau" in m.get("fem-levelset-fine-p1", {}):
+            var["refined"] = m["fem-levelset-fine-p1"]["tau"][ax]
+        nb = m.get("levelset-variants", {}).get("no-bridge", {})
+        if isinstance(nb, dict) and ax in nb:
+            var["no-bridge"] = nb[ax]
         est = estimate_tau(
             "xyz"[int(ax)],
             {
@@ -302,6 +308,7 @@ def error_bars(case: dict, img: dict) -> dict:
                 "voxel-fvm": m["voxel-fvm6"]["tau"][ax],
             },
             var,
+            recommend="refined",
         )
         truth = case["truth"][ax]["tau"]
         d = est.to_dict()
@@ -373,6 +380,25 @@ def table(cases: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def bars_table(cases: list[dict]) -> str:
+    """Markdown: recommended tau (label route), its error parts and whether they cover the truth."""
+    lines = [
+        "| structure | N | image | axis | truth | recommended | error | disc. | geom. | covered |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for c in cases:
+        for img in c["images"]:
+            for ax, e in error_bars(c, img).items():
+                t = c["truth"][ax]["tau"]
+                lines.append(
+                    f"| {c['structure']} | {img['n']} | {img['condition']} | {'xyz'[int(ax)]} | "
+                    f"{t:.4f} | {e['tau']:.4f} | {100 * (e['tau'] / t - 1):+.1f} % | "
+                    f"{100 * e['discretisation'] / e['tau']:.1f} % | "
+                    f"{100 * e['geometry'] / e['tau']:.1f} % | {'yes' if e['covered'] else 'no'} |"
+                )
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="SC spheres only (minutes)")
@@ -389,6 +415,8 @@ def main() -> None:
                     if isinstance(v, dict) and "tau" in v:
                         v["tau"] = {int(k): t for k, t in v["tau"].items()}
         print(table(cases))
+        print()
+        print(bars_table(cases))
         return
     res = run(args)
     study = args.out or ("truth_quick" if args.quick else "truth")

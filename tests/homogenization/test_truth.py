@@ -95,16 +95,16 @@ def test_subvoxel_rejects_mismatched_input():
 
 
 def test_estimate_tau_parts():
-    est = estimate_tau(
-        "x",
-        {"fem-p1": 1.70, "fem-p2": 1.68, "voxel-fvm": 2.1},
-        {"sigma0.75": 1.76, "nobridge": 1.72},
-    )
-    assert est.method == "fem-p2" and est.tau == 1.68
-    assert est.discretisation == pytest.approx(0.02)
-    assert est.geometry == pytest.approx(0.5 * (1.76 - 1.70))
-    assert est.total == pytest.approx(math.hypot(0.02, 0.03))
+    cand = {"fem-p1": 1.70, "fem-p2": 1.74, "voxel-fvm": 2.1}
+    var = {"refined": 1.64, "no-bridge": 1.72}
+    est = estimate_tau("x", cand, var, recommend="refined")
+    assert est.method == "fem-p1 (refined)" and est.tau == 1.64
+    assert est.discretisation == pytest.approx(0.04)  # P2 - P1 on the run's mesh
+    assert est.geometry == pytest.approx(1.72 - 1.64)  # farthest other mesh's P1
+    assert est.total == pytest.approx(math.hypot(0.04, 0.08))
     assert "disc." in est.text() and "geom." in est.text()
+    plain = estimate_tau("x", cand, {"no-bridge": 1.72})  # no refined mesh: the run's P1
+    assert plain.method == "fem-p1" and plain.geometry == pytest.approx(0.02)
     blocked = estimate_tau("y", {"fem-p1": math.inf, "fem-p2": math.inf, "voxel-fvm": math.inf})
     assert math.isinf(blocked.tau) and "percolate" in blocked.reason
     only_voxel = estimate_tau("z", {"voxel-fvm": 2.0})
