@@ -51,7 +51,7 @@ def make_input(case: str, folder: Path) -> dict:
         from tomofem.image.synthetic import add_binder, random_sphere_packing
 
         path = folder / f"{case}.npy"
-        lab = random_sphere_packing(n, 0.62, 6.0, seed=0).astype(np.int8)
+        lab = random_sphere_packing(n, 0.62, 6.0, seed=0, max_attempts=2_000_000).astype(np.int8)
         np.save(path, add_binder(lab, 0.12, 2.0).astype(np.int8))
         return {"kind": "npy", "path": str(path), "n": n}
     path = DATA / "electrode.tiff"

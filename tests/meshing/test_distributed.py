@@ -198,3 +198,15 @@ def test_bad_input():
     with pytest.raises(MeshingError, match="loader returned"):
         mesh_distributed(lambda idx: np.zeros((2, 2, 2), np.int8), 1.0, OPTS, MPI.COMM_SELF,
                          shape=(8, 8, 8))  # fmt: skip
+
+
+@pytest.mark.mpi
+def test_calibration_block_is_meshed_distributed(comm):
+    """Large images start the biases on a central block, itself meshed on all ranks."""
+    from dataclasses import replace
+
+    opts = replace(OPTS, calibration_block=20)
+    _, stats = distributed_levelset(_labels(3), 1.0, opts, comm)
+    assert stats.times["calibration"] > 0.01  # the central 20^3 block was cut
+    for label, target in stats.image_fractions.items():
+        assert abs(stats.mesh_fractions[label] - target) <= opts.volume_tolerance

@@ -18,13 +18,14 @@ Design
   rows plus a halo (smoothing radius + distance cap + 4 rows), builds the
   fields with the signed distances capped at ``R_s + lattice_step + 3``
   voxels (:func:`~tomofem.meshing.levelset.phase_fields`), so the fields near
-  a slab face are those of the whole image, bit for bit; the cap changes no
-  value within a lattice edge of an interface. The lower rank's values at
-  shared face vertices are nevertheless sent to the upper rank before each
-  cut (the nearest-voxel continuation of later cut fields into earlier phases
-  is not local): conformity does not rest on floating-point reproducibility
-  of the field code. ``DistributedStats.face_value_mismatch`` reports how far
-  the upper rank's own values were from them.
+  a slab face are those of the whole image; the cap changes no value within a
+  lattice edge of an interface. The lower rank's values at shared face
+  vertices are nevertheless sent to the upper rank before each cut (the
+  nearest-voxel continuation of later cut fields into earlier phases is not
+  local): conformity does not rest on floating-point reproducibility of the
+  field code. ``DistributedStats.face_value_mismatch`` reports how far the
+  upper rank's own values were: 0.0 on the synthetic packings, 6e-8 (one
+  float32 ulp) on the real 100^3 crop.
 * **Identical cuts on shared edges.** A cut point depends only on its edge's
   two end values and positions, taken in the order of their local indices;
   local numbering is consistent with the global order on every shared face by
@@ -45,13 +46,28 @@ Design
   its lower face; it numbers its interior vertices, then its upper-face
   vertices, in local order, after an exclusive scan of the owned counts. The
   upper rank numbers its lower-face vertices as the last ``n_face`` numbers
-  before its own offset, in its local order, which is the same order. Slab
-  faces are checked (vertex coordinates and facet triangles equal on both
-  sides) before the mesh is built.
+  before its own offset, in its local order, which is the same order. (Keys
+  built from global edge ids would do too, but a cut point of a later cut
+  lies on an edge between earlier cut points, so such keys nest and grow with
+  every cut; the local order is the same information at no cost.) Slab faces
+  are checked (vertex coordinates and facet triangles equal on both sides)
+  before the mesh is built.
 * **Tags per block.** Cells carry their phase; interface facets inside a slab
   and box-face facets are tagged locally; facets on a slab face are tagged by
   the lower rank after the upper one sends its cells' phases. Cells and tags
   go through ``create_mesh`` and ``distribute_entity_data`` from every rank.
+
+Measured (``bench/mesh_distributed.py``, 2 cores under a load of 6-7, so
+timings are rough): three-phase synthetic packing 100^3 (1.15M cells):
+serial ``mesh_levelset`` + ``to_dolfinx`` 124 s, 691 MB peak above imports;
+distributed on 1 rank 114 s, 638 MB; on 2 ranks 74 s, 333 + 369 MB. Real
+electrode crop 100^3 (1.0M cells): 95 s / 632 MB, 41 s / 646 MB, 19 s /
+292 + 322 MB. Against the serial mesh on 2 ranks: interface areas +0.03 to
++0.11 %, cell count +0.05 %, pore tau_x -9e-5 / +1.4e-4 (relative); the
+smallest dihedral angle of cells touching the slab face (6.9, 8.5 degrees)
+is above the mesh's smallest (5.0, 4.6), so freezing the face costs no
+measurable quality at the default settings. ``create_mesh`` (graph
+partitioning of the distributed cells) is the largest stage on 2 ranks.
 
 Not done here (the serial route does them): the connectivity guard
 (``connectivity="dual"`` re-meshing when percolation differs; the mesh is that
