@@ -609,6 +609,9 @@ def load_config[T](
 ) -> T:
     """Read ``path`` (optional), apply ``overrides`` (dotted key -> value), validate.
 
+    Input paths are stored absolute in the result, so the resolved
+    configuration a run folder records reads the same from anywhere.
+
     Parameters
     ----------
     path
@@ -622,9 +625,6 @@ def load_config[T](
         relative paths are taken against the working directory.
     cls
         The dataclass to build (the whole :class:`RunConfig` by default).
-
-    Input paths are stored absolute in the result, so the resolved
-    configuration a run folder records reads the same from anywhere.
 
     Raises
     ------

@@ -373,7 +373,7 @@ LABEL_VALUES_EXAMPLE = "e.g. label_values = [0, 85, 170] for 0 = pore, 85 = NMC,
 
 
 def phase_names(n: int) -> tuple[str, ...]:
-    """Names of label indices ``0 .. n-1``: pore, active, cbd, phase3, ..."""
+    """Names of label indices ``0`` to ``n-1``: pore, active, cbd, phase3, ..."""
     return tuple(PHASE_NAMES[i] if i < len(PHASE_NAMES) else f"phase{i}" for i in range(n))
 
 

@@ -1037,7 +1037,7 @@ def partial_volume_fractions(
 
     Each voxel's fraction of phase ``k`` is the share of its ``supersample^3``
     sub-cell centres (midpoint rule) in phase ``k``; voxels that
-    :attr:`Phantom.margin` proves single-phase are filled without sampling (same
+    ``Phantom.margin`` proves single-phase are filled without sampling (same
     result). The grid extends ``pad`` voxels beyond each box face (the phantom is
     defined everywhere), for the point-spread function.
     """

@@ -50,11 +50,11 @@ BULK_QUADRATURE_DEGREE = 3
 higher and makes compilation and assembly slow for no accuracy gain with P1."""
 _GAMMA, _COLLECTOR, _COUNTER = 1, 2, 3
 LOGIT_BOUND = 200.0
-"""Largest |w| a Newton update may reach (1 - x or x = e^-200). Deep in a saturated
+"""Largest ``|w|`` a Newton update may reach (1 - x or x = e^-200). Deep in a saturated
 surface the discrete solution moves w out without limit as the voltage falls (the
 exchange current decays like exp(-w/2)); the law then needs the vacancy exactly
 (:func:`vacancy`, passed as the j0 law's ``vacancy`` keyword). A law without that
-keyword computes c_max - c_s, which has no digits left beyond |w| ~ 36: it is then
+keyword computes c_max - c_s, which has no digits left beyond ``|w|`` ~ 36: it is then
 held at :data:`LOGIT_BOUND_SUBTRACTING`."""
 LOGIT_BOUND_SUBTRACTING = 34.0
 """Bound of the logit for j0 laws that take no ``vacancy`` (1 - x >= 1.7e-15)."""
@@ -100,7 +100,7 @@ def _takes_vacancy(law) -> bool:
 
 
 def logit_bound(params: dict[str, Any]) -> float:
-    """Largest |w| Newton may reach with this set's j0 law (see :data:`LOGIT_BOUND`)."""
+    """Largest ``|w|`` Newton may reach with this set's j0 law (see :data:`LOGIT_BOUND`)."""
     law = get(params, "Active material exchange-current density [A.m-2]")
     return LOGIT_BOUND if _takes_vacancy(law) else LOGIT_BOUND_SUBTRACTING
 
