@@ -105,6 +105,36 @@ def logit_bound(params: dict[str, Any]) -> float:
     return LOGIT_BOUND if _takes_vacancy(law) else LOGIT_BOUND_SUBTRACTING
 
 
+BDF2_ROOM = 0.5
+"""A vertex keeps BDF2 storage while BDF2 leaves it at least this fraction of the
+room BDF1 would (see :func:`bdf2_weights`)."""
+
+
+def bdf2_weights(w_n, w_nm1, b: tuple[float, float, float]):
+    """Per-vertex BDF2 weights (1.0 or 0.0) of the solid storage for this step.
+
+    BDF2 writes dx/dt ~ (b0 x + b1 x_n + b2 x_nm1) / dt: it extrapolates the last
+    step's change. Where a surface vertex fills fast (its vacancy 1 - x fell by more
+    than (1 + r)^2 / r^2, r = dt / dt_prev, in the last step, as it does at every
+    step of a saturating surface), the storage term is negative even at x = 1: no
+    stoichiometry in (0, 1) balances the vertex's inflow, Newton pushes the logit to
+    its bound and stalls (issue 16; tests/electrochem/test_never_stall.py at 3.37 V
+    with BDF2). Such vertices take BDF1 for this step (first order there, where the
+    solution is anyway limited by the bound). ``w_n``, ``w_nm1`` are logit arrays;
+    the comparison is made on the exact vacancies and fills (no cancellation).
+    """
+    _, b1, b2 = b
+    if b2 == 0.0:
+        return np.ones_like(np.asarray(w_n, dtype=float))
+    room = []
+    for grow in (vacancy, stoichiometry):  # room to fill up (x -> 1), to empty (x -> 0)
+        r_n, r_nm1 = grow(np.asarray(w_n)), grow(np.asarray(w_nm1))
+        # inflow x dt the vertex can still absorb: BDF2 -b1 r_n - b2 r_nm1 (b0 + b1 + b2 = 0),
+        # BDF1 r_n
+        room.append(-b1 * r_n - b2 * r_nm1 >= BDF2_ROOM * r_n)
+    return np.where(room[0] & room[1], 1.0, 0.0)
+
+
 def logit(x):
     """Inverse of :func:`stoichiometry`: w = ln(x / (1 - x)) for x in (0, 1)."""
     return _math.log(x / (1.0 - x))
@@ -184,6 +214,10 @@ class HalfCellProblem:
     u_nm1: dict[str, Any]
     constants: dict[str, Any]
     residuals: dict[str, list[Any]]
+    """Block residuals per mode: ``"galvanostatic"`` (applied collector current),
+    ``"potentiostatic"`` (phi_s = ``voltage`` on the collector face) and
+    ``"contact"`` (collector foil at ``voltage`` behind the contact conductance;
+    its current is the diagnostic ``"contact_current"`` [A])."""
     bcs: dict[str, list[Any]]
     diagnostics: dict[str, Any]
     scales: dict[str, float]
@@ -201,6 +235,10 @@ class HalfCellProblem:
     """UFL expressions of derived fields: ``"sto"`` (solid stoichiometry of the
     unknown ``u["c_s"]``, see :func:`stoichiometry`) and ``"j"`` (interfacial current
     density [A.m-2], restricted to the interface)."""
+    bdf_weight: Any = None
+    """P1 function on the active material: per-vertex weight of the BDF2 solid storage
+    (1) against BDF1 (0); the time loop sets it before each step with
+    :func:`bdf2_weights` (vertex quadrature makes it act vertex by vertex)."""
     collector_load: Any = None
     """Linear form b(r) = ∫ r dA / i_ref over the collector (phi_s block): the
     galvanostatic residual depends on the mean collector potential (b . x) i_ref / A,
@@ -230,8 +268,11 @@ class HalfCellProblem:
         """Collector potential vs Li [V] of the current state (collective).
 
         Galvanostatic: the mean solid potential on the collector minus the
-        contact drop i/G; potentiostatic: the imposed value (phi_s = V there).
+        contact drop i/G; potentiostatic: the imposed value (phi_s = V there);
+        ``"contact"``: the imposed collector potential behind the contact.
         """
+        if mode == "contact":
+            return float(self.constants["voltage"].value)
         mean = self.assemble("collector_potential") / self.collector_area
         if mode == "potentiostatic":
             return mean
@@ -454,13 +495,20 @@ def build_half_cell(dmesh, params: dict[str, Any], config: HalfCellConfig) -> Ha
 
     # Solid.
     sto = stoichiometry(u["c_s"])
+    # Per-vertex BDF weight (1: BDF2 as the constants say, 0: BDF1); see bdf2_room.
+    theta = dolfinx.fem.Function(V["c_s"], name="bdf2_weight")
+    theta.x.array[:] = 1.0
+    cs_dot = (
+        theta * rate("c_s", cmax, stoichiometry)
+        + (1.0 - theta) * cmax * (sto - stoichiometry(u_n["c_s"])) / const["dt"]
+    )
     c_s = cmax * sto
     D_s = get(params, "Active material diffusivity [m2.s-1]")(sto, T)
     w_s, r_s = ufl.TestFunction(V["c_s"]), ufl.TestFunction(V["phi_s"])
     sigma_a = float(get(params, "Active material conductivity [S.m-1]"))
     F_cs, F_phis = ec.solid_bulk(
         c_s,
-        rate("c_s", cmax, stoichiometry),
+        cs_dot,
         u["phi_s"],
         w_s,
         r_s,
@@ -526,6 +574,11 @@ def build_half_cell(dmesh, params: dict[str, Any], config: HalfCellConfig) -> Ha
     G = 1.0 / float(config.collector_resistance)
     V_cc = const["collector_mean_potential"] - const["collector_current_density"] / G
     F_gal = F_phis + ec.collector_contact(u["phi_s"], V_cc, G, r_s, L, ds(_COLLECTOR))
+    # The same contact held at the constant collector potential "voltage": its total
+    # current is a function I(V) of the state, and I(V) = applied current is the
+    # galvanostatic solution exactly (the solver's fallback searches V, see
+    # tomofem.solvers.discharge.HalfCellSolver.solve_by_voltage).
+    contact = ec.collector_contact(u["phi_s"], const["voltage"], G, r_s, L, ds(_COLLECTOR))
     scale_mass, scale_charge = FARADAY / i_ref, 1.0 / i_ref
     residuals = {
         "galvanostatic": [
@@ -540,9 +593,19 @@ def build_half_cell(dmesh, params: dict[str, Any], config: HalfCellConfig) -> Ha
             scale_mass * F_cs,
             scale_charge * F_phis,
         ],
+        "contact": [
+            scale_mass * F_ce,
+            scale_charge * F_phie,
+            scale_mass * F_cs,
+            scale_charge * (F_phis + contact),
+        ],
     }
     v_bc = dolfinx.fem.dirichletbc(const["voltage"], _face_dofs(V["phi_s"], face, box), V["phi_s"])
-    bcs = {"galvanostatic": bcs_common, "potentiostatic": [*bcs_common, v_bc]}
+    bcs = {
+        "galvanostatic": bcs_common,
+        "potentiostatic": [*bcs_common, v_bc],
+        "contact": bcs_common,
+    }
 
     def form(expr):
         return dolfinx.fem.form(expr, entity_maps=entity_maps)
@@ -558,6 +621,7 @@ def build_half_cell(dmesh, params: dict[str, Any], config: HalfCellConfig) -> Ha
         "interface_area": form(on_solid(dolfinx.fem.Constant(mesh, 1.0)) * L**2 * dGamma(_GAMMA)),
         "collector_area": form(dolfinx.fem.Constant(mesh, 1.0) * L**2 * ds(_COLLECTOR)),
         "collector_potential": form(u["phi_s"] * L**2 * ds(_COLLECTOR)),
+        "contact_current": form(G * (u["phi_s"] - const["voltage"]) * L**2 * ds(_COLLECTOR)),
         "active_volume": form(dolfinx.fem.Constant(mesh, 1.0) * L**3 * dx(ACTIVE)),
         "sto_mean": form(sto * L**3 * dx_lumped(ACTIVE)),
     }
@@ -588,6 +652,7 @@ def build_half_cell(dmesh, params: dict[str, Any], config: HalfCellConfig) -> Ha
         measures={"dx": dx, "dx_lumped": dx_lumped, "dGamma": dGamma, "ds": ds},
         expressions={"sto": sto, "j": j},
         collector_load=form(scale_charge * r_s * L**2 * ds(_COLLECTOR)),
+        bdf_weight=theta,
     )
     problem.collector_area = problem.assemble("collector_area")
     problem.active_volume = problem.assemble("active_volume")
