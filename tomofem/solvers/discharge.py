@@ -212,8 +212,13 @@ class SolverOptions:
     refactorise_max_dofs
         Up to this many unknowns the direct preset factorises the Jacobian at every
         Newton iteration (full rank) instead of reusing a block-low-rank LU for 20
-        iterations under GMRES. On the 5,830-unknown example the lagged LU needed
-        15-80 GMRES iterations per Newton iteration; see the preset's docstring.
+        iterations under GMRES. Measured CPU s per Newton iteration (2C, 30 steps,
+        voxel packings, everything included): 6,352 unknowns 0.246 lagged vs 0.248
+        refactorised (12 vs 2 GMRES its per Newton it); 9,826 unknowns 0.371 vs
+        0.472. The Jacobian assembly (~0.12 s of it at 6k) dominates, not the solve.
+        A voltage search (:meth:`HalfCellSolver.solve_by_voltage`) refactorises at
+        every iteration whatever the size (a lagged BLR LU left GMRES short of its
+        tolerance on nearly saturated surfaces).
     """
 
     linear: Literal["auto", "direct", "fieldsplit"] = "auto"
@@ -223,7 +228,7 @@ class SolverOptions:
     petsc_options: dict[str, Any] = field(default_factory=dict)
     max_steps: int = 100000
     direct_max_dofs: int = 2000000
-    refactorise_max_dofs: int = 20000
+    refactorise_max_dofs: int = 8000
     voltage_tolerance: float = 2e-3
 
 
@@ -681,7 +686,7 @@ class HalfCellSolver:
             if counts[0] >= VOLTAGE_SEARCH_MAX_SOLVES:
                 return None
             volt.value = v_start + d * t
-            ok, its, kits = self.solve("contact", one_c)
+            ok, its, kits = self.solve("contact", one_c, fresh=True)
             counts[0] += 1
             counts[1] += its
             counts[2] += kits

@@ -132,9 +132,9 @@ def electrochem_newton(
     refactorise
         ``"direct"`` only: a full-rank MUMPS LU of the current Jacobian at every
         Newton iteration (GMRES then only absorbs the galvanostatic rank-one term,
-        1-2 iterations), for small problems where a factorisation costs less than
-        the 15-80 GMRES iterations a lagged one needs; the driver chooses it below
-        ``SolverOptions.refactorise_max_dofs``.
+        1-2 iterations), for small problems, where it costs no more than the ~12
+        GMRES iterations per Newton iteration of a lagged LU and never fails a
+        linear solve; the driver chooses it below ``SolverOptions.refactorise_max_dofs``.
 
     Notes
     -----
