@@ -116,3 +116,18 @@ def test_demo_fast_runs_every_stage(shared_tmp):
     tau = res.results["homogenize"]["fem"]["x"]
     assert 1.0 <= tau["tau"] < 10.0
     assert len(list((shared_tmp / "demo").glob("*.png"))) >= 3
+    # the error bar travels: results.json names the recommended value, its two parts and why
+    rec = results["results"]["homogenize"]["recommended"]["x"]
+    assert rec["method"].startswith("fem-p1")
+    assert rec["tau"] == pytest.approx(rec["tau_recommended"])
+    assert rec["discretisation"] >= 0 and rec["geometry"] >= 0
+    assert "ground truth" in rec["reason"]
+    p1 = rec["candidates"]["fem-p1"]
+    assert rec["discretisation"] == pytest.approx(abs(rec["candidates"]["fem-p2"] - p1))
+    # ... and the PyBaMM export takes it, with both parts
+    from tomofem.io.pybamm import from_results
+
+    params = from_results(results, axis="x")
+    assert params.tau_electrolyte == pytest.approx(rec["tau"])
+    assert params.tau_error_discretisation == pytest.approx(rec["discretisation"])
+    assert params.tau_error_geometry == pytest.approx(rec["geometry"])
