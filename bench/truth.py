@@ -357,8 +357,9 @@ def table(cases: list[dict]) -> str:
         axes = [int(a) for a in tr if a != "exact_k"]
         for a in axes:  # the extrapolation's uncertainty as richardson() states it now
             ex = richardson(tr[a]["steps"], tr[a]["k_levels"])
-            tr[a]["tau"] = tr[a]["porosity"] / ex.value
-            tr[a]["rel_uncertainty"] = ex.uncertainty / ex.value
+            if ex.value > 0:  # else blocked: tau = inf as recorded
+                tr[a]["tau"] = tr[a]["porosity"] / ex.value
+                tr[a]["rel_uncertainty"] = ex.uncertainty / ex.value
         ttxt = ", ".join(f"{tr[a]['tau']:.4f}±{100 * tr[a]['rel_uncertainty']:.2f}%" for a in axes)
         for img in c["images"]:
             cells = []
@@ -390,6 +391,8 @@ def bars_table(cases: list[dict]) -> str:
         for img in c["images"]:
             for ax, e in error_bars(c, img).items():
                 t = c["truth"][ax]["tau"]
+                if not math.isfinite(t):
+                    continue
                 lines.append(
                     f"| {c['structure']} | {img['n']} | {img['condition']} | {'xyz'[int(ax)]} | "
                     f"{t:.4f} | {e['tau']:.4f} | {100 * (e['tau'] / t - 1):+.1f} % | "
