@@ -186,3 +186,19 @@ def test_interrupt_during_meshing_is_recorded_and_the_run_continues(
     monkeypatch.undo()
     assert main(cmd) == 0
     assert json.loads((tmp_path / "again" / "results.json").read_text())["status"] == "complete"
+
+
+def test_sub_voxel_interfaces_only_from_grey_values():
+    """A label image (segment.method = "labels", e.g. 0/85/170) has no partial volumes to use."""
+    from types import SimpleNamespace
+
+    from tomofem.config import RunConfig, SegmentConfig
+    from tomofem.pipeline import _grey_source
+
+    grey = SimpleNamespace(data=np.zeros((4, 4, 4)), label_names=None)
+    named = SimpleNamespace(data=np.zeros((4, 4, 4)), label_names=("pore", "active"))
+    assert _grey_source(grey, RunConfig()) is grey  # default: a tomogram segmented by Otsu
+    labels_cfg = RunConfig(segment=SegmentConfig(method="labels", phases=3))
+    assert _grey_source(grey, labels_cfg) is None
+    assert _grey_source(named, RunConfig()) is None
+    assert _grey_source(None, RunConfig()) is None

@@ -364,6 +364,13 @@ def mesh(labels: Any, options: Any, comm: Any = None, grey: Any = None) -> tuple
     return on_root(comm, build, share=False) or (None, None)
 
 
+def _grey_source(volume: Any, config: RunConfig) -> Any:
+    """Return the grey volume the labels were segmented from (None for a label image)."""
+    if volume is None or getattr(volume, "label_names", None) is not None:
+        return None
+    return None if config.segment.method == "labels" else volume
+
+
 def _mesh_subvoxel(grey: Any, labels: Any, options: Any, lattice: Any = None) -> Any:
     """Level-set mesh with interfaces from the grey values, or None (logged) if it fails."""
     from dataclasses import replace
@@ -1053,7 +1060,7 @@ def _run_stage(name: str, config: RunConfig, res: PipelineResult, comm: Any, fol
             )
     elif name == "mesh":
         vol = out.get("volume")
-        grey = vol if vol is not None and getattr(vol, "label_names", None) is None else None
+        grey = _grey_source(vol, config)
         tm, report = mesh(out["labels"], config.mesh, comm, grey)
         out["tetmesh"], out["mesh_report"] = tm, report
         if _on_root(comm):
@@ -1065,7 +1072,7 @@ def _run_stage(name: str, config: RunConfig, res: PipelineResult, comm: Any, fol
             write_mesh(out["dmesh"], folder.file("mesh.xdmf"))
     elif name == "homogenize":
         vol = out.get("volume")
-        grey = vol if vol is not None and getattr(vol, "label_names", None) is None else None
+        grey = _grey_source(vol, config)
         h = homogenize(out["labels"], config.homogenize, out.get("dmesh"), comm, config.mesh, grey)
         out["homogenize"] = h
         res.results["homogenize"] = {
