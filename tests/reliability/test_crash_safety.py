@@ -116,7 +116,8 @@ def test_sigkill_sigterm_resume_equals_uninterrupted_run(tmp_path, reference):
     killed = _state(ckpt)
     assert 2 <= killed["accepted"] < n_ref
     with h5py.File(ckpt, "r") as h5:
-        assert h5.attrs["format"] == "tomofem-checkpoint" and "fields/c_s@nm1" in h5
+        # the solid unknown is stored as w_s = logit(c_s / c_max) (#16)
+        assert h5.attrs["format"] == "tomofem-checkpoint" and "fields/w_s@nm1" in h5
     assert _leftovers(run) == []
 
     # `tomofem simulate --resume`, then SIGTERM: finish the step, checkpoint, partial
