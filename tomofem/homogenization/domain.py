@@ -25,6 +25,7 @@ from scipy.sparse.csgraph import connected_components
 
 from tomofem._fenics import MPI, dolfinx, ufl
 from tomofem.errors import ConfigError, MeshingError
+from tomofem.meshing.distributed_checks import merge_components
 
 log = logging.getLogger(__name__)
 
@@ -338,7 +339,6 @@ def dof_clusters(
     g = sp.csr_matrix((np.ones(rows.size, dtype=np.int8), (rows, cols)), shape=(n_local, n_local))
     n_comp, comp = connected_components(g, directed=False)
     offset = comm.exscan(n_comp) or 0
-    n_total = comm.allreduce(n_comp)
     gcomp = comp.astype(np.int64) + offset
     # Ghost dofs: link the local component to the owner's component of that dof.
     f = dolfinx.fem.Function(V)
@@ -350,23 +350,8 @@ def dof_clusters(
     pairs = pairs.astype(np.int64).reshape(-1, 2)
     if comm.allreduce(pairs.shape[0]) > 0:
         links.append(_pair_links(comm, imap, gcomp, pairs))
-    all_links = comm.gather(np.concatenate(links), root=0)
-    if comm.rank == 0:
-        lk = np.concatenate(all_links)
-        merge = sp.coo_matrix(
-            (np.ones(lk.shape[0], dtype=np.int8), (lk[:, 0], lk[:, 1])), shape=(n_total, n_total)
-        )
-        n_clusters, root = connected_components(merge, directed=False)
-    else:
-        root, n_clusters = None, 0
-    sizes = comm.allgather(n_comp)
-    if comm.rank == 0:
-        chunks = np.split(root.astype(np.int64), np.cumsum(sizes)[:-1])
-    else:
-        chunks = None
-    mine = comm.scatter(chunks, root=0)
-    n_clusters = comm.bcast(n_clusters, root=0)
-    return mine[comp[cdofs[:, 0]]], int(n_clusters)
+    root, n_clusters = merge_components(comm, n_comp, np.concatenate(links))
+    return root[comp[cdofs[:, 0]]], n_clusters
 
 
 def _pair_links(comm, imap, gcomp: np.ndarray, pairs: np.ndarray) -> np.ndarray:

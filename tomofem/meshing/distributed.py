@@ -69,10 +69,12 @@ is above the mesh's smallest (5.0, 4.6), so freezing the face costs no
 measurable quality at the default settings. ``create_mesh`` (graph
 partitioning of the distributed cells) is the largest stage on 2 ranks.
 
-Not done here (the serial route does them): the connectivity guard
-(``connectivity="dual"`` re-meshing when percolation differs; the mesh is that
-of ``connectivity="smoothed"``), a second pass that relaxes frozen face
-vertices, and blocks split along more than one axis.
+Connectivity guard: with ``connectivity="dual"`` and the whole label array
+given, the mesh's spanning per phase and axis is compared with the image's
+(collectively, :mod:`tomofem.meshing.distributed_checks`) and the mesh made
+again at the serial route's escalation settings when they differ. Not done
+here: a second pass that relaxes frozen face vertices, and blocks split
+along more than one axis.
 """
 
 from __future__ import annotations
@@ -101,6 +103,7 @@ from tomofem.meshing.lattice import (
 from tomofem.meshing.levelset import (
     LevelSetOptions,
     _cut_fields,
+    _escalation,
     _interface_pair_areas,
     _jacobian_from_pairs,
     phase_fields,
@@ -156,6 +159,11 @@ class DistributedStats:
         Seconds per stage on this rank.
     options
         The settings used.
+    rejected
+        Settings whose mesh failed the connectivity check, with the reason.
+    percolation_differences
+        Phases and axes whose spanning still differs from the image's (empty
+        when it agrees, or when not checked).
     """
 
     phases: list[int]
@@ -174,6 +182,8 @@ class DistributedStats:
     halo: int
     times: dict[str, float] = field(default_factory=dict)
     options: dict = field(default_factory=dict)
+    rejected: list[str] = field(default_factory=list)
+    percolation_differences: str = ""
 
     def to_dict(self) -> dict:
         """JSON-serialisable form."""
@@ -680,7 +690,7 @@ def mesh_distributed(
         Voxel size per axis [length]; the mesh is in these units.
     options
         Level-set settings (:class:`~tomofem.meshing.levelset.LevelSetOptions`);
-        ``connectivity`` is not enforced (see the module notes).
+        ``connectivity="dual"`` is checked when the whole array is given (module notes).
     comm
         MPI communicator; every rank calls this collectively.
     shape
@@ -703,10 +713,62 @@ def distributed_levelset(
     *,
     shape: tuple[int, int, int] | None = None,
 ) -> tuple[DolfinxMesh, DistributedStats]:
-    """:func:`mesh_distributed`, also returning :class:`DistributedStats`."""
+    """:func:`mesh_distributed`, also returning :class:`DistributedStats`.
+
+    With ``options.connectivity == "dual"`` (the default) and a label array
+    (not a loader), the mesh must span the box along the same axes as the
+    image does for every phase (dual convention): if it does not, the mesh is
+    made again at the settings of the serial route's escalation (half the
+    lattice step and smoothing, then the faithful lattice), as
+    :func:`tomofem.meshing.levelset.mesh_levelset` does. The check is
+    collective (:func:`tomofem.meshing.distributed_checks.mesh_spanning`);
+    the image's side is computed on rank 0.
+    """
     opts = options or LevelSetOptions()
     spacing = np.broadcast_to(np.asarray(spacing, dtype=float), (3,)).copy()
     image = _Image(labels_or_loader, shape)
+    whole = not (callable(labels_or_loader) and not hasattr(labels_or_loader, "shape"))
+    if opts.connectivity != "dual" or not whole:
+        if opts.connectivity == "dual" and comm.rank == 0:
+            log.info("distributed: no connectivity check with a block loader (no whole image)")
+        return _distributed_once(image, spacing, opts, comm)
+    from tomofem.meshing.distributed_checks import (
+        image_spanning,
+        mesh_spanning,
+        percolation_difference,
+    )
+
+    want = comm.bcast(
+        image_spanning(np.asarray(labels_or_loader)) if comm.rank == 0 else None, root=0
+    )
+    t0 = time.perf_counter()
+    rejected: list[str] = []
+    rungs = _escalation(opts, image.shape, faithful_step=0.5)
+    for k, rung in enumerate(rungs):
+        dm, stats = _distributed_once(image, spacing, rung, comm)
+        diff = percolation_difference(want, mesh_spanning(dm))
+        if not diff or k == len(rungs) - 1:
+            break
+        why = f"lattice_step={rung.lattice_step:g}, sigma={rung.sigma:g}: {diff}"
+        if comm.rank == 0:
+            log.warning("distributed: percolation differs from the image's (dual); %s", why)
+        rejected.append(why)
+        dm = stats = None  # free before the finer mesh
+    if diff and comm.rank == 0:
+        log.warning(
+            "distributed: percolation still differs from the image's at the finest allowed "
+            "settings (%s); the mesh is kept and the difference reported",
+            diff,
+        )
+    times = dict(stats.times)
+    times["connectivity"] = time.perf_counter() - t0 - sum(stats.times.values())
+    return dm, replace(stats, times=times, rejected=rejected, percolation_differences=diff)
+
+
+def _distributed_once(
+    image: _Image, spacing: np.ndarray, opts: LevelSetOptions, comm
+) -> tuple[DolfinxMesh, DistributedStats]:
+    """One distributed mesh at fixed settings (no connectivity guard)."""
     times: dict[str, float] = {}
     t0 = time.perf_counter()
     block = _Block(image, spacing, opts, comm)

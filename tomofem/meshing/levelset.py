@@ -711,14 +711,22 @@ def percolation_difference(labels: np.ndarray, tm: TetMesh) -> str:
 
 
 def _escalation(
-    opts: LevelSetOptions, shape: tuple[int, ...], given_fields: bool = False
+    opts: LevelSetOptions,
+    shape: tuple[int, ...],
+    given_fields: bool = False,
+    faithful_step: float = 1.0,
 ) -> list[LevelSetOptions]:
     """Return the settings to try in turn: as given, half step and smoothing, faithful.
 
     With fields given by the caller (sub-voxel route) only the lattice is
-    refined (half step, then 1 voxel): smoothing is the caller's.
+    refined (half step, then 1 voxel): smoothing is the caller's. The
+    distributed route asks for a faithful step of 0.5: its slab faces are
+    lattice corner planes, which at step 1 lie on voxel faces and carry no
+    vertex at a voxel centre (the BCC body-centre edges that keep a one-voxel
+    throat open do not cross a closed face); at step 0.5 they carry the
+    centres of voxel faces, which a throat along the slab axis keeps in the pore.
     """
-    faithful = replace(opts, lattice="bcc", lattice_step=1.0, sigma=0.0, keep_voxels=True)
+    faithful = replace(opts, lattice="bcc", lattice_step=faithful_step, sigma=0.0, keep_voxels=True)
     rungs = [opts]
     if given_fields:
         rungs += [
