@@ -205,3 +205,59 @@ def electrochem_newton(
     else:
         raise ConfigError(f"linear: 'direct' or 'fieldsplit', got {linear!r}")
     return opts
+
+
+def stokes_fieldsplit(rtol: float = 1e-9, atol: float = 1e-14) -> dict[str, object]:
+    """FGMRES + block-triangular Schur fieldsplit for Taylor-Hood Stokes systems.
+
+    Velocity block: one smoothed-aggregation GAMG V-cycle (the component
+    translations are attached as near null space by
+    :mod:`tomofem.homogenization.stokes`). Schur complement: Jacobi on the
+    pressure mass matrix scaled by ``-1/mu`` (spectrally equivalent to
+    ``-B A^-1 B^T`` independently of the mesh size, Silvester & Wathen 1994),
+    supplied as the preconditioning matrix's pressure block (``a11``).
+
+    Parameters
+    ----------
+    rtol, atol
+        Relative and absolute tolerances on the unpreconditioned residual
+        (FGMRES preconditions on the right).
+    """
+    return {
+        "ksp_type": "fgmres",
+        "ksp_gmres_restart": 200,
+        "ksp_rtol": rtol,
+        "ksp_atol": atol,
+        "ksp_max_it": 2000,
+        "pc_type": "fieldsplit",
+        "pc_fieldsplit_type": "schur",
+        "pc_fieldsplit_schur_fact_type": "upper",
+        "pc_fieldsplit_schur_precondition": "a11",
+        "fieldsplit_u_ksp_type": "preonly",
+        "fieldsplit_u_pc_type": "gamg",
+        "fieldsplit_u_pc_gamg_type": "agg",
+        "fieldsplit_p_ksp_type": "preonly",
+        "fieldsplit_p_pc_type": "jacobi",
+    }
+
+
+def elasticity_cg_gamg(rtol: float = 1e-8, atol: float = 1e-14) -> dict[str, object]:
+    """CG + smoothed-aggregation GAMG for linear elasticity (vector P1/P2, block size 3).
+
+    The caller attaches the six rigid-body modes as near null space
+    (``Mat.setNearNullSpace``, :func:`tomofem.problems.elasticity.rigid_body_modes`);
+    without them aggregation interpolates only translations and the
+    iteration count grows with the mesh. One set-up serves all six load cases
+    of an effective stiffness.
+    """
+    return {
+        "ksp_type": "cg",
+        "ksp_rtol": rtol,
+        "ksp_atol": atol,
+        "ksp_max_it": 2000,
+        "ksp_norm_type": "unpreconditioned",
+        "pc_type": "gamg",
+        "pc_gamg_type": "agg",
+        "mg_levels_ksp_type": "chebyshev",
+        "mg_levels_pc_type": "jacobi",
+    }
