@@ -13,6 +13,12 @@ from __future__ import annotations
 
 import importlib.util
 
+if importlib.util.find_spec("h5py") is not None:  # pragma: no branch
+    # h5py bundles its own HDF5 (2.0); the solver wheel loads HDF5 1.14 with global
+    # symbols. Imported after it, h5py binds to the foreign library and fails ("Not a
+    # datatype"), so a run that wrote its first checkpoint after meshing crashed there.
+    # Imported first, each keeps its own library.
+    import h5py  # noqa: F401
 if importlib.util.find_spec("dolfinx_solver") is not None:  # pragma: no branch
     import dolfinx_solver  # noqa: F401  (must precede dolfinx / petsc4py)
 
