@@ -335,33 +335,131 @@ def analyze(labels: Any) -> dict[str, Any]:
     return out
 
 
-def mesh(labels: Any, options: Any, comm: Any = None, grey: Any = None) -> tuple[Any, Any]:
-    """Conformal tetrahedral mesh of the label image, built on rank 0.
+@dataclass
+class MeshOutcome:
+    """What the mesh stage made.
 
-    With ``grey`` (the tomogram the labels were segmented from) and
-    ``options.subvoxel``, the pore's interfaces come from the grey values'
-    partial volumes (:mod:`tomofem.meshing.subvoxel`, level-set route); the
-    route chain is the fallback if that mesh cannot be made.
+    Attributes
+    ----------
+    tetmesh
+        The :class:`tomofem.meshing.TetMesh` on rank 0 (None on the other
+        ranks, and on every rank when meshed distributed).
+    report
+        Its :class:`tomofem.meshing.MeshReport` (rank 0; every rank when distributed).
+    dmesh
+        The distributed :class:`tomofem.meshing.DolfinxMesh` when meshed
+        distributed, else None (distribute ``tetmesh`` with :func:`distribute`).
+    route
+        The route that made the mesh.
+    stats
+        The distributed route's statistics (``DistributedStats.to_dict()``), or None.
+    """
+
+    tetmesh: Any
+    report: Any
+    dmesh: Any = None
+    route: str | None = None
+    stats: dict[str, Any] | None = None
+
+
+def mesh(labels: Any, options: Any, comm: Any = None, grey: Any = None) -> MeshOutcome:
+    """Conformal tetrahedral mesh of the label image: distributed, or built on rank 0.
+
+    Under MPI with ``options.distributed`` (``"auto"``) every rank meshes its
+    slab (:func:`mesh_distributed`); otherwise, or if that fails, rank 0
+    runs the route chain. With ``grey`` (the tomogram the labels were
+    segmented from) and ``options.subvoxel``, the pore's interfaces come from
+    the grey values' partial volumes (:mod:`tomofem.meshing.subvoxel`,
+    level-set route, rank 0); the route chain is the fallback if that mesh
+    cannot be made.
 
     Returns
     -------
-    tetmesh, report
-        The :class:`tomofem.meshing.TetMesh` and its
-        :class:`tomofem.meshing.MeshReport` on rank 0; ``None, None`` on the
-        other ranks (distribute with :func:`tomofem.meshing.to_dolfinx`).
+    MeshOutcome
     """
     mesh_image = api("tomofem.meshing", "mesh_image", "mesh")
     from tomofem.meshing import check_mesh
 
+    use_grey = grey is not None and getattr(options, "subvoxel", False) and not options.periodic
+    why_not = _why_not_distributed(options, comm, use_grey)
+    if why_not is None:
+        made = mesh_distributed(labels, options, comm)
+        if made is not None:
+            return made
+    elif getattr(options, "distributed", "off") != "off" and comm is not None and comm.size > 1:
+        log.info("mesh: meshing on rank 0 and distributing the mesh (%s)", why_not)
+
     def build() -> tuple[Any, Any]:
-        if grey is not None and getattr(options, "subvoxel", False) and not options.periodic:
+        if use_grey:
             tm = _mesh_subvoxel(grey, labels, options)
             if tm is not None:
                 return tm, check_mesh(tm)
         tm = mesh_image(labels.data, labels.spacing, options)
         return tm, check_mesh(tm)
 
-    return on_root(comm, build, share=False) or (None, None)
+    tm, report = on_root(comm, build, share=False) or (None, None)
+    return MeshOutcome(tm, report, route=tm.route if tm is not None else None)
+
+
+def _why_not_distributed(options: Any, comm: Any, use_grey: bool) -> str | None:
+    """Why the image is not meshed distributed (None: it is)."""
+    mode = getattr(options, "distributed", "off")
+    size = 1 if comm is None else comm.size
+    if mode == "off":
+        return "mesh.distributed = 'off'"
+    if mode == "auto" and size == 1:
+        return "one rank"
+    if options.periodic:
+        return "periodic meshes are made on rank 0"
+    if options.component_tags:
+        return "component_tags are computed on rank 0"
+    if use_grey:
+        return "sub-voxel interfaces from grey values are computed on rank 0"
+    if options.routes is not None and options.routes[:1] != ("levelset",):
+        return f"the route chain {list(options.routes)} does not start with levelset"
+    return None
+
+
+def mesh_distributed(labels: Any, options: Any, comm: Any) -> MeshOutcome | None:
+    """Mesh ``labels`` by the distributed level-set route on ``comm`` (every rank its slab).
+
+    Returns
+    -------
+    MeshOutcome or None
+        The distributed mesh with its collective report and the route's
+        statistics, or None when the route failed (logged at info level; the
+        caller meshes on rank 0).
+
+    Raises
+    ------
+    ResourceError
+        When the estimated cells per rank exceed ``options.max_cells``
+        (before any meshing).
+    """
+    from dataclasses import replace
+
+    from tomofem._fenics import MPI
+    from tomofem.errors import MeshingError
+    from tomofem.meshing.distributed import distributed_levelset
+    from tomofem.meshing.distributed_checks import check_distributed
+    from tomofem.meshing.levelset import LevelSetOptions
+    from tomofem.meshing.pipeline import levelset_step, refuse_oversize, validate_labels
+
+    comm = comm if comm is not None else MPI.COMM_SELF
+    lab = validate_labels(labels.data)
+    per_rank = replace(options, max_cells=options.max_cells * comm.size, routes=("levelset",))
+    refuse_oversize(lab, per_rank, ["levelset"])
+    opts = LevelSetOptions(lattice_step=levelset_step(options))
+    try:
+        dm, stats = distributed_levelset(lab, labels.spacing, opts, comm)
+    except MeshingError as exc:
+        if comm.rank == 0:
+            log.info("mesh: distributed level-set meshing failed (%s); meshing on rank 0", exc)
+        return None
+    for i, n in enumerate(labels.label_names or ()):  # the image's phase names, when it has them
+        if i + 1 in dm.phase_names:
+            dm.phase_names[i + 1] = n
+    return MeshOutcome(None, check_distributed(dm), dm, "levelset-distributed", stats.to_dict())
 
 
 def _grey_source(volume: Any, config: RunConfig) -> Any:
@@ -1061,13 +1159,19 @@ def _run_stage(name: str, config: RunConfig, res: PipelineResult, comm: Any, fol
     elif name == "mesh":
         vol = out.get("volume")
         grey = _grey_source(vol, config)
-        tm, report = mesh(out["labels"], config.mesh, comm, grey)
-        out["tetmesh"], out["mesh_report"] = tm, report
+        made = mesh(out["labels"], config.mesh, comm, grey)
+        out["tetmesh"], out["mesh_report"] = made.tetmesh, made.report
         if _on_root(comm):
-            res.results["mesh"] = {"route": tm.route, **_plain(report)}
-            res.quantities.append(Quantity("mesh", "tetrahedra", tm.num_cells, "-", tm.route))
-            res.quantities.append(Quantity("mesh", "min dihedral", report.min_dihedral_deg, "deg"))
-        out["dmesh"] = distribute(tm, comm)
+            rep, route = made.report, made.route
+            extra = {"distributed": made.stats} if made.stats is not None else {}
+            res.results["mesh"] = {"route": route, **_plain(rep), **extra}
+            res.quantities.append(Quantity("mesh", "tetrahedra", rep.num_cells, "-", route))
+            res.quantities.append(Quantity("mesh", "min dihedral", rep.min_dihedral_deg, "deg"))
+        out["dmesh"] = made.dmesh if made.dmesh is not None else distribute(made.tetmesh, comm)
+        if made.dmesh is not None and config.output.pictures:
+            from tomofem.meshing.distributed_checks import phase_surfaces
+
+            out["mesh_surfaces"] = phase_surfaces(made.dmesh)
         if folder is not None and config.output.fields:
             write_mesh(out["dmesh"], folder.file("mesh.xdmf"))
     elif name == "homogenize":
@@ -1337,7 +1441,25 @@ def pictures(res: PipelineResult, folder: Any, stages: Collection[str] | None = 
                 phase_names=names,
             ),
         )
-    if want("voxels") and tm is None and lab is not None:
+    surf = out.get("mesh_surfaces")
+    rep = out.get("mesh_report")
+    if want("mesh") and tm is None and surf is not None and rep is not None:
+        title = (
+            f"conformal tetrahedral mesh (meshed on every rank): {rep.num_cells:,} cells, "
+            f"{rep.num_vertices:,} vertices"
+        )
+        names = {}
+        if lab is not None and lab.label_names:
+            from tomofem import tags
+
+            names = {tags.phase_id(i): n for i, n in enumerate(lab.label_names)}
+        attempt(
+            "mesh.png",
+            lambda: plots.render_surfaces(
+                surf, folder.file("mesh.png"), title=title, unit=unit, phase_names=names
+            ),
+        )
+    if want("voxels") and tm is None and surf is None and lab is not None:
         attempt(
             "voxels.png",
             lambda: plots.render_voxels(lab.data, folder.file("voxels.png"), lab.spacing),

@@ -193,6 +193,47 @@ def connectivity_report(dm: DolfinxMesh, labels: np.ndarray) -> ConnectivityRepo
     return ConnectivityReport(tuple(out))
 
 
+def phase_surfaces(dm: DolfinxMesh, root: int = 0) -> dict[int, np.ndarray] | None:
+    """Each phase's boundary triangles (interfaces and box faces), gathered on ``root``.
+
+    Returns
+    -------
+    dict or None
+        ``{phase id: (n, 3, 3) float32 corner coordinates}`` on ``root``,
+        None on the other ranks (collective). A picture needs these, not the cells.
+    """
+    msh = dm.mesh
+    comm = msh.comm
+    tdim = msh.topology.dim
+    from tomofem._fenics import dolfinx
+
+    msh.topology.create_connectivity(tdim - 1, 0)
+    ft = dm.facet_tags
+    own = ft.indices < msh.topology.index_map(tdim - 1).size_local
+    facets, values = ft.indices[own].astype(np.int32), ft.values[own]
+    geo = dolfinx.mesh.entities_to_geometry(msh, tdim - 1, facets)
+    tri = msh.geometry.x[np.asarray(geo)].astype(np.float32)
+    mine: dict[int, list[np.ndarray]] = {}
+    for t in np.unique(values):
+        sel = tri[values == t]
+        if 100 <= t < 1000:
+            owners = tags.interface_phases(int(t))
+        elif t >= 1000:
+            owners = (tags.boundary_phase_face(int(t))[0],)
+        else:
+            continue
+        for p in owners:
+            mine.setdefault(int(p), []).append(sel)
+    parts = comm.gather({p: np.concatenate(v) for p, v in mine.items()}, root=root)
+    if comm.rank != root:
+        return None
+    out: dict[int, list[np.ndarray]] = {}
+    for part in parts:
+        for p, v in part.items():
+            out.setdefault(p, []).append(v)
+    return {p: np.concatenate(v) for p, v in sorted(out.items())}
+
+
 def check_distributed(dm: DolfinxMesh) -> MeshReport:
     """:func:`~tomofem.meshing.tetmesh.check_mesh` for a distributed mesh (collective).
 
@@ -268,4 +309,5 @@ __all__ = [
     "merge_components",
     "mesh_spanning",
     "percolation_difference",
+    "phase_surfaces",
 ]

@@ -98,6 +98,16 @@ class MeshOptions:
         interfaces from the grey values' partial volumes instead of the
         labels' staircase (:mod:`tomofem.meshing.subvoxel`, level-set route).
         Label images have no grey values and ignore it.
+    distributed
+        ``"auto"`` (default): under MPI (more than one rank) every rank meshes
+        its own slab of the image by the level-set route and hands its cells
+        straight to DOLFINx (:mod:`tomofem.meshing.distributed`); nothing is
+        built or gathered on rank 0. Used when the route chain starts with
+        ``levelset`` and the run needs no ``periodic`` mesh, no
+        ``component_tags`` and no sub-voxel interfaces (those mesh on rank 0,
+        as does a failed distributed attempt, logged at info level).
+        ``"on"``: also on one rank. ``"off"``: always mesh on rank 0 and
+        distribute the mesh.
     component_tags
         Tag each cell with ``tags.component_tag(phase, k)`` (``10000 * phase
         + k``) instead of its phase id, ``k`` = 1 for the largest
@@ -127,6 +137,7 @@ class MeshOptions:
     periodic: bool = False
     component_tags: bool = False
     subvoxel: bool = True
+    distributed: str = "auto"
 
     def __post_init__(self) -> None:
         problems = []
@@ -150,6 +161,8 @@ class MeshOptions:
             problems.append(
                 f"time_budget={self.time_budget}: seconds >= 0 (0: no budget) or None (derived)"
             )
+        if self.distributed not in ("auto", "on", "off"):
+            problems.append(f"distributed={self.distributed!r}: must be 'auto', 'on' or 'off'")
         if self.max_cells < 1:
             problems.append(f"max_cells={self.max_cells}: must be >= 1")
         if problems:

@@ -405,6 +405,44 @@ def _child() -> None:
         f.write(data)
 
 
+def refuse_oversize(lab: np.ndarray, opts: MeshOptions, chain: list[str]) -> dict[str, int]:
+    """Estimate each route's cells before meshing; refuse at once if every route is too big.
+
+    Returns
+    -------
+    dict
+        ``{route: estimated cells}`` of the routes above ``opts.max_cells``
+        (they are skipped).
+
+    Raises
+    ------
+    ResourceError
+        When every route of ``chain`` is estimated above ``max_cells``, with
+        the interface size that would fit.
+    """
+    estimates = {} if opts.periodic else route_estimates(lab, replace(opts, routes=tuple(chain)))
+    over = {r: e for r, e in estimates.items() if e > opts.max_cells}
+    if over and len(over) == len(chain):  # refuse before a route allocates anything
+        est = min(over.values())
+        hint = ""
+        if "levelset" in over:
+            need = levelset_step(opts) * (over["levelset"] / opts.max_cells) ** (1.0 / 3.0)
+            hint = (
+                f" (the level-set lattice step is max(interface_size, "
+                f"{levelset.LevelSetOptions.lattice_step}) voxels and its cells go as "
+                f"1/step^3: interface_size = {math.ceil(need * 10) / 10:g} fits)"
+            )
+        raise ResourceError(
+            f"meshing: interface_size = {opts.interface_size} and max_size = {opts.max_size} "
+            f"voxels on a {'x'.join(map(str, lab.shape))} image need at least ~{est:.3g} "
+            f"tetrahedra ({', '.join(f'{r}: ~{e:.3g}' for r, e in over.items())}), above "
+            f"max_cells = {opts.max_cells}; raise mesh.interface_size / mesh.max_size, crop "
+            f"the image, or raise mesh.max_cells if the memory allows. A LARGER size makes "
+            f"fewer cells{hint}"
+        )
+    return over
+
+
 def _next(chain: list[str], name: str) -> str:
     """`` (trying route X next)`` for the log, or ``""`` after the last route."""
     rest = chain[chain.index(name) + 1 :]
@@ -459,26 +497,7 @@ def mesh_image(
     unknown = [r for r in chain if r not in routes]
     if unknown:
         raise MeshingError(f"options: unknown route(s) {unknown}; registered: {list(routes)}")
-    estimates = {} if opts.periodic else route_estimates(lab, replace(opts, routes=tuple(chain)))
-    over = {r: e for r, e in estimates.items() if e > opts.max_cells}
-    if over and len(over) == len(chain):  # refuse before a route allocates anything
-        est = min(over.values())
-        hint = ""
-        if "levelset" in over:
-            need = levelset_step(opts) * (over["levelset"] / opts.max_cells) ** (1.0 / 3.0)
-            hint = (
-                f" (the level-set lattice step is max(interface_size, "
-                f"{levelset.LevelSetOptions.lattice_step}) voxels and its cells go as "
-                f"1/step^3: interface_size = {math.ceil(need * 10) / 10:g} fits)"
-            )
-        raise ResourceError(
-            f"meshing: interface_size = {opts.interface_size} and max_size = {opts.max_size} "
-            f"voxels on a {'x'.join(map(str, lab.shape))} image need at least ~{est:.3g} "
-            f"tetrahedra ({', '.join(f'{r}: ~{e:.3g}' for r, e in over.items())}), above "
-            f"max_cells = {opts.max_cells}; raise mesh.interface_size / mesh.max_size, crop "
-            f"the image, or raise mesh.max_cells if the memory allows. A LARGER size makes "
-            f"fewer cells{hint}"
-        )
+    over = refuse_oversize(lab, opts, chain)
     names = default_phase_names(int(lab.max()) + 1) if phase_names is None else phase_names
     reasons: list[str] = []
     hxyz = (float(h[0]), float(h[1]), float(h[2]))

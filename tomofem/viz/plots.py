@@ -597,17 +597,71 @@ def render_mesh(
     phase_names
         Legend names per phase id (default pore / active / CBD).
     """
-    pv = _pyvista()
     grid = _unstructured(points, cells)
     tags = np.asarray(cell_tags)
-    grid.cell_data["phase"] = tags
+    phases = sorted(int(t) for t in np.unique(tags) if t != clip_phase)
+    parts = {
+        ph: grid.extract_cells(np.flatnonzero(tags == ph)).extract_surface(algorithm=None)
+        for ph in phases
+    }
+    return _render_parts(
+        parts, grid.bounds, path, window, title, translucent_phase, unit, phase_names
+    )
+
+
+def render_surfaces(
+    triangles: Mapping[int, np.ndarray],
+    path: str | Path,
+    window: tuple[int, int] = (900, 760),
+    title: str = "",
+    translucent_phase: int | None = 1,
+    unit: str | None = None,
+    phase_names: Mapping[int, str] | None = None,
+) -> Path:
+    """Off-screen render of each phase's boundary surface, as :func:`render_mesh` draws it.
+
+    For meshes that exist only distributed: each phase's surface (its
+    interfaces and its box faces) is all the picture needs, and gathering
+    those triangles costs a fraction of the cells.
+
+    Parameters
+    ----------
+    triangles
+        ``{phase id: (n, 3, 3) corner coordinates}`` of the phase's boundary triangles.
+    path, window, title, translucent_phase, unit, phase_names
+        As for :func:`render_mesh`.
+    """
+    pv = _pyvista()
+    parts = {}
+    lo, hi = np.full(3, np.inf), np.full(3, -np.inf)
+    for ph, tri in sorted(triangles.items()):
+        tri = np.asarray(tri, dtype=float).reshape(-1, 3, 3)
+        if not len(tri):
+            continue
+        faces = np.hstack([np.full((len(tri), 1), 3), np.arange(3 * len(tri)).reshape(-1, 3)])
+        parts[int(ph)] = pv.PolyData(tri.reshape(-1, 3), faces.ravel()).clean()
+        lo, hi = np.minimum(lo, tri.min(axis=(0, 1))), np.maximum(hi, tri.max(axis=(0, 1)))
+    bounds = (lo[0], hi[0], lo[1], hi[1], lo[2], hi[2])
+    return _render_parts(parts, bounds, path, window, title, translucent_phase, unit, phase_names)
+
+
+def _render_parts(
+    parts: Mapping[int, Any],
+    bounds: Sequence[float],
+    path: str | Path,
+    window: tuple[int, int],
+    title: str,
+    translucent_phase: int | None,
+    unit: str | None,
+    phase_names: Mapping[int, str] | None,
+) -> Path:
+    """Draw per-phase surfaces, the box outline and axes; frame with title and legend."""
+    pv = _pyvista()
     names = {**PHASE_LABELS, **dict(phase_names or {})}
     p = pv.Plotter(off_screen=True, window_size=window)
     p.set_background("white")
-    phases = sorted(int(t) for t in np.unique(tags) if t != clip_phase)
     legend: list[tuple[str, str, float]] = []
-    for ph in phases:
-        part = grid.extract_cells(np.flatnonzero(tags == ph)).extract_surface(algorithm=None)
+    for ph, part in sorted(parts.items()):
         colour = PHASE_COLOURS.get(ph, "#8172b3")
         see_through = ph == translucent_phase
         p.add_mesh(
@@ -622,7 +676,7 @@ def render_mesh(
         legend.append(
             (f"{name} (see-through)" if see_through else name, colour, 0.4 if see_through else 1.0)
         )
-    p.add_mesh(grid.outline(), color="black")
+    p.add_mesh(pv.Box(bounds).outline(), color="black")
     if unit is not None:
         axes = p.show_bounds(
             grid=False, location="outer", ticks="outside", color="black", font_size=11,
