@@ -1,0 +1,422 @@
+"""Taylor-Hood Stokes systems with periodic and zero-Dirichlet constraints, and their solver.
+
+The one place where the Stokes forms of :mod:`tomofem.forms.stokes` meet
+PETSc (here, beside the scalar cell problems whose periodic reduction and
+cluster analysis it reuses, rather than in :mod:`tomofem.problems`, which
+must not import from homogenization). The velocity (P2, 3 components) and pressure (P1) blocks are assembled
+separately and constrained algebraically, as the scalar cell problems of
+:mod:`tomofem.homogenization.linalg` are: a prolongation ``P`` per field maps
+the kept unknowns to all of them (a periodic image copies its master, a
+constrained unknown is 0), each block becomes ``P_i^T A_ij P_j``, and rows
+that no unknown maps to get a diagonal entry so the layout is kept. Every
+velocity Dirichlet value in tomofem's flow problems is zero (no-slip, the
+normal component on a symmetry plane, the tangential components on an inlet),
+so this one mechanism serves periodic cells and the pressure-drop set-ups.
+
+The pressure is fixed up to a constant on every connected pore cluster that
+no natural (pressure) boundary reaches; one pressure unknown per such cluster
+is pinned to 0, which removes the null space exactly (the continuity
+right-hand side is 0, so the system stays consistent) and suits direct and
+iterative solvers alike.
+
+Solvers (:func:`tomofem.solvers.presets.stokes_fieldsplit`,
+:func:`tomofem.solvers.presets.direct_mumps`): the blocks form a ``MATNEST``;
+the iterative preset is FGMRES with an upper block-triangular Schur
+factorisation, one GAMG V-cycle on the velocity block (with the component
+translations as near null space) and the Jacobi-scaled pressure mass matrix
+for the Schur complement (``-pc_fieldsplit_schur_precondition a11`` on a
+preconditioning matrix whose pressure block is ``-M_p / mu``); the direct one
+converts the nest to one AIJ matrix for MUMPS.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tomofem._fenics import MPI, PETSc, dolfinx, ufl
+from tomofem.errors import ConvergenceError
+from tomofem.forms.stokes import pressure_mass, stokes_blocks
+from tomofem.homogenization.domain import dof_clusters
+from tomofem.homogenization.linalg import periodic_masters, prolongation
+
+#: Name of the KSP of each Stokes problem (``-tomofem_stokes_ksp_monitor`` addresses it).
+PREFIX = "tomofem_stokes_"
+
+
+def taylor_hood(mesh: dolfinx.mesh.Mesh) -> tuple[dolfinx.fem.FunctionSpace, ...]:
+    """Velocity (P2, vector) and pressure (P1) spaces on ``mesh``."""
+    V = dolfinx.fem.functionspace(mesh, ("Lagrange", 2, (mesh.geometry.dim,)))
+    Q = dolfinx.fem.functionspace(mesh, ("Lagrange", 1))
+    return V, Q
+
+
+@dataclass
+class Constraints:
+    """Which unknowns are kept, and onto which master, for both fields.
+
+    Attributes
+    ----------
+    targets_u, targets_p
+        Global (unrolled) column of every owned velocity / pressure unknown in
+        the reduced system, ``-1`` for an unknown fixed at 0.
+    pinned_clusters
+        Number of pore clusters whose pressure constant was pinned.
+    """
+
+    targets_u: np.ndarray
+    targets_p: np.ndarray
+    pinned_clusters: int = 0
+
+
+def _global_flags(layout: PETSc.Mat, owned_rows: np.ndarray) -> PETSc.Vec:
+    """Parallel vector, 1 at the given global rows (owned by this rank), else 0."""
+    flag = layout.createVecLeft()
+    flag.set(0.0)
+    rows = np.asarray(owned_rows, dtype=PETSc.IntType)
+    flag.setValues(rows, np.ones(rows.size), addv=PETSc.InsertMode.INSERT_VALUES)
+    flag.assemble()
+    return flag
+
+
+def _gather_at(vec: PETSc.Vec, rows: np.ndarray) -> np.ndarray:
+    """Values of the parallel ``vec`` at arbitrary global ``rows`` (collective)."""
+    idx = PETSc.IS().createGeneral(np.asarray(rows, dtype=PETSc.IntType), comm=PETSc.COMM_SELF)
+    out = PETSc.Vec().createSeq(len(rows), comm=PETSc.COMM_SELF)
+    sc = PETSc.Scatter().create(vec, idx, out, None)
+    sc.scatter(vec, out, addv=PETSc.InsertMode.INSERT_VALUES, mode=PETSc.ScatterMode.FORWARD)
+    vals = out.array.copy()
+    for obj in (idx, out, sc):
+        obj.destroy()
+    return vals
+
+
+def _targets(
+    space: dolfinx.fem.FunctionSpace,
+    layout: PETSc.Mat,
+    fixed: np.ndarray,
+    periodic: tuple[np.ndarray, np.ndarray] | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Reduced column of every owned unrolled dof; also each owned dof's master (unrolled).
+
+    ``fixed`` are local unrolled dofs held at 0 (owned or ghost). A periodic
+    image whose master is fixed is fixed too, even if its own facets did not
+    say so (a box facet that lies in an interface on one face only).
+    """
+    imap, bs = space.dofmap.index_map, space.dofmap.index_map_bs
+    n_owned = imap.size_local
+    gnode = imap.local_to_global(np.arange(n_owned, dtype=np.int32))
+    if periodic is None:
+        mnode = gnode.astype(np.int64)
+    else:
+        mnode = periodic_masters(space, *periodic)
+    comp = np.arange(bs)
+    masters = (bs * mnode[:, None] + comp[None, :]).ravel()
+    own = (bs * gnode[:, None] + comp[None, :]).ravel()
+    fixed = np.asarray(fixed, dtype=np.int64)
+    fixed = fixed[fixed < bs * n_owned]
+    flag = _global_flags(layout, own[fixed])
+    master_fixed = _gather_at(flag, masters) > 0.5
+    flag.destroy()
+    targets = masters.copy()
+    targets[master_fixed] = -1
+    targets[fixed] = -1
+    return targets, masters
+
+
+def constraints(
+    V: dolfinx.fem.FunctionSpace,
+    Q: dolfinx.fem.FunctionSpace,
+    A_uu: PETSc.Mat,
+    M_p: PETSc.Mat,
+    fixed_u: np.ndarray,
+    *,
+    box: tuple[np.ndarray, np.ndarray] | None = None,
+    pressure_facets: np.ndarray | None = None,
+) -> Constraints:
+    """Targets of both fields: periodic images, zero velocities and pinned pressures.
+
+    Parameters
+    ----------
+    V, Q
+        Taylor-Hood spaces.
+    A_uu, M_p
+        Velocity and pressure matrices (their row layouts are used).
+    fixed_u
+        Local unrolled velocity dofs held at 0.
+    box
+        ``(lo, hi)`` corners: the mesh is a periodic cell of this box. ``None``:
+        no periodicity.
+    pressure_facets
+        Local facets with a natural (pressure) condition: the clusters that
+        touch them have no pressure null space.
+    """
+    tu, _ = _targets(V, A_uu, fixed_u, box)
+    tp, mp = _targets(Q, M_p, np.zeros(0, dtype=np.int64), box)
+    comm = V.mesh.comm
+    imap = Q.dofmap.index_map
+    n_owned = imap.size_local
+    gidx = imap.local_to_global(np.arange(n_owned, dtype=np.int32))
+    is_slave = mp != gidx
+    pairs = np.stack([gidx[is_slave], mp[is_slave]], axis=1)
+    labels, n_clusters = dof_clusters(Q, pairs)
+    free: set[int] = set()
+    if pressure_facets is not None:
+        from tomofem.homogenization.domain import clusters_touching
+
+        free = clusters_touching(V.mesh, labels, pressure_facets)
+    dof_cluster = np.full(n_owned + imap.num_ghosts, -1, dtype=np.int64)
+    cd = np.asarray(Q.dofmap.list)
+    dof_cluster[cd.ravel()] = np.repeat(labels, cd.shape[1])
+    cand = np.flatnonzero(tp >= 0)
+    first = np.full(n_clusters, np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(first, dof_cluster[cand], gidx[cand])
+    comm.Allreduce(MPI.IN_PLACE, first, op=MPI.MIN)
+    pin = np.ones(n_clusters, dtype=bool)
+    pin[list(free)] = False
+    pinned = first[pin & (first < np.iinfo(np.int64).max)]
+    lo = imap.local_range[0]
+    mine = pinned[(pinned >= lo) & (pinned < lo + n_owned)] - lo
+    # The pinned dof and every periodic image of it.
+    drop = np.isin(tp, pinned)
+    drop[mine] = True
+    tp = tp.copy()
+    tp[drop] = -1
+    return Constraints(tu, tp, int(pin.sum()))
+
+
+@dataclass
+class StokesSolution:
+    """Velocity and pressure fields of each load case, with solver statistics.
+
+    Attributes
+    ----------
+    u, p
+        One velocity / pressure :class:`dolfinx.fem.Function` per load case.
+    iterations
+        Outer Krylov iterations per load case (1 for a direct solve).
+    unknowns
+        Global numbers of velocity and pressure unknowns (before constraints).
+    timings
+        Wall seconds of ``assemble``, ``setup`` (preconditioner / factorisation)
+        and ``solve`` (all load cases).
+    """
+
+    u: list = field(default_factory=list)
+    p: list = field(default_factory=list)
+    iterations: list[int] = field(default_factory=list)
+    unknowns: tuple[int, int] = (0, 0)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _diagonal(layout: PETSc.Mat, targets: np.ndarray, value: float) -> PETSc.Mat:
+    """Diagonal matrix with ``value`` on the owned rows that no unknown maps to."""
+    rstart, rend = layout.getOwnershipRange()
+    n = rend - rstart
+    flag = _global_flags(layout, targets[targets >= 0])
+    d = np.where(flag.array > 0.5, 0.0, value)
+    flag.destroy()
+    D = PETSc.Mat().createAIJ(
+        size=((n, layout.getSize()[0]), (n, layout.getSize()[0])),
+        csr=(
+            np.arange(n + 1, dtype=PETSc.IntType),
+            np.arange(rstart, rend, dtype=PETSc.IntType),
+            d,
+        ),
+        comm=layout.getComm(),
+    )
+    D.assemble()
+    return D
+
+
+def _reduce(A: PETSc.Mat, targets: np.ndarray, sign: float) -> tuple[PETSc.Mat, PETSc.Mat]:
+    """``(sign P^T A P + D, P)``, ``D`` = ``sign`` on the rows no unknown maps to.
+
+    As :func:`tomofem.homogenization.linalg.reduced_operator`, but the diagonal
+    is added as a matrix (one allocation): inserting it entry by entry into the
+    product, whose dropped rows are empty, reallocated the matrix for every row
+    (17 s of a 15k-unknown velocity block with its no-slip rows).
+    """
+    P = prolongation(A, targets)
+    Ar = A.PtAP(P)
+    if sign != 1.0:
+        Ar.scale(sign)
+    D = _diagonal(A, targets, sign)
+    Ar.axpy(1.0, D, structure=PETSc.Mat.Structure.DIFFERENT_NONZERO_PATTERN)
+    D.destroy()
+    return Ar, P
+
+
+def _near_null_space(A: PETSc.Mat, bs: int) -> PETSc.NullSpace:
+    """Translations of each velocity component (the near null space of the vector Laplacian)."""
+    vecs = []
+    n = A.getLocalSize()[0]
+    for c in range(bs):
+        z = A.createVecLeft()
+        arr = np.zeros(n)
+        arr[c::bs] = 1.0
+        z.array[:] = arr
+        z.normalize()
+        vecs.append(z)
+    return PETSc.NullSpace().create(vectors=vecs, comm=A.getComm())
+
+
+def _assemble_vec(form, space) -> PETSc.Vec:
+    b = dolfinx.fem.petsc.create_vector(space)
+    with b.localForm() as loc:
+        loc.set(0.0)
+    if form is not None:
+        dolfinx.fem.petsc.assemble_vector(b, dolfinx.fem.form(form))
+    b.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
+    return b
+
+
+def solve_stokes(
+    V: dolfinx.fem.FunctionSpace,
+    Q: dolfinx.fem.FunctionSpace,
+    mu: float,
+    dx: ufl.Measure,
+    loads: Sequence[object],
+    fixed_u: np.ndarray,
+    options: Mapping[str, object],
+    *,
+    box: tuple[np.ndarray, np.ndarray] | None = None,
+    pressure_facets: np.ndarray | None = None,
+    prefix: str = PREFIX,
+) -> StokesSolution:
+    """Solve ``[[A, B^T], [B, 0]] [u, p] = [L, 0]`` for each momentum load ``L``.
+
+    Parameters
+    ----------
+    V, Q
+        Taylor-Hood spaces (:func:`taylor_hood`).
+    mu
+        Viscosity (Pa s).
+    dx
+        Cell measure of the fluid domain.
+    loads
+        Momentum right-hand sides (UFL linear forms in the velocity test
+        function of ``V``), one per load case; they share one operator and one
+        preconditioner.
+    fixed_u
+        Local unrolled velocity dofs held at 0 (see
+        :func:`dolfinx.fem.locate_dofs_topological` on ``V.sub(c)``).
+    options
+        PETSc options (``pc_type lu`` converts the nest to AIJ for MUMPS).
+    box
+        ``(lo, hi)``: periodic cell of that box.
+    pressure_facets
+        Facets with a pressure (natural) condition.
+    prefix
+        PETSc options prefix of the KSP.
+
+    Raises
+    ------
+    ConvergenceError
+        If the Krylov solver diverges.
+    """
+    comm = V.mesh.comm
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    u, p = ufl.TrialFunction(V), ufl.TrialFunction(Q)
+    v, q = ufl.TestFunction(V), ufl.TestFunction(Q)
+    blocks = stokes_blocks(u, p, v, q, mu, dx)
+    A_uu = dolfinx.fem.petsc.assemble_matrix(dolfinx.fem.form(blocks[0][0]))
+    A_up = dolfinx.fem.petsc.assemble_matrix(dolfinx.fem.form(blocks[0][1]))
+    A_pu = dolfinx.fem.petsc.assemble_matrix(dolfinx.fem.form(blocks[1][0]))
+    M = dolfinx.fem.petsc.assemble_matrix(dolfinx.fem.form(pressure_mass(p, q, mu, dx)))
+    for A in (A_uu, A_up, A_pu, M):
+        A.assemble()
+    cons = constraints(V, Q, A_uu, M, fixed_u, box=box, pressure_facets=pressure_facets)
+    Kuu, Pu = _reduce(A_uu, cons.targets_u, 1.0)
+    # The Schur complement -B A^-1 B^T is negative definite, so is its preconditioner.
+    Mr, Pp = _reduce(M, cons.targets_p, -1.0)
+    Kup = Pu.transposeMatMult(A_up.matMult(Pp))
+    Kpu = Pp.transposeMatMult(A_pu.matMult(Pu))
+    Kpp = _diagonal(M, cons.targets_p, -1.0)
+    nns = _near_null_space(Kuu, V.dofmap.index_map_bs)
+    Kuu.setNearNullSpace(nns)
+    K = PETSc.Mat().createNest([[Kuu, Kup], [Kpu, Kpp]], comm=comm)
+    Pm = PETSc.Mat().createNest([[Kuu, Kup], [Kpu, Mr]], comm=comm)
+    timings["assemble"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    direct = options.get("pc_type") == "lu"
+    ksp = PETSc.KSP().create(comm)
+    ksp.setOptionsPrefix(prefix)
+    db = PETSc.Options()
+    mine = [k for k in options if not db.hasName(prefix + k)]
+    for k in mine:
+        db[prefix + k] = options[k]
+    is_u, is_p = K.getNestISs()[0]
+    if direct:
+        Kaij = K.convert("aij")
+        ksp.setOperators(Kaij)
+    else:
+        ksp.setOperators(K, Pm)
+        pc = ksp.getPC()
+        pc.setType("fieldsplit")
+        is_u.compose("nearnullspace", nns)
+        pc.setFieldSplitIS(("u", is_u), ("p", is_p))
+    op = Kaij if direct else K
+    try:
+        ksp.setFromOptions()
+        ksp.setUp()
+        timings["setup"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        sol = _solve_loads(ksp, op, (is_u, is_p), (Pu, Pp), (V, Q), loads)
+    finally:
+        # Options go only after the first solve: the sub-solvers of a fieldsplit
+        # (and their multigrid levels) read theirs when they are first applied.
+        for k in mine:
+            db.delValue(prefix + k)
+    timings["solve"] = time.perf_counter() - t0
+    sol.timings = timings
+    objs = [ksp, K, Pm, A_uu, A_up, A_pu, M, Kuu, Kup, Kpu, Kpp, Mr, Pu, Pp, nns]
+    if direct:
+        objs.append(Kaij)
+    for obj in objs:
+        obj.destroy()
+    return sol
+
+
+def _solve_loads(ksp, op, isets, prolong, spaces, loads) -> StokesSolution:
+    """Solve for each momentum load with the set-up ``ksp``; map back to full fields."""
+    (is_u, is_p), (Pu, Pp), (V, Q) = isets, prolong, spaces
+    sol = StokesSolution(
+        unknowns=(
+            V.dofmap.index_map.size_global * V.dofmap.index_map_bs,
+            Q.dofmap.index_map.size_global,
+        ),
+    )
+    for load in loads:
+        bu_full = _assemble_vec(load, V)
+        b, x = op.createVecLeft(), op.createVecRight()
+        b.set(0.0)
+        x.set(0.0)
+        sub = b.getSubVector(is_u)
+        Pu.multTranspose(bu_full, sub)
+        b.restoreSubVector(is_u, sub)
+        ksp.solve(b, x)
+        reason = ksp.getConvergedReason()
+        if reason <= 0:
+            raise ConvergenceError(
+                f"Stokes solve: {ksp.getType()}+{ksp.getPC().getType()} did not converge "
+                f"(reason {reason}, {ksp.getIterationNumber()} iterations); try "
+                "petsc_options=tomofem.solvers.presets.direct_mumps() on a small mesh"
+            )
+        sol.iterations.append(int(ksp.getIterationNumber()))
+        uh, ph = dolfinx.fem.Function(V, name="velocity"), dolfinx.fem.Function(Q, name="pressure")
+        for isx, P, f in ((is_u, Pu, uh), (is_p, Pp, ph)):
+            sub = x.getSubVector(isx)
+            P.mult(sub, f.x.petsc_vec)
+            x.restoreSubVector(isx, sub)
+            f.x.scatter_forward()
+        sol.u.append(uh)
+        sol.p.append(ph)
+        for obj in (bu_full, b, x):
+            obj.destroy()
+    return sol
