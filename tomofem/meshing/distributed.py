@@ -164,6 +164,9 @@ class DistributedStats:
     percolation_differences
         Phases and axes whose spanning still differs from the image's (empty
         when it agrees, or when not checked).
+    face_vertices
+        Vertices on slab faces, each shared face counted once: the values
+        and coordinates that travel between neighbouring ranks per exchange.
     """
 
     phases: list[int]
@@ -184,6 +187,7 @@ class DistributedStats:
     options: dict = field(default_factory=dict)
     rejected: list[str] = field(default_factory=list)
     percolation_differences: str = ""
+    face_vertices: int = 0
 
     def to_dict(self) -> dict:
         """JSON-serialisable form."""
@@ -824,6 +828,7 @@ def _distributed_once(
         num_vertices=n_vertices,
         collapsed=collapsed,
         face_snapped=comm.allreduce(int(snapped), op=MPI.SUM),
+        face_vertices=comm.allreduce(int(np.count_nonzero(face & UPPER)), op=MPI.SUM),
         face_value_mismatch=comm.allreduce(mismatch, op=MPI.MAX),
         min_dihedral_deg=q_all,
         min_dihedral_block_faces_deg=q_face,
