@@ -51,6 +51,8 @@ class StressSolution:
         CG iterations.
     timings
         Seconds per stage.
+    laws, eigenstrains
+        Constitutive law and eigenstrain (UFL) of each phase tag, for post-processing.
     """
 
     solid: SolidMesh
@@ -58,6 +60,8 @@ class StressSolution:
     sigma: dolfinx.fem.Function
     iterations: int
     timings: dict[str, float] = field(default_factory=dict)
+    laws: dict = field(default_factory=dict, repr=False)
+    eigenstrains: dict = field(default_factory=dict, repr=False)
 
     def point_stresses(self) -> np.ndarray:
         """Stress tensors at the owned nodes of ``sigma``, shape ``(m, 3, 3)`` [Pa]."""
@@ -195,7 +199,7 @@ def solve_lithiation_stress(
     timings["stress"] = time.perf_counter() - t0
     for obj in (ksp, A, b, nns, *modes):
         obj.destroy()
-    return StressSolution(solid, uh, sigma, its, timings)
+    return StressSolution(solid, uh, sigma, its, timings, dict(laws), dict(eig))
 
 
 def _stress_field(solid: SolidMesh, uh, laws, eig, k: int) -> dolfinx.fem.Function:

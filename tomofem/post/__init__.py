@@ -1,0 +1,1 @@
+"""Post-processing of solved fields: statistics per particle, histograms."""
