@@ -114,21 +114,6 @@ def traction_load(v, t, ds: ufl.Measure):
     return ufl.inner(t, v) * ds
 
 
-def spring_interface_bilinear(u, v, k_n, k_t, n, dS: ufl.Measure):
-    """Spring layer ``∫ k_n [u·n][v·n] + k_t [u_t]·[v_t] dS`` on an interface.
-
-    Cohesion of a thin layer of normal and tangential stiffness ``k_n``, ``k_t``
-    [Pa m-1] between two sides that carry separate displacements (a space
-    discontinuous across the interface facets). ``n`` is the normal of the
-    ``"+"`` side, ``n("+")``.
-    """
-    ju = ufl.jump(u)
-    jv = ufl.jump(v)
-    jun, jvn = ufl.dot(ju, n), ufl.dot(jv, n)
-    jut, jvt = ju - jun * n, jv - jvn * n
-    return (k_n * jun * jvn + k_t * ufl.dot(jut, jvt)) * dS
-
-
 def von_mises(sigma) -> ufl.core.expr.Expr:
     """Von Mises equivalent stress ``sqrt(3/2 s:s)``, ``s`` the deviator."""
     s = ufl.dev(sigma)

@@ -29,7 +29,7 @@ import numpy as np
 
 from tomofem._fenics import PETSc, dolfinx, ufl
 from tomofem.errors import ConfigError
-from tomofem.forms.elasticity import strain
+from tomofem.forms.elasticity import macroscopic_strain_load, strain
 from tomofem.homogenization.domain import (
     clusters_touching,
     dof_clusters,
@@ -151,7 +151,9 @@ class _Forms:
         self.a = dolfinx.fem.form(
             sum(ufl.inner(laws[t](strain(u)), strain(v)) * dx(t) for t in tags)
         )
-        self.L = dolfinx.fem.form(sum(-ufl.inner(laws[t](self.E), strain(v)) * dx(t) for t in tags))
+        self.L = dolfinx.fem.form(
+            sum(macroscopic_strain_load(v, laws[t], self.E, dx(t)) for t in tags)
+        )
         self.avg = dolfinx.fem.form(
             sum(ufl.inner(laws[t](self.E + strain(self.w)), self.S) * dx(t) for t in tags)
         )
