@@ -56,7 +56,7 @@ def pressure_coupling(v, q, dx: ufl.Measure):
 
 
 def stokes_blocks(u, p, v, q, mu, dx: ufl.Measure) -> list[list]:
-    """The 2x2 block bilinear form ``[[a, b^T], [b, 0]]`` of Stokes flow.
+    """Return the 2x2 block bilinear form ``[[a, b^T], [b, 0]]`` of Stokes flow.
 
     Parameters
     ----------

@@ -41,6 +41,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+from scipy.spatial import cKDTree
 
 from tomofem import tags
 from tomofem._fenics import MPI, dolfinx, ufl
@@ -56,6 +57,9 @@ SETUPS = ("periodic", "pressure-drop")
 SIDES = ("symmetry", "no-slip")
 #: Below this many velocity + pressure unknowns, ``solver="auto"`` factorises with MUMPS.
 DIRECT_MAX_UNKNOWNS = 60_000
+#: A diagonal entry below this fraction of the largest entry is an axis that does not
+#: percolate (Kozeny-Carman constant and hydraulic tortuosity reported as inf).
+BLOCKED_RTOL = 1e-7
 
 
 @dataclass(frozen=True)
@@ -143,6 +147,34 @@ def _walls(dom: PhaseDomain) -> np.ndarray:
     return np.setdiff1d(ext, faces).astype(np.int32)
 
 
+def _orphan_face_facets(dom: PhaseDomain) -> np.ndarray:
+    """Local box-face facets of the fluid whose periodic image is not a fluid facet.
+
+    On a periodic image mesh a box facet can lie in a pore-solid interface
+    (:mod:`tomofem.meshing.periodic`, known limit): the fluid then meets it on
+    one face only, and it is a wall, not an opening onto the next cell.
+    """
+    msh = dom.mesh
+    tdim = msh.topology.dim
+    span = dom.box_hi - dom.box_lo
+    tol = 1e-7 * float(np.linalg.norm(span))
+    out = []
+    for ax in range(3):
+        sides = [box_face_facets(dom, ax, up) for up in (False, True)]
+        mids = [dolfinx.mesh.compute_midpoints(msh, tdim - 1, f.astype(np.int32)) for f in sides]
+        others = [a for a in range(3) if a != ax]
+        glob = [np.concatenate(msh.comm.allgather(m[:, others])) for m in mids]
+        for k in (0, 1):
+            if len(sides[k]) == 0:
+                continue
+            if glob[1 - k].shape[0] == 0:
+                out.append(sides[k])
+                continue
+            dist, _ = cKDTree(glob[1 - k]).query(mids[k][:, others])
+            out.append(sides[k][dist > tol])
+    return np.concatenate(out).astype(np.int32) if out else np.zeros(0, dtype=np.int32)
+
+
 def _fixed(V, facets: np.ndarray, components: Sequence[int]) -> np.ndarray:
     """Local unrolled velocity dofs of ``components`` on ``facets``."""
     tdim = V.mesh.topology.dim
@@ -202,15 +234,17 @@ def _finish(
     Km2 = K * length_unit**2
     sym = math.nan
     eig: list[float] = []
-    if setup == "periodic":
+    if setup == "periodic" and len(axes) == 3:
         nrm = float(np.linalg.norm(K))
         sym = float(np.linalg.norm(K - K.T) / nrm) if nrm > 0 else 0.0
         eig = np.linalg.eigvalsh(0.5 * (Km2 + Km2.T)).tolist()
     kc, th = [], []
+    # An axis that does not percolate carries only the solver's round-off.
+    floor = BLOCKED_RTOL * float(np.abs(K).max(initial=0.0))
     for n, ax in enumerate(axes):
         kii = K[ax, ax]
-        kc.append(eps**3 / (kii * S**2) if kii > 0 else math.inf)
-        th.append(speeds[n] / (kii / 1.0) if kii > 0 else math.inf)
+        kc.append(eps**3 / (kii * S**2) if kii > floor else math.inf)
+        th.append(speeds[n] / kii if kii > floor else math.inf)
     return PermeabilityResult(
         setup=setup,
         axes=list(axes),
@@ -241,6 +275,7 @@ def permeability_tensor(
     solver: str = "auto",
     petsc_options: Mapping[str, object] | None = None,
     keep_fields: bool = False,
+    axes: Sequence[int] = (0, 1, 2),
 ) -> PermeabilityResult | tuple[PermeabilityResult, StokesSolution]:
     """Full permeability tensor of a periodic cell (three body-force cell problems).
 
@@ -262,6 +297,9 @@ def permeability_tensor(
     keep_fields
         Also return the :class:`~tomofem.homogenization.stokes.StokesSolution`
         (velocity fields for output).
+    axes
+        Body-force directions to solve (columns of ``K``); the others stay 0.
+        One axis suffices where symmetry makes ``K`` isotropic (cubic arrays).
 
     Raises
     ------
@@ -278,19 +316,23 @@ def permeability_tensor(
     V, Q = taylor_hood(dom.mesh)
     n = V.dofmap.index_map.size_global * 3 + Q.dofmap.index_map.size_global
     kind, opts = _options(solver, n, petsc_options)
-    fixed = _fixed(V, walls, (0, 1, 2))
+    fixed = _fixed(V, np.concatenate([walls, _orphan_face_facets(dom)]), (0, 1, 2))
     dx = ufl.Measure("dx", domain=dom.mesh)
     v = ufl.TestFunction(V)
-    loads = [body_force_load(v, ufl.unit_vector(j, 3), dx) for j in range(3)]
+    axes = sorted({int(a) for a in axes})
+    if not axes or any(a not in (0, 1, 2) for a in axes):
+        raise ConfigError(f"axes={axes}: give a non-empty subset of (0, 1, 2)")
+    loads = [body_force_load(v, ufl.unit_vector(j, 3), dx) for j in axes]
     timings = {"setup_geometry": time.perf_counter() - t0}
     sol = solve_stokes(
         V, Q, mu, dx, loads, fixed, opts, box=(dom.box_lo, dom.box_hi), prefix="tomofem_perm_"
     )
     timings |= sol.timings
     means, speeds = _velocity_stats(sol, dx, dom.box_volume, mesh.comm)
-    K = mu * means
+    K = np.zeros((3, 3))
+    K[:, axes] = mu * means
     speeds = [mu * s for s in speeds]
-    res = _finish("periodic", [0, 1, 2], K, eps, S, speeds, sol, kind, "", length_unit, timings)
+    res = _finish("periodic", axes, K, eps, S, speeds, sol, kind, "", length_unit, timings)
     if mesh.comm.rank == 0:
         log.info(
             "permeability (periodic, %s): K diag %s m2, %s its, symmetry %.2e",
@@ -386,5 +428,7 @@ def permeability_axis(
     K[axis, axis] = mu * means[axis, 0] * L / dp
     # T = <|u|> / <u_axis>, scaled like K so that _finish divides by K_axis.
     speeds = [mu * speeds[0] * L / dp]
-    res = _finish("pressure-drop", [axis], K, eps, S, speeds, sol, kind, sides, length_unit, timings)
+    res = _finish(
+        "pressure-drop", [axis], K, eps, S, speeds, sol, kind, sides, length_unit, timings
+    )
     return (res, sol) if keep_fields else res

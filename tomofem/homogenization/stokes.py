@@ -3,8 +3,9 @@
 The one place where the Stokes forms of :mod:`tomofem.forms.stokes` meet
 PETSc (here, beside the scalar cell problems whose periodic reduction and
 cluster analysis it reuses, rather than in :mod:`tomofem.problems`, which
-must not import from homogenization). The velocity (P2, 3 components) and pressure (P1) blocks are assembled
-separately and constrained algebraically, as the scalar cell problems of
+must not import from homogenization). The velocity (P2, 3 components) and
+pressure (P1) blocks are assembled separately and constrained algebraically,
+as the scalar cell problems of
 :mod:`tomofem.homogenization.linalg` are: a prolongation ``P`` per field maps
 the kept unknowns to all of them (a periodic image copies its master, a
 constrained unknown is 0), each block becomes ``P_i^T A_ij P_j``, and rows
@@ -36,9 +37,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.spatial import cKDTree
 
 from tomofem._fenics import MPI, PETSc, dolfinx, ufl
-from tomofem.errors import ConvergenceError
+from tomofem.errors import ConvergenceError, MeshingError
 from tomofem.forms.stokes import pressure_mass, stokes_blocks
 from tomofem.homogenization.domain import dof_clusters
 from tomofem.homogenization.linalg import periodic_masters, prolongation
@@ -109,10 +111,11 @@ def _targets(
     imap, bs = space.dofmap.index_map, space.dofmap.index_map_bs
     n_owned = imap.size_local
     gnode = imap.local_to_global(np.arange(n_owned, dtype=np.int32))
+    unmatched = np.zeros(0, dtype=np.int64)
     if periodic is None:
         mnode = gnode.astype(np.int64)
     else:
-        mnode = periodic_masters(space, *periodic)
+        mnode, unmatched = _masters(space, *periodic)
     comp = np.arange(bs)
     masters = (bs * mnode[:, None] + comp[None, :]).ravel()
     own = (bs * gnode[:, None] + comp[None, :]).ravel()
@@ -124,7 +127,56 @@ def _targets(
     targets = masters.copy()
     targets[master_fixed] = -1
     targets[fixed] = -1
+    loose = (bs * unmatched[:, None] + comp[None, :]).ravel()
+    if _any_rank(space, bool(np.any(targets[loose] >= 0))):
+        raise MeshingError(
+            "mesh is not periodic: dofs on an upper box face of the fluid have no image on "
+            "the lower face and are not on a wall; build a periodic mesh "
+            "(MeshOptions(periodic=True)) or use the pressure-drop set-up"
+        )
     return targets, masters
+
+
+def _any_rank(space, flag: bool) -> bool:
+    """``flag`` on any rank (collective)."""
+    return bool(space.mesh.comm.allreduce(flag, op=MPI.LOR))
+
+
+def _masters(space, box_lo: np.ndarray, box_hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Master node of every owned node, tolerating images that are walls.
+
+    As :func:`tomofem.homogenization.linalg.periodic_masters`, but a node on an
+    upper face without an image on the lower face is its own master and is
+    returned in the second array: on the fluid submesh of a periodic image mesh
+    that happens where a box facet lies in a pore-solid interface
+    (:mod:`tomofem.meshing.periodic`, known limit), whose nodes are no-slip
+    nodes, as the caller checks.
+    """
+    try:
+        return periodic_masters(space, box_lo, box_hi), np.zeros(0, dtype=np.int64)
+    except MeshingError:
+        pass
+    comm = space.mesh.comm
+    imap = space.dofmap.index_map
+    n_owned = imap.size_local
+    x = space.tabulate_dof_coordinates()[:n_owned]
+    gidx = imap.local_to_global(np.arange(n_owned, dtype=np.int32))
+    span = box_hi - box_lo
+    tol = 1e-7 * float(np.linalg.norm(span))
+    on_hi = np.abs(x - box_hi) <= tol
+    on_lo = np.abs(x - box_lo) <= tol
+    cand = np.any(on_lo, axis=1) & ~np.any(on_hi, axis=1)
+    all_x = np.concatenate(comm.allgather(x[cand]))
+    all_g = np.concatenate(comm.allgather(gidx[cand]))
+    masters = gidx.astype(np.int64).copy()
+    slaves = np.flatnonzero(np.any(on_hi, axis=1))
+    if slaves.size == 0 or all_x.shape[0] == 0:
+        return masters, slaves.astype(np.int64)
+    wrapped = np.where(on_hi[slaves], x[slaves] - span, x[slaves])
+    dist, j = cKDTree(all_x).query(wrapped)
+    ok = dist <= tol
+    masters[slaves[ok]] = all_g[j[ok]]
+    return masters, slaves[~ok].astype(np.int64)
 
 
 def constraints(
@@ -251,7 +303,7 @@ def _reduce(A: PETSc.Mat, targets: np.ndarray, sign: float) -> tuple[PETSc.Mat, 
 
 
 def _near_null_space(A: PETSc.Mat, bs: int) -> PETSc.NullSpace:
-    """Translations of each velocity component (the near null space of the vector Laplacian)."""
+    """Build the near null space of the vector Laplacian: each component's translation."""
     vecs = []
     n = A.getLocalSize()[0]
     for c in range(bs):
