@@ -116,7 +116,10 @@ class StiffnessResult:
 
 
 def _voigt_unit(j: int) -> np.ndarray:
-    """Strain tensor of the unit Voigt (engineering) strain ``e_j``."""
+    """Strain tensor of the unit Voigt (engineering) strain ``e_j``.
+
+    The same tensor ``S`` picks Voigt stress component ``j``: ``sigma : S = sigma_j``.
+    """
     E = np.zeros((3, 3))
     a, b = VOIGT_PAIRS[j]
     if a == b:
@@ -124,17 +127,6 @@ def _voigt_unit(j: int) -> np.ndarray:
     else:
         E[a, b] = E[b, a] = 0.5
     return E
-
-
-def _selector(i: int) -> np.ndarray:
-    """Tensor ``S`` with ``sigma : S = sigma_i`` (Voigt component ``i``)."""
-    S = np.zeros((3, 3))
-    a, b = VOIGT_PAIRS[i]
-    if a == b:
-        S[a, a] = 1.0
-    else:
-        S[a, b] = S[b, a] = 0.5
-    return S
 
 
 class _Forms:
@@ -172,7 +164,7 @@ class _Forms:
         self.E.value[:] = _voigt_unit(j)
         col = np.zeros(6)
         for i in range(6):
-            self.S.value[:] = _selector(i)
+            self.S.value[:] = _voigt_unit(i)
             col[i] = self.comm.allreduce(dolfinx.fem.assemble_scalar(self.avg)) / volume
         return col
 

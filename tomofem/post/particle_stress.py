@@ -15,6 +15,7 @@ import numpy as np
 from tomofem._fenics import dolfinx, ufl
 from tomofem.forms.elasticity import strain
 from tomofem.problems.lithiation_stress import StressSolution, stress_invariants
+from tomofem.problems.particles import interior_facet_cells
 
 
 @dataclass(frozen=True)
@@ -118,12 +119,7 @@ def contact_areas(
         Particle id (-1 outside particles) and phase tag of every local cell.
     """
     tdim = mesh.topology.dim
-    mesh.topology.create_connectivity(tdim - 1, tdim)
-    f2c = mesh.topology.connectivity(tdim - 1, tdim)
-    nf = mesh.topology.index_map(tdim - 1).size_local
-    off = f2c.offsets[: nf + 1]
-    two = np.flatnonzero(np.diff(off) == 2)
-    a, b = f2c.array[off[two]], f2c.array[off[two] + 1]
+    two, a, b = interior_facet_cells(mesh)
     pa, pb = particle_of_cell[a], particle_of_cell[b]
     hit_a = (pa >= 0) & (cell_phase[b] == contact_phase)
     hit_b = (pb >= 0) & (cell_phase[a] == contact_phase)

@@ -7,6 +7,17 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
 
+def interior_facet_cells(mesh) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Owned interior facets and their two local cells ``(facets, first, second)``."""
+    tdim = mesh.topology.dim
+    mesh.topology.create_connectivity(tdim - 1, tdim)
+    f2c = mesh.topology.connectivity(tdim - 1, tdim)
+    nf = mesh.topology.index_map(tdim - 1).size_local
+    off = f2c.offsets[: nf + 1]
+    two = np.flatnonzero(np.diff(off) == 2)
+    return two, f2c.array[off[two]], f2c.array[off[two] + 1]
+
+
 def particle_labels(mesh, is_active: np.ndarray) -> tuple[np.ndarray, int]:
     """Label of the connected active particle of every local cell (-1 elsewhere).
 
@@ -21,12 +32,7 @@ def particle_labels(mesh, is_active: np.ndarray) -> tuple[np.ndarray, int]:
     """
     comm = mesh.comm
     tdim = mesh.topology.dim
-    mesh.topology.create_connectivity(tdim - 1, tdim)
-    f2c = mesh.topology.connectivity(tdim - 1, tdim)
-    nf = mesh.topology.index_map(tdim - 1).size_local
-    off = f2c.offsets[: nf + 1]
-    two = np.flatnonzero(np.diff(off) == 2)
-    a, b = f2c.array[off[two]], f2c.array[off[two] + 1]
+    _, a, b = interior_facet_cells(mesh)
     keep = is_active[a] & is_active[b]
     cmap = mesh.topology.index_map(tdim)
     n_local = cmap.size_local + cmap.num_ghosts
