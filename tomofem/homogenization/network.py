@@ -1,0 +1,289 @@
+"""Pore-network model of the pore space: SNOW2 extraction, OpenPNM conductances, tau and k.
+
+The network is the reduced model beside the DNS (conformal FEM tortuosity,
+Stokes permeability): PoreSpy's SNOW2 (Gostick, Phys. Rev. E 96, 023307,
+2017; PoreSpy 3) segments the pore space by a marker-based watershed of its
+distance transform into pores joined by throats, and OpenPNM 3 assigns each
+throat a diffusive and a hydraulic conductance from the pore and throat
+inscribed diameters (the ``spheres_and_cylinders`` conduit model: two
+half-pores in series with a cylindrical throat; Hagen-Poiseuille for flow).
+
+Both are an optional extra (``pip install tomofem[network]``, pinned in
+pyproject.toml): PoreSpy 3.2.0 and OpenPNM 3.6.4 install as pure-Python wheels
+on Python 3.11-3.13 (``Requires-Python <3.14``); PoreSpy needs ``edt < 3.1``.
+They import petsc4py when present, so tomofem's FEniCS entry point is
+imported first.
+
+The network transport problems (one per axis, value 1 on the pores of the
+lower face, 0 on the upper face) are solved here with SciPy on the clusters
+that reach a face with a prescribed value: OpenPNM's own algorithms need the
+caller to trim isolated clusters first, and trimming depends on the axis.
+Conventions as for the DNS (:mod:`tomofem.homogenization.results`):
+``L`` the box edge, ``A`` the full cross-section, ``tau = eps D / D_eff`` with
+the image porosity ``eps``, ``K = mu Q L / (A dp)``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.csgraph import connected_components
+from scipy.sparse.linalg import spsolve
+
+from tomofem.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+#: Percentiles reported for the pore and throat size distributions.
+PERCENTILES = (10, 25, 50, 75, 90)
+
+
+def _libraries():
+    """Import PoreSpy and OpenPNM (optional extra ``network``), FEniCS first."""
+    try:
+        import tomofem._fenics  # noqa: F401  (dolfinx_solver before petsc4py)
+    except ImportError:  # pragma: no cover - a network-only install
+        pass
+    try:
+        import openpnm as op
+        import porespy as ps
+    except ImportError as exc:
+        raise ConfigError(
+            "the pore-network model needs PoreSpy and OpenPNM: pip install 'tomofem[network]'"
+        ) from exc
+    ps.settings.tqdm["disable"] = True
+    return ps, op
+
+
+@dataclass(frozen=True)
+class NetworkResult:
+    """Transport through the pore network of a binary image.
+
+    Attributes
+    ----------
+    pores, throats
+        Numbers of internal pores (boundary pores excluded) and throats.
+    porosity
+        Pore fraction of the image [-].
+    tau
+        Tortuosity factor ``eps D / D_eff`` per axis [-] (inf: no path).
+    d_eff
+        ``D_eff / D`` per axis [-].
+    permeability
+        ``K`` per axis [m2] (voxel size squared times voxel units).
+    pore_diameter_percentiles, throat_diameter_percentiles
+        Inscribed diameters at :data:`PERCENTILES` [m].
+    pore_diameter_histogram, throat_diameter_histogram
+        ``(edges, counts)`` of the inscribed diameters [m], 20 bins.
+    axes
+        Axes solved.
+    voxel_size
+        Metres per voxel.
+    seconds
+        Wall time of ``extract`` (SNOW2 + network), ``conductance`` and ``solve``.
+    """
+
+    pores: int
+    throats: int
+    porosity: float
+    tau: list[float]
+    d_eff: list[float]
+    permeability: list[float]
+    pore_diameter_percentiles: list[float]
+    throat_diameter_percentiles: list[float]
+    pore_diameter_histogram: tuple[list[float], list[int]]
+    throat_diameter_histogram: tuple[list[float], list[int]]
+    axes: list[int]
+    voxel_size: float
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """JSON-serialisable form."""
+        return asdict(self)
+
+
+def extract_network(pore: np.ndarray, voxel_size: float = 1.0, boundary_width: int = 3):
+    """SNOW2 network of the ``True`` phase of a boolean image, as an OpenPNM network.
+
+    Parameters
+    ----------
+    pore
+        Boolean 3D image, ``True`` = pore (PoreSpy's convention).
+    voxel_size
+        Metres per voxel: the network's lengths are in metres.
+    boundary_width
+        Voxels of padding in which SNOW2 places the boundary pores labelled
+        ``xmin`` ... ``zmax`` (the faces where values are prescribed).
+    """
+    ps, op = _libraries()
+    im = np.asarray(pore, dtype=bool)
+    if im.ndim != 3:
+        raise ConfigError(f"extract_network: a 3D image is needed, got shape {im.shape}")
+    if not im.any():
+        raise ConfigError("extract_network: the image has no pore voxels")
+    snow = ps.networks.snow2(im, voxel_size=voxel_size, boundary_width=boundary_width)
+    return op.io.network_from_porespy(snow.network)
+
+
+def add_conductances(pn, diffusivity: float = 1.0, viscosity: float = 1.0):
+    """Diffusive and hydraulic throat conductances (OpenPNM models) on a phase.
+
+    Pore and throat diameters are SNOW2's inscribed diameters (the largest
+    sphere in the pore, the largest disc in the throat); the conduit is two
+    half-spheres and a cylinder (``spheres_and_cylinders`` size factors), the
+    throat diameter capped at 0.99 of the smaller adjacent pore's.
+
+    Returns
+    -------
+    openpnm.phase.Phase
+        With ``throat.diffusive_conductance`` [m3 s-1 for D in m2 s-1] and
+        ``throat.hydraulic_conductance`` [m3 Pa-1 s-1].
+    """
+    _, op = _libraries()
+    pn["pore.diameter"] = pn["pore.inscribed_diameter"]
+    # A throat as wide as its pore (a straight channel split by the watershed) has no
+    # sphere-and-cylinder conduit: it is capped just below the narrower pore.
+    ends = pn["pore.diameter"][pn["throat.conns"]].min(axis=1)
+    pn["throat.diameter"] = np.minimum(pn["throat.inscribed_diameter"], 0.99 * ends)
+    geo = op.models.geometry
+    pn.add_model(
+        propname="throat.diffusive_size_factors",
+        model=geo.diffusive_size_factors.spheres_and_cylinders,
+    )
+    pn.add_model(
+        propname="throat.hydraulic_size_factors",
+        model=geo.hydraulic_size_factors.spheres_and_cylinders,
+    )
+    pn.regenerate_models()
+    phase = op.phase.Phase(network=pn)
+    phase["pore.diffusivity"] = diffusivity
+    phase["pore.viscosity"] = viscosity
+    phys = op.models.physics
+    phase.add_model(
+        propname="throat.diffusive_conductance",
+        model=phys.diffusive_conductance.generic_diffusive,
+    )
+    phase.add_model(
+        propname="throat.hydraulic_conductance",
+        model=phys.hydraulic_conductance.generic_hydraulic,
+    )
+    phase.regenerate_models()
+    return phase
+
+
+def network_flux(
+    conns: np.ndarray, g: np.ndarray, n_pores: int, inlet: np.ndarray, outlet: np.ndarray
+) -> float:
+    """Total flux from ``inlet`` (value 1) to ``outlet`` (value 0) through a resistor network.
+
+    Clusters that touch neither set carry no flux and are left out (their
+    equations would be singular); 0 if no cluster touches both.
+
+    Parameters
+    ----------
+    conns
+        ``(n_throats, 2)`` pore indices of each throat.
+    g
+        Conductance of each throat.
+    n_pores
+        Number of pores.
+    inlet, outlet
+        Pore indices with prescribed values.
+    """
+    conns = np.asarray(conns, dtype=np.int64)
+    g = np.asarray(g, dtype=float)
+    adj = sp.coo_matrix((g, (conns[:, 0], conns[:, 1])), shape=(n_pores, n_pores)).tocsr()
+    adj = adj + adj.T
+    _, comp = connected_components(adj, directed=False)
+    live = np.intersect1d(comp[inlet], comp[outlet])
+    if live.size == 0:
+        return 0.0
+    keep = np.isin(comp, live)
+    L = sp.diags(np.asarray(adj.sum(axis=1)).ravel()) - adj
+    fixed = np.zeros(n_pores, dtype=bool)
+    fixed[inlet] = True
+    fixed[outlet] = True
+    x = np.zeros(n_pores)
+    x[inlet] = 1.0
+    free = np.flatnonzero(keep & ~fixed)
+    if free.size:
+        L = L.tocsr()
+        rhs = -L[free][:, np.flatnonzero(fixed)] @ x[fixed]
+        x[free] = spsolve(L[free][:, free].tocsc(), rhs)
+    src = inlet[keep[inlet]]  # inlets of clusters that also reach the outlet
+    return float((L.tocsr()[src] @ x).sum())
+
+
+def _histogram(d: np.ndarray) -> tuple[list[float], list[int]]:
+    counts, edges = np.histogram(d, bins=20)
+    return edges.tolist(), counts.astype(int).tolist()
+
+
+def network_transport(
+    pore: np.ndarray,
+    voxel_size: float = 1.0,
+    axes: Sequence[int] = (0, 1, 2),
+    *,
+    boundary_width: int = 3,
+) -> NetworkResult:
+    """Network tortuosity factor and permeability of the pore phase per axis.
+
+    Parameters
+    ----------
+    pore
+        Boolean image, ``True`` = pore.
+    voxel_size
+        Metres per voxel (``K`` scales with its square).
+    axes
+        Transport directions.
+    boundary_width
+        SNOW2 boundary padding (voxels).
+    """
+    im = np.asarray(pore, dtype=bool)
+    seconds: dict[str, float] = {}
+    t0 = time.perf_counter()
+    pn = extract_network(im, voxel_size, boundary_width)
+    seconds["extract"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    phase = add_conductances(pn)
+    seconds["conductance"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    eps = float(im.mean())
+    lengths = np.asarray(im.shape, dtype=float) * voxel_size
+    conns = pn["throat.conns"]
+    tau, deff, perm = [], [], []
+    for ax in axes:
+        inlet = pn.pores("xyz"[ax] + "min")
+        outlet = pn.pores("xyz"[ax] + "max")
+        area = float(np.prod(lengths) / lengths[ax])
+        qd = network_flux(conns, phase["throat.diffusive_conductance"], pn.Np, inlet, outlet)
+        qh = network_flux(conns, phase["throat.hydraulic_conductance"], pn.Np, inlet, outlet)
+        d = qd * lengths[ax] / area
+        deff.append(d)
+        tau.append(eps / d if d > 0 else math.inf)
+        perm.append(qh * lengths[ax] / area)  # mu = 1, dp = 1
+    seconds["solve"] = time.perf_counter() - t0
+    internal = ~pn["pore.boundary"] if "pore.boundary" in pn else np.ones(pn.Np, dtype=bool)
+    dp_ = pn["pore.inscribed_diameter"][internal]
+    dt_ = pn["throat.inscribed_diameter"]
+    return NetworkResult(
+        pores=int(internal.sum()),
+        throats=int(pn.Nt),
+        porosity=eps,
+        tau=tau,
+        d_eff=deff,
+        permeability=perm,
+        pore_diameter_percentiles=np.percentile(dp_, PERCENTILES).tolist(),
+        throat_diameter_percentiles=np.percentile(dt_, PERCENTILES).tolist(),
+        pore_diameter_histogram=_histogram(dp_),
+        throat_diameter_histogram=_histogram(dt_),
+        axes=[int(a) for a in axes],
+        voxel_size=float(voxel_size),
+        seconds=seconds,
+    )
