@@ -298,6 +298,11 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return _run_stages(args, flags, ["segment", "mesh", "simulate"], labels_input=True)
 
 
+def _cmd_mechanics(args: argparse.Namespace) -> int:
+    flags = {"bcs": "mechanics.bcs", "degree": "mechanics.degree"}
+    return _run_stages(args, flags, ["segment", "mesh", "mechanics"], labels_input=True)
+
+
 def _cmd_pipeline(args: argparse.Namespace) -> int:
     return _run_stages(args, {}, None)
 
@@ -533,6 +538,30 @@ def build_parser() -> argparse.ArgumentParser:
         "--v-max", type=float, metavar="VOLTS", help="upper cut-off voltage [V] (simulate.v_max)"
     )
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
+
+    p = add(
+        "mechanics",
+        _cmd_mechanics,
+        "effective stiffness, E, nu, K_dr and Biot coefficient of the film",
+        """\
+        Effective 6x6 stiffness of the electrode film on the conformal mesh: six
+        macroscopic strains, pores void, active material and carbon-binder domain
+        elastic (constants in [mechanics]), checked against the Voigt and Reuss
+        bounds; reports Young's modulus and Poisson ratio of the film, the drained
+        bulk modulus and the Biot coefficient.""",
+        [
+            "tomofem mechanics labels.tif -o runs/stiffness",
+            "mpirun -n 2 tomofem mechanics labels.tif --bcs dirichlet periodic -o runs/C",
+        ],
+        image="label image",
+    )
+    p.add_argument(
+        "--bcs",
+        nargs="+",
+        choices=["dirichlet", "periodic"],
+        help="boundary conditions of the cell problems (mechanics.bcs)",
+    )
+    p.add_argument("--degree", type=int, choices=[1, 2], help="Lagrange degree (mechanics.degree)")
 
     p = add(
         "pipeline",

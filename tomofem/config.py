@@ -271,6 +271,31 @@ class SimulateConfig:
 
 
 @dataclass(frozen=True)
+class MechanicsConfig:
+    """Effective stiffness of the electrode film (pores void, solid phases elastic).
+
+    Maps onto :func:`tomofem.homogenization.elasticity.effective_stiffness`; the
+    default constants are those of :mod:`tomofem.materials.mechanics` (NMC811
+    polycrystal, carbon-binder domain).
+    """
+
+    bcs: list[Literal["dirichlet", "periodic"]] = field(
+        default_factory=lambda: ["dirichlet"],
+        metadata={
+            "doc": "boundary conditions of the six cell problems: affine 'dirichlet' (upper "
+            "estimate) or 'periodic' (needs a mesh with matching opposite faces)",
+            "min_len": 1,
+        },
+    )
+    degree: int = _f(1, "Lagrange degree of the displacement", ge=1, le=2)
+    active_young: float = _f(199e9, "Young's modulus of the active phase [Pa]", gt=0.0)
+    active_poisson: float = _f(0.25, "Poisson ratio of the active phase [-]", gt=-1.0, lt=0.5)
+    cbd_young: float = _f(1e9, "Young's modulus of the carbon-binder domain [Pa]", gt=0.0)
+    cbd_poisson: float = _f(0.3, "Poisson ratio of the carbon-binder domain [-]", gt=-1.0, lt=0.5)
+    cbd_load_bearing: bool = _f(True, "the carbon-binder domain carries load (else it is void)")
+
+
+@dataclass(frozen=True)
 class OutputConfig:
     """The run folder."""
 
@@ -289,15 +314,18 @@ STAGES = ("segment", "analyze", "mesh", "homogenize", "simulate")
 class RunConfig:
     """Everything one run needs; each section is one stage's options."""
 
-    stages: list[Literal["segment", "analyze", "mesh", "homogenize", "simulate"]] = field(
-        default_factory=lambda: list(STAGES),
-        metadata={"doc": "stages of `tomofem pipeline`, in order"},
+    stages: list[Literal["segment", "analyze", "mesh", "homogenize", "simulate", "mechanics"]] = (
+        field(
+            default_factory=lambda: list(STAGES),
+            metadata={"doc": "stages of `tomofem pipeline`, in order"},
+        )
     )
     image: ImageConfig = field(default_factory=ImageConfig)
     segment: SegmentConfig = field(default_factory=SegmentConfig)
     mesh: MeshOptions = field(default_factory=MeshOptions)
     homogenize: HomogenizeConfig = field(default_factory=HomogenizeConfig)
     simulate: SimulateConfig = field(default_factory=SimulateConfig)
+    mechanics: MechanicsConfig = field(default_factory=MechanicsConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
 
 

@@ -28,6 +28,7 @@ import numpy as np
 from tomofem.config import (
     HomogenizeConfig,
     ImageConfig,
+    MechanicsConfig,
     RunConfig,
     SegmentConfig,
     SimulateConfig,
@@ -50,6 +51,7 @@ NEEDS = {
     "mesh": ("segment",),
     "homogenize": ("segment",),
     "simulate": ("mesh",),
+    "mechanics": ("mesh",),
 }
 
 
@@ -773,6 +775,69 @@ def simulate(
     )
 
 
+def mechanics(dmesh: Any, cfg: MechanicsConfig) -> dict[str, Any]:
+    """Effective stiffness of the film for each boundary condition of ``cfg``.
+
+    Returns
+    -------
+    dict
+        ``{bc: StiffnessResult}`` (:mod:`tomofem.homogenization.elasticity`).
+    """
+    from tomofem import tags
+
+    effective_stiffness = api(
+        "tomofem.homogenization.elasticity", "effective_stiffness", "mechanics"
+    )
+    from tomofem.problems.elasticity import ElasticPhase
+
+    phases = {int(tags.Phase.ACTIVE): ElasticPhase(cfg.active_young, cfg.active_poisson)}
+    if cfg.cbd_load_bearing:
+        phases[int(tags.Phase.CBD)] = ElasticPhase(cfg.cbd_young, cfg.cbd_poisson)
+    return {
+        bc: effective_stiffness(dmesh.mesh, dmesh.cell_tags, phases, bc, degree=cfg.degree)
+        for bc in cfg.bcs
+    }
+
+
+def _quantities_mechanics(res: Mapping[str, Any]) -> list[Quantity]:
+    rows = []
+    for bc, r in res.items():
+        C = np.asarray(r.stiffness) / 1e9
+        rows.append(
+            Quantity(
+                "mechanics",
+                f"C11 C22 C33 ({bc})",
+                float(C[0, 0]),
+                "GPa",
+                f"C22 {C[1, 1]:.4g}, C33 {C[2, 2]:.4g} GPa",
+            )
+        )
+        if r.engineering is not None:
+            e = r.engineering
+            rows.append(
+                Quantity(
+                    "mechanics",
+                    f"E film ({bc})",
+                    e["young_hill"] / 1e9,
+                    "GPa",
+                    "Hill average; E_x,y,z " + ", ".join(f"{v / 1e9:.4g}" for v in e["young"]),
+                )
+            )
+            rows.append(Quantity("mechanics", f"nu film ({bc})", e["poisson_hill"], "-"))
+            rows.append(Quantity("mechanics", f"K_dr ({bc})", e["drained_bulk"] / 1e9, "GPa"))
+        if r.biot is not None:
+            rows.append(
+                Quantity(
+                    "mechanics",
+                    f"Biot alpha ({bc})",
+                    r.biot,
+                    "-",
+                    f"K_s {r.solid_bulk / 1e9:.4g} GPa",
+                )
+            )
+    return rows
+
+
 # --------------------------------------------------------------------------- chain
 
 
@@ -1204,6 +1269,14 @@ def _run_stage(name: str, config: RunConfig, res: PipelineResult, comm: Any, fol
         length_scale = 1e-6  # voxel sizes are in um
         sim = simulate(out["dmesh"], config.simulate, sim_dir, length_scale=length_scale)
         _record_simulation(res, sim, config.simulate)
+    elif name == "mechanics":
+        m = mechanics(out["dmesh"], config.mechanics)
+        out["mechanics"] = m
+        res.results["mechanics"] = {
+            "stiffness": {bc: r.to_dict() for bc, r in m.items()},
+            "units": {"stiffness": "Pa (Voigt, engineering shear)", "moduli": "Pa"},
+        }
+        res.quantities.extend(_quantities_mechanics(m))
 
 
 def cell_capacity_mAh(sim: Any) -> float:
