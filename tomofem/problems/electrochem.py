@@ -140,6 +140,92 @@ def logit(x):
     return _math.log(x / (1.0 - x))
 
 
+INTERFACE_SIGN = {"c_e": -1.0, "phi_e": 1.0, "c_s": 1.0, "phi_s": 1.0}
+"""Sign of the interfacial current in each balance (``forms.electrochem.interface_exchange``,
+all scaled to amperes / i_ref): the electrolyte gains the Li the solid loses."""
+
+
+@dataclass
+class NodalInterface:
+    """The Butler-Volmer interface terms of the residuals, vertex by vertex.
+
+    With vertex quadrature (:data:`LUMPED`) the interface integral of each field's
+    balance is a sum over facet vertices of ``weight * sign * j(u at the vertex)``, and
+    its Jacobian couples only the four unknowns at one vertex. Evaluated here once per
+    Newton iteration in numpy (the same laws, through :class:`tomofem.materials._math.Dual`
+    for the exact derivatives), instead of in every one of the 16 UFL Jacobian blocks
+    and the 4 residual blocks (12 of the blocks held nothing else).
+
+    Attributes
+    ----------
+    dofs
+        Per field, the local dof (owned and ghost numbering of its space) at each facet
+        vertex, ``(3 n_facets,)``; the solid and electrolyte entries of one position
+        sit at the same mesh vertex.
+    weight
+        Quadrature weight times the residual scale: facet area / 3 [mesh units] x
+        L^2 / i_ref, ``(3 n_facets,)``.
+    """
+
+    dofs: dict[str, np.ndarray]
+    weight: np.ndarray
+    params: dict[str, Any]
+    c_e0: float
+    c_max: float
+    T: float
+
+    @classmethod
+    def build(cls, mesh, gamma, V, entity_maps, scale, params, c_e0, c_max, T):
+        """Facet-vertex dofs and weights of the interface facets ``gamma`` (owned)."""
+        data = np.asarray(gamma).reshape(-1, 4)
+        tdim = mesh.topology.dim
+        mesh.topology.create_connectivity(tdim, 0)
+        c2v = mesh.topology.connectivity(tdim, 0).array.reshape(-1, tdim + 1)
+        others = np.array([[1, 2, 3], [0, 2, 3], [0, 1, 3], [0, 1, 2]])
+        rows = np.arange(len(data))[:, None]
+        sides = {}
+        for side, (cells, lf) in (("solid", data[:, :2].T), ("electrolyte", data[:, 2:].T)):
+            local = others[lf]  # local vertices of the facet in each cell
+            order = np.argsort(c2v[cells[:, None], local], axis=1)  # by mesh vertex
+            sides[side] = (cells, local[rows, order])
+        emap = {"c_e": 0, "phi_e": 0, "c_s": 1, "phi_s": 2 if len(entity_maps) > 2 else 1}
+        dofs = {}
+        for k in ("c_e", "phi_e", "c_s", "phi_s"):
+            cells, local = sides["electrolyte" if k in ("c_e", "phi_e") else "solid"]
+            emk = entity_maps[emap[k]]
+            sub = emk.sub_topology_to_topology(cells.astype(np.int32), inverse=True)
+            dofs[k] = V[k].dofmap.list[sub][rows, local].ravel().astype(np.int32)
+        cells, local = sides["solid"]
+        gdm = mesh.geometry.dofmaps[0]
+        x = mesh.geometry.x[gdm[cells[:, None], local]]
+        area = 0.5 * np.linalg.norm(np.cross(x[:, 1] - x[:, 0], x[:, 2] - x[:, 0]), axis=1)
+        weight = np.repeat(area / 3.0, 3) * scale
+        return cls(dofs, weight, params, float(c_e0), float(c_max), float(T))
+
+    def current_density(self, values: dict[str, np.ndarray], derivatives: bool = False):
+        """Interfacial current density j [A.m-2] at every facet vertex from dof arrays.
+
+        ``values`` maps each field to its unknown's local dof array (``u[k].x.array``).
+
+        With ``derivatives`` a :class:`~tomofem.materials._math.Dual` whose ``grad`` rows
+        are dj/d(unknown) in :data:`FIELDS` order (c_e / c_e0, phi_e, logit w, phi_s).
+        """
+        u = [np.asarray(values[k])[self.dofs[k]] for k in FIELDS]
+        if derivatives:
+            u = _math.Dual.variables(*u)
+        u_ce, phi_e, w, phi_s = u
+        p = self.params
+        aa = float(get(p, "Active material anodic transfer coefficient"))
+        ac = float(get(p, "Active material cathodic transfer coefficient"))
+        # A line-search trial far from the solution may overflow exp(F eta / 2RT): its
+        # residual is then inf and the trial is rejected, as with compiled kernels.
+        with np.errstate(over="ignore", invalid="ignore"):
+            x = stoichiometry(w)
+            ocp = get(p, "Active material OCP [V]")(x, self.T)
+            j0 = exchange_current(p, self.c_e0 * u_ce, w, self.c_max, self.T)
+            return ec.butler_volmer(j0, phi_s - phi_e - ocp, aa, ac, self.T)
+
+
 @dataclass(frozen=True)
 class HalfCellConfig:
     """Geometry and model choices of a half-cell run.
@@ -243,6 +329,11 @@ class HalfCellProblem:
     """Linear form b(r) = ∫ r dA / i_ref over the collector (phi_s block): the
     galvanostatic residual depends on the mean collector potential (b . x) i_ref / A,
     whose Jacobian is the rank-one term -G i_ref / A b b^T."""
+    bulk_residuals: dict[str, list[Any]] = field(default_factory=dict)
+    """``residuals`` without the Butler-Volmer interface terms, which :attr:`interface`
+    evaluates vertex by vertex (``residuals`` = bulk + interface, as UFL forms)."""
+    interface: Any = None
+    """:class:`NodalInterface`: the interface terms of ``residuals`` at vertex quadrature."""
 
     def stoichiometry_values(self, values: np.ndarray) -> np.ndarray:
         """Stoichiometry x [-] of dof values of the solid unknown (``u["c_s"].x.array``)."""
@@ -541,10 +632,8 @@ def build_half_cell(dmesh, params: dict[str, Any], config: HalfCellConfig) -> Ha
         L,
         dGamma(_GAMMA),
     )
-    F_cs += terms["c_s"]
-    F_phis += terms["phi_s"]
-    F_ce += terms["c_e"]
-    F_phie += terms["phi_e"]
+    # The interface terms are added to the bulk residuals below (``residuals``) and kept
+    # out of them (``bulk_residuals``): the solver evaluates them vertex by vertex.
 
     bcs_common = []
     if config.counter == "lithium":
@@ -580,7 +669,7 @@ def build_half_cell(dmesh, params: dict[str, Any], config: HalfCellConfig) -> Ha
     # tomofem.solvers.discharge.HalfCellSolver.solve_by_voltage).
     contact = ec.collector_contact(u["phi_s"], const["voltage"], G, r_s, L, ds(_COLLECTOR))
     scale_mass, scale_charge = FARADAY / i_ref, 1.0 / i_ref
-    residuals = {
+    bulk_residuals = {
         "galvanostatic": [
             scale_mass * F_ce,
             scale_charge * F_phie,
@@ -600,6 +689,17 @@ def build_half_cell(dmesh, params: dict[str, Any], config: HalfCellConfig) -> Ha
             scale_charge * (F_phis + contact),
         ],
     }
+    iface = [
+        scale_mass * terms["c_e"],
+        scale_charge * terms["phi_e"],
+        scale_mass * terms["c_s"],
+        scale_charge * terms["phi_s"],
+    ]
+    residuals = {
+        mode: [f + t for f, t in zip(forms, iface, strict=True)]
+        for mode, forms in bulk_residuals.items()
+    }
+    nodal = NodalInterface.build(mesh, gamma, V, entity_maps, L**2 / i_ref, params, c0, cmax, T)
     v_bc = dolfinx.fem.dirichletbc(const["voltage"], _face_dofs(V["phi_s"], face, box), V["phi_s"])
     bcs = {
         "galvanostatic": bcs_common,
@@ -653,6 +753,8 @@ def build_half_cell(dmesh, params: dict[str, Any], config: HalfCellConfig) -> Ha
         expressions={"sto": sto, "j": j},
         collector_load=form(scale_charge * r_s * L**2 * ds(_COLLECTOR)),
         bdf_weight=theta,
+        bulk_residuals=bulk_residuals,
+        interface=nodal,
     )
     problem.collector_area = problem.assemble("collector_area")
     problem.active_volume = problem.assemble("active_volume")

@@ -24,15 +24,14 @@ from tomofem._fenics import MPI, PETSc, dolfinx
 from tomofem.errors import ConfigError
 from tomofem.materials import get
 from tomofem.materials.constants import FARADAY
-from tomofem.materials.electrodes import butler_volmer
 from tomofem.mpi import StopRequest
 from tomofem.problems.electrochem import (
     FIELDS,
+    INTERFACE_SIGN,
     HalfCellConfig,
     HalfCellProblem,
     bdf2_weights,
     build_half_cell,
-    exchange_current,
     logit_bound,
     set_equilibrium,
 )
@@ -220,7 +219,8 @@ class SolverOptions:
         iterations under GMRES. Measured CPU s per Newton iteration (2C, 30 steps,
         voxel packings, everything included): 6,352 unknowns 0.246 lagged vs 0.248
         refactorised (12 vs 2 GMRES its per Newton it); 9,826 unknowns 0.371 vs
-        0.472. The Jacobian assembly (~0.12 s of it at 6k) dominates, not the solve.
+        0.472 (before the vertex-wise interface: Jacobian assembly then took 0.12 s of it
+        at 6k; now 0.035 s, beside 0.024 s for factorisation and solve).
         A voltage search (:meth:`HalfCellSolver.solve_by_voltage`) refactorises at
         every iteration whatever the size (a lagged BLR LU left GMRES short of its
         tolerance on nearly saturated surfaces).
@@ -321,17 +321,13 @@ class _Interface:
         return self.p.stoichiometry_values(self.p.u["c_s"].x.array[self.idx["c_s"]]).mean(axis=1)
 
     def current_density(self) -> np.ndarray:
-        """Facet means of j [A.m-2]: the residual's law and vertex quadrature, in numpy."""
+        """Facet means of j [A.m-2], from the residual's own vertex-wise law.
+
+        Solid and electrolyte values are paired at the same mesh vertex.
+        """
         p = self.p
-        v = {k: p.u[k].x.array[self.idx[k]] for k in ("c_e", "phi_e", "phi_s")}
-        w = p.u["c_s"].x.array[self.idx["c_s"]]
-        T = float(get(p.params, "Temperature [K]"))
-        ocp = get(p.params, "Active material OCP [V]")(p.stoichiometry_values(w), T)
-        j0 = exchange_current(p.params, v["c_e"] * p.scales["c_e"], w, p.scales["c_s"], T)
-        eta = v["phi_s"] - v["phi_e"] - ocp
-        aa = float(get(p.params, "Active material anodic transfer coefficient"))
-        ac = float(get(p.params, "Active material cathodic transfer coefficient"))
-        return butler_volmer(j0, eta, aa, ac, T).mean(axis=1)
+        values = {k: p.u[k].x.array for k in FIELDS}
+        return p.interface.current_density(values).reshape(-1, 3).mean(axis=1)
 
     def statistics(self, comm) -> dict[str, float]:
         j = self.current_density()
@@ -515,17 +511,24 @@ class HalfCellSolver:
                     )
                     start += n
                 nl.solver.getKSP().getPC().setFieldSplitIS(*sets)
-            if mode == "galvanostatic":
-                self._equipotential_collector(nl)
+            self._callbacks(nl, mode)
             self._bound_logit(nl)
             nl.solver.setConvergenceTest(self._converged)
             self._nl[mode] = nl
         return self._nl[mode]
 
-    def _equipotential_collector(self, nl) -> None:
-        """Residual and Jacobian callbacks of the equipotential collector.
+    def _callbacks(self, nl, mode: str) -> None:
+        """Residual and Jacobian callbacks: UFL bulk forms plus the vertex-wise interface.
 
-        The galvanostatic residual holds the mean collector potential
+        The bulk forms (:attr:`HalfCellProblem.bulk_residuals`) hold no interface term,
+        so their Jacobian has 6 non-zero blocks instead of 16; the Butler-Volmer terms
+        come from :class:`tomofem.problems.electrochem.NodalInterface` (one numpy
+        evaluation of the law and its derivatives per call) and enter the matrix the
+        full UFL Jacobian preallocated. The iterate satisfies the Dirichlet values from
+        the start (:meth:`solve` sets them), so the lifting J (g - x) is zero and is
+        not assembled (it assembled all 16 blocks again in every residual).
+
+        Galvanostatic: the residual holds the mean collector potential
         ``phi_bar = i_ref (b . x) / A`` (:attr:`HalfCellProblem.collector_load`),
         a global function of the unknowns. The residual callback refreshes it
         before assembling; the Jacobian is the assembled sparse matrix plus the
@@ -534,44 +537,106 @@ class HalfCellSolver:
         collector dof). The preconditioner is built on the sparse part alone;
         a rank-one change costs GMRES about one extra iteration.
         """
-        from dolfinx.fem.petsc import assemble_jacobian, assemble_residual, assemble_vector, assign
+        from dolfinx.fem.forms import derivative_block
+        from dolfinx.fem.petsc import assemble_matrix, assemble_vector, assign, set_bc
 
         p = self.problem
         comm = p.comm
-        # b in the blocked layout of the unknowns (owned dofs, fields in FIELDS order).
-        b_phi = assemble_vector(p.collector_load)
-        b_phi.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
-        start = sum(p.spaces[k].dofmap.index_map.size_local for k in FIELDS[:3])
-        n_phi = p.spaces["phi_s"].dofmap.index_map.size_local
-        nloc, nglob = nl.A.getLocalSize()[0], nl.A.getSize()[0]
-        U = PETSc.Mat().createDense(((nloc, nglob), (PETSc.DECIDE, 1)), comm=comm)
-        U.setUp()
-        col = U.getDenseArray()
-        col[:] = 0.0
-        col[start : start + n_phi, 0] = b_phi.array_r[:n_phi]
-        U.assemble()
-        b_phi.destroy()
-        c = PETSc.Vec().createSeq(1, comm=PETSc.COMM_SELF)
-        c.set(-p.scales["collector_conductance"] * p.scales["i_ref"] / p.collector_area)
-        J = PETSc.Mat().createLRC(nl.A, U, c, U)
-        F_ctx = {"u": nl.u, "residual": nl.F, "jacobian": nl.J, "bcs": p.bcs["galvanostatic"]}
-        if (blocks := nl.b.getAttr("_blocks")) is not None:
-            F_ctx["_blocks"] = blocks
-        J_ctx = {"u": nl.u, "jacobian": nl.J, "preconditioner": None, "bcs": F_ctx["bcs"]}
+        u = [p.u[k] for k in FIELDS]
+        spaces = [p.spaces[k] for k in FIELDS]
+        bulk = p.bulk_residuals[mode]
+        F_forms = dolfinx.fem.form(bulk, entity_maps=p.entity_maps)
+        J_forms = dolfinx.fem.form(derivative_block(bulk, u), entity_maps=p.entity_maps)
+        bcs = p.bcs[mode]
+        bcs_rows = dolfinx.fem.bcs_by_block([V._cpp_object for V in spaces], bcs)
+        index_sets = dolfinx.cpp.la.petsc.create_index_sets(
+            [(V.dofmap.index_map, V.dofmap.index_map_bs) for V in spaces]
+        )
+        iface = p.interface
+        sign = np.array([INTERFACE_SIGN[k] for k in FIELDS])
+        # Each facet vertex adds a dense 4x4 block at the matrix's local indices of its four
+        # dofs (one MatSetValuesLocal per vertex); rows and columns of Dirichlet dofs of
+        # this mode take zeros (DOLFINx zeroed them in the bulk assembly).
+        local = np.stack(
+            [index_sets[i].getIndices()[iface.dofs[k]] for i, k in enumerate(FIELDS)], axis=1
+        ).astype(PETSc.IntType)
+        free = []
+        for k, V, block in zip(FIELDS, spaces, bcs_rows, strict=True):
+            fixed = np.zeros(V.dofmap.index_map.size_local + V.dofmap.index_map.num_ghosts, bool)
+            for bc in block:
+                fixed[bc.dof_indices()[0]] = True
+            free.append(~fixed[iface.dofs[k]])
+        free = np.stack(free, axis=1).astype(float)  # (n, 4)
+        mask = (free[:, :, None] * free[:, None, :]) * sign[None, :, None]  # (n, rows, cols)
+        offsets = nl.b.getAttr("_blocks")
+        ADD = PETSc.InsertMode.ADD
+        values = {k: p.u[k].x.array for k in FIELDS}
+
+        def interface_residual(b) -> None:
+            j = iface.current_density(values) * iface.weight
+            owned0, ghost0 = offsets
+            with b.localForm() as bl:
+                arr = bl.array_w
+                for i, k in enumerate(FIELDS):
+                    n = p.spaces[k].dofmap.index_map.size_local
+                    d = iface.dofs[k]
+                    pos = np.where(d < n, owned0[i] + d, ghost0[i] + d - n)
+                    np.add.at(arr, pos, sign[i] * j)
+
+        def interface_jacobian(A) -> None:
+            j = iface.current_density(values, derivatives=True)
+            block = mask * (iface.weight[:, None] * j.grad.T)[:, None, :]  # d(row r)/d(col c)
+            A.setValuesLocalRCV(local, local, block.reshape(len(local), 16), ADD)
 
         def residual(snes, x, b):
             x.ghostUpdate(addv=PETSc.InsertMode.INSERT, mode=PETSc.ScatterMode.FORWARD)
             assign(x, nl.u)
-            p.update_collector_potential()
-            assemble_residual(snes, x, b, **F_ctx)
+            if mode == "galvanostatic":
+                p.update_collector_potential()
+            b.setAttr("_blocks", offsets)  # SNES may pass work vectors without the layout
+            x.setAttr("_blocks", offsets)
+            with b.localForm() as bl:
+                bl.set(0.0)
+            assemble_vector(b, F_forms)
+            interface_residual(b)
+            b.ghostUpdate(addv=ADD, mode=PETSc.ScatterMode.REVERSE)
+            set_bc(b, bcs_rows, x0=x, alpha=-1.0)
+            b.ghostUpdate(addv=PETSc.InsertMode.INSERT, mode=PETSc.ScatterMode.FORWARD)
 
         def jacobian(snes, x, J_, P):
-            assemble_jacobian(snes, x, P, None, **J_ctx)
-            J_.assemble()
+            x.ghostUpdate(addv=PETSc.InsertMode.INSERT, mode=PETSc.ScatterMode.FORWARD)
+            assign(x, nl.u)
+            P.zeroEntries()
+            assemble_matrix(P, J_forms, bcs=bcs, diag=1.0)
+            P.assemble(PETSc.Mat.AssemblyType.FLUSH)
+            interface_jacobian(P)
+            P.assemble()
+            if J_ is not P:
+                J_.assemble()
 
+        self._interface_residual = interface_residual  # tests compare them with UFL
+        self._interface_jacobian = interface_jacobian
+        J = nl.A
+        if mode == "galvanostatic":
+            # b in the blocked layout of the unknowns (owned dofs, fields in FIELDS order).
+            b_phi = assemble_vector(p.collector_load)
+            b_phi.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
+            start = sum(p.spaces[k].dofmap.index_map.size_local for k in FIELDS[:3])
+            n_phi = p.spaces["phi_s"].dofmap.index_map.size_local
+            nloc, nglob = nl.A.getLocalSize()[0], nl.A.getSize()[0]
+            U = PETSc.Mat().createDense(((nloc, nglob), (PETSc.DECIDE, 1)), comm=comm)
+            U.setUp()
+            col = U.getDenseArray()
+            col[:] = 0.0
+            col[start : start + n_phi, 0] = b_phi.array_r[:n_phi]
+            U.assemble()
+            b_phi.destroy()
+            c = PETSc.Vec().createSeq(1, comm=PETSc.COMM_SELF)
+            c.set(-p.scales["collector_conductance"] * p.scales["i_ref"] / p.collector_area)
+            J = PETSc.Mat().createLRC(nl.A, U, c, U)
+            self._keep = (U, c, J)  # PETSc objects must outlive the solver
         nl.solver.setFunction(residual, nl.b)
         nl.solver.setJacobian(jacobian, J, nl.A)
-        self._keep = (U, c, J)  # PETSc objects must outlive the solver
 
     def _bound_logit(self, nl) -> None:
         """Clip Newton updates of the solid logit: ``|w| <=`` the bound, ``|dw| <= LOGIT_STEP``.
@@ -791,6 +856,12 @@ class HalfCellSolver:
                 del opts[key]
                 self._lag[mode] = lag
         nl.solver.setConvergenceHistory(reset=True)
+        p = self.problem
+        spaces = [p.spaces[k] for k in FIELDS]
+        blocks = dolfinx.fem.bcs_by_block([V._cpp_object for V in spaces], p.bcs[mode])
+        for k, block in zip(FIELDS, blocks, strict=True):  # the iterate takes the Dirichlet
+            for bc in block:  # values, so the residual needs no lifting
+                bc.set(p.u[k].x.array)
         try:
             nl.solve()
         except PETSc.Error as exc:  # a failed factorisation is a failed step, not a crash
