@@ -115,7 +115,7 @@ def case_truth(n: int, step: float) -> dict:
     from tomofem.image.phantoms import overlapping_spheres
     from tomofem.meshing.exact import mesh_level_sets
 
-    ph = overlapping_spheres()  # the accuracy issue's default truth structure
+    ph = overlapping_spheres(length=0.5)  # the truth page's structure (13 spheres)
     tm = mesh_level_sets(ph.phase_sdf, ph.lengths, step, n_phases=2) if COMM.rank == 0 else None
     dm = to_dolfinx(tm, COMM)
     say(f"truth {ph.name}: exact mesh at step {step}")
@@ -124,8 +124,9 @@ def case_truth(n: int, step: float) -> dict:
     pts = np.stack(np.meshgrid(c, c, c, indexing="ij"), -1).reshape(-1, 3)
     pore = ph.phase_sdf(pts).argmax(axis=0).reshape(n, n, n) == 0
     net = network(pore)
-    if net is not None:  # network lengths in voxels: K in box units = K_vox / n^2
-        net["permeability_box_units"] = [k / n**2 for k in net["permeability"]]
+    if net is not None:  # network lengths in voxels of L/n: K in the DNS's length units
+        vox = ph.lengths[0] / n
+        net["permeability_box_units"] = [k * vox**2 for k in net["permeability"]]
         net["image_n"] = n
     res["network"] = net
     return res
@@ -160,8 +161,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("cases", nargs="*", default=["real", "truth", "scaling"])
     ap.add_argument("--step", type=float, default=2.5, help="lattice step of the crop [voxels]")
-    ap.add_argument("--n", type=int, default=64, help="voxels per edge of the imaged truth")
-    ap.add_argument("--truth-step", type=float, default=1 / 24)
+    ap.add_argument("--n", type=int, default=48, help="voxels per edge of the imaged truth")
+    ap.add_argument("--truth-step", type=float, default=0.5 / 20)
     ap.add_argument("--scaling-steps", default="0.25,0.167,0.125,0.1")
     ap.add_argument("--out", default="flow")
     args = ap.parse_args()

@@ -198,6 +198,12 @@ class HomogenizeConfig:
         metadata={"doc": "RVE study: sub-volume edges [voxels] (empty = no study)", "ge": 4},
     )
     rve_samples: int = _f(3, "RVE study: sub-volumes per size", ge=1)
+    permeability: bool = _f(
+        False,
+        "Stokes permeability of the pore phase along each axis (Taylor-Hood on the mesh, "
+        "pressure drop between the two faces, symmetry sides) in m2, with the Kozeny-Carman "
+        "constant and the hydraulic tortuosity; costs about 10 P1 solves per axis",
+    )
     tensors: list[Literal["dirichlet", "flux"]] = field(
         default_factory=lambda: ["dirichlet"],
         metadata={

@@ -589,6 +589,13 @@ def homogenize(
                 AXES[ax],
                 degree=cfg.degree,
             )
+        if cfg.permeability:
+            perm = api("tomofem.homogenization.permeability", "permeability_axis", "homogenize")
+            # meshes are in um (voxel sizes in um): K in m2
+            out["permeability"] = {
+                ax: perm(dmesh.mesh, dmesh.cell_tags, AXES[ax], length_unit=1e-6)
+                for ax in cfg.axes
+            }
     if cfg.voxel_baseline or dmesh is None:
         from tomofem.homogenization.voxel_fvm import tortuosity_voxel
 
@@ -947,6 +954,12 @@ def _quantities_homogenize(res: dict[str, Any]) -> list[Quantity]:
         ]
         note = f"use this: {rec['method']}" + (", " + ", ".join(errs) if errs else "")
         rows.append(Quantity("homogenize", f"tau_{ax} {phase} recommended", rec["tau"], "-", note))
+    for ax, r in res.get("permeability", {}).items():
+        note = (
+            f"Stokes P2-P1, pressure drop, symmetry sides; Kozeny-Carman "
+            f"{r.kozeny_carman[0]:.3g}, hydraulic tortuosity {r.hydraulic_tortuosity[0]:.3g}"
+        )
+        rows.append(Quantity("homogenize", f"permeability_{ax}", r.k(AXES[ax]), "m2", note))
     spreads = _bc_spread(res)
     for bc, t in res.get("tensors", {}).items():
         ev = ", ".join(f"{v:.4g}" for v in t.eigenvalues)
@@ -1252,6 +1265,7 @@ def _run_stage(name: str, config: RunConfig, res: PipelineResult, comm: Any, fol
             "recommended": h.get("recommended", {}),
             "voxel": {ax: r.to_dict() for ax, r in h["voxel"].items()},
             "tensors": {bc: t.to_dict() for bc, t in h["tensors"].items()},
+            "permeability": {ax: r.to_dict() for ax, r in h.get("permeability", {}).items()},
             "rve": h["rve"].to_dict() if h["rve"] is not None else None,
             "units": {
                 "tau": "-",

@@ -49,7 +49,7 @@ from tomofem.errors import ConfigError
 from tomofem.forms.stokes import body_force_load, pressure_load
 from tomofem.homogenization.domain import PhaseDomain, box_face_facets, phase_domain
 from tomofem.homogenization.stokes import StokesSolution, solve_stokes, taylor_hood
-from tomofem.solvers.presets import direct_mumps, stokes_fieldsplit
+from tomofem.solvers.presets import stokes_direct, stokes_fieldsplit
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +193,7 @@ def _options(solver: str, unknowns: int, petsc_options) -> tuple[str, dict]:
         raise ConfigError(f"solver={solver!r}: choose 'auto', 'direct' or 'fieldsplit'")
     if solver == "auto":
         solver = "direct" if unknowns <= DIRECT_MAX_UNKNOWNS else "fieldsplit"
-    return solver, direct_mumps() if solver == "direct" else stokes_fieldsplit()
+    return solver, stokes_direct() if solver == "direct" else stokes_fieldsplit()
 
 
 def _geometry_numbers(dom: PhaseDomain, walls: np.ndarray, pore: int) -> tuple[float, float]:

@@ -43,10 +43,15 @@ from tomofem._fenics import MPI, PETSc, dolfinx, ufl
 from tomofem.errors import ConvergenceError, MeshingError
 from tomofem.forms.stokes import pressure_mass, stokes_blocks
 from tomofem.homogenization.domain import dof_clusters
-from tomofem.homogenization.linalg import periodic_masters, prolongation
+from tomofem.homogenization.linalg import prolongation
 
 #: Name of the KSP of each Stokes problem (``-tomofem_stokes_ksp_monitor`` addresses it).
 PREFIX = "tomofem_stokes_"
+#: Most pressure null vectors (the largest clusters) handed to an iterative solver.
+MAX_NULL_VECTORS = 20
+#: Iterative solves: clusters with at least this fraction of the pressure unknowns keep
+#: their constant pressure as a null space instead of a pinned value.
+NULL_SPACE_MIN = 0.01
 
 
 def taylor_hood(mesh: dolfinx.mesh.Mesh) -> tuple[dolfinx.fem.FunctionSpace, ...]:
@@ -67,11 +72,15 @@ class Constraints:
         the reduced system, ``-1`` for an unknown fixed at 0.
     pinned_clusters
         Number of pore clusters whose pressure constant was pinned.
+    pressure_null
+        Owned, kept pressure rows of each cluster whose constant pressure is
+        left as a null space of the operator instead of pinned.
     """
 
     targets_u: np.ndarray
     targets_p: np.ndarray
     pinned_clusters: int = 0
+    pressure_null: list[np.ndarray] = field(default_factory=list)
 
 
 def _global_flags(layout: PETSc.Mat, owned_rows: np.ndarray) -> PETSc.Vec:
@@ -145,17 +154,15 @@ def _any_rank(space, flag: bool) -> bool:
 def _masters(space, box_lo: np.ndarray, box_hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Master node of every owned node, tolerating images that are walls.
 
-    As :func:`tomofem.homogenization.linalg.periodic_masters`, but a node on an
-    upper face without an image on the lower face is its own master and is
-    returned in the second array: on the fluid submesh of a periodic image mesh
+    As :func:`tomofem.homogenization.linalg.periodic_masters` (which raises on
+    the ranks that hold such a node only, so it cannot be retried
+    collectively), but a node on an upper face without an image on the lower
+    face is its own master and is returned in the second array: on the fluid
+    submesh of a periodic image mesh
     that happens where a box facet lies in a pore-solid interface
     (:mod:`tomofem.meshing.periodic`, known limit), whose nodes are no-slip
     nodes, as the caller checks.
     """
-    try:
-        return periodic_masters(space, box_lo, box_hi), np.zeros(0, dtype=np.int64)
-    except MeshingError:
-        pass
     comm = space.mesh.comm
     imap = space.dofmap.index_map
     n_owned = imap.size_local
@@ -188,6 +195,7 @@ def constraints(
     *,
     box: tuple[np.ndarray, np.ndarray] | None = None,
     pressure_facets: np.ndarray | None = None,
+    null_space_min: float = 0.0,
 ) -> Constraints:
     """Targets of both fields: periodic images, zero velocities and pinned pressures.
 
@@ -205,6 +213,10 @@ def constraints(
     pressure_facets
         Local facets with a natural (pressure) condition: the clusters that
         touch them have no pressure null space.
+    null_space_min
+        Clusters holding at least this fraction of the pressure unknowns keep
+        their constant as a null space (at most :data:`MAX_NULL_VECTORS`);
+        0 pins every cluster (direct solvers).
     """
     tu, _ = _targets(V, A_uu, fixed_u, box)
     tp, mp = _targets(Q, M_p, np.zeros(0, dtype=np.int64), box)
@@ -229,6 +241,18 @@ def constraints(
     comm.Allreduce(MPI.IN_PLACE, first, op=MPI.MIN)
     pin = np.ones(n_clusters, dtype=bool)
     pin[list(free)] = False
+    null: list[np.ndarray] = []
+    if null_space_min > 0:
+        # Large clusters keep their constant pressure as a null space of the operator:
+        # one pinned pressure in a large cluster gives the Schur complement an
+        # eigenvalue that shrinks with h (fieldsplit iterations on the MMS: 59 -> 89
+        # from n = 4 to 8 pinned). Small clusters (isolated pores) are pinned.
+        size = np.bincount(dof_cluster[cand], minlength=n_clusters)
+        comm.Allreduce(MPI.IN_PLACE, size, op=MPI.SUM)
+        big = np.flatnonzero(pin & (size >= null_space_min * max(int(size.sum()), 1)))
+        for c in big[:MAX_NULL_VECTORS]:
+            null.append(cand[dof_cluster[cand] == c])
+            pin[c] = False
     pinned = first[pin & (first < np.iinfo(np.int64).max)]
     lo = imap.local_range[0]
     mine = pinned[(pinned >= lo) & (pinned < lo + n_owned)] - lo
@@ -237,7 +261,8 @@ def constraints(
     drop[mine] = True
     tp = tp.copy()
     tp[drop] = -1
-    return Constraints(tu, tp, int(pin.sum()))
+    null = [rows[tp[rows] >= 0] for rows in null]
+    return Constraints(tu, tp, int(pin.sum()), null)
 
 
 @dataclass
@@ -293,6 +318,9 @@ def _reduce(A: PETSc.Mat, targets: np.ndarray, sign: float) -> tuple[PETSc.Mat, 
     (17 s of a 15k-unknown velocity block with its no-slip rows).
     """
     P = prolongation(A, targets)
+    bs = A.getBlockSize()
+    if bs > 1:  # keep the velocity's node blocks: GAMG aggregates whole nodes then
+        P.setBlockSizes(bs, bs)
     Ar = A.PtAP(P)
     if sign != 1.0:
         Ar.scale(sign)
@@ -300,6 +328,30 @@ def _reduce(A: PETSc.Mat, targets: np.ndarray, sign: float) -> tuple[PETSc.Mat, 
     Ar.axpy(1.0, D, structure=PETSc.Mat.Structure.DIFFERENT_NONZERO_PATTERN)
     D.destroy()
     return Ar, P
+
+
+def _pressure_null_space(K: PETSc.Mat, clusters: list[np.ndarray]) -> list[PETSc.Vec]:
+    """Orthonormal ``(0, 1 on a cluster's pressure rows)`` vectors in the nest layout.
+
+    Every rank must create the same number of vectors (collective), so the
+    list is as long as the longest one on any rank.
+    """
+    comm = K.getComm().tompi4py()
+    n = comm.allreduce(len(clusters), op=MPI.MAX)
+    is_p = K.getNestISs()[0][1]
+    vecs = []
+    for k in range(n):
+        z = K.createVecRight()
+        z.set(0.0)
+        sub = z.getSubVector(is_p)
+        arr = sub.array
+        if k < len(clusters):
+            arr[clusters[k]] = 1.0
+        sub.array[:] = arr
+        z.restoreSubVector(is_p, sub)
+        z.normalize()
+        vecs.append(z)
+    return vecs
 
 
 def _near_null_space(A: PETSc.Mat, bs: int) -> PETSc.NullSpace:
@@ -382,7 +434,17 @@ def solve_stokes(
     M = dolfinx.fem.petsc.assemble_matrix(dolfinx.fem.form(pressure_mass(p, q, mu, dx)))
     for A in (A_uu, A_up, A_pu, M):
         A.assemble()
-    cons = constraints(V, Q, A_uu, M, fixed_u, box=box, pressure_facets=pressure_facets)
+    direct = options.get("pc_type") == "lu"
+    cons = constraints(
+        V,
+        Q,
+        A_uu,
+        M,
+        fixed_u,
+        box=box,
+        pressure_facets=pressure_facets,
+        null_space_min=0.0 if direct else NULL_SPACE_MIN,
+    )
     Kuu, Pu = _reduce(A_uu, cons.targets_u, 1.0)
     # The Schur complement -B A^-1 B^T is negative definite, so is its preconditioner.
     Mr, Pp = _reduce(M, cons.targets_p, -1.0)
@@ -395,8 +457,8 @@ def solve_stokes(
     Pm = PETSc.Mat().createNest([[Kuu, Kup], [Kpu, Mr]], comm=comm)
     timings["assemble"] = time.perf_counter() - t0
 
+    null_vecs = _pressure_null_space(K, cons.pressure_null)
     t0 = time.perf_counter()
-    direct = options.get("pc_type") == "lu"
     ksp = PETSc.KSP().create(comm)
     ksp.setOptionsPrefix(prefix)
     db = PETSc.Options()
@@ -414,6 +476,10 @@ def solve_stokes(
         is_u.compose("nearnullspace", nns)
         pc.setFieldSplitIS(("u", is_u), ("p", is_p))
     op = Kaij if direct else K
+    null = None
+    if comm.allreduce(len(null_vecs), op=MPI.MAX) > 0:
+        null = PETSc.NullSpace().create(vectors=null_vecs, comm=comm)
+        op.setNullSpace(null)
     try:
         ksp.setFromOptions()
         ksp.setUp()
@@ -427,7 +493,9 @@ def solve_stokes(
             db.delValue(prefix + k)
     timings["solve"] = time.perf_counter() - t0
     sol.timings = timings
-    objs = [ksp, K, Pm, A_uu, A_up, A_pu, M, Kuu, Kup, Kpu, Kpp, Mr, Pu, Pp, nns]
+    objs = [ksp, K, Pm, A_uu, A_up, A_pu, M, Kuu, Kup, Kpu, Kpp, Mr, Pu, Pp, nns, *null_vecs]
+    if null is not None:
+        objs.append(null)
     if direct:
         objs.append(Kaij)
     for obj in objs:
