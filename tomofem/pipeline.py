@@ -593,8 +593,7 @@ def homogenize(
             perm = api("tomofem.homogenization.permeability", "permeability_axis", "homogenize")
             # meshes are in um (voxel sizes in um): K in m2
             out["permeability"] = {
-                ax: perm(dmesh.mesh, dmesh.cell_tags, AXES[ax], length_unit=1e-6)
-                for ax in cfg.axes
+                ax: perm(dmesh.mesh, dmesh.cell_tags, AXES[ax], length_unit=1e-6) for ax in cfg.axes
             }
     if cfg.voxel_baseline or dmesh is None:
         from tomofem.homogenization.voxel_fvm import tortuosity_voxel
