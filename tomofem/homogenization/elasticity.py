@@ -231,7 +231,9 @@ def effective_stiffness(
     forms = _Forms(solid, V, laws, degree)
     facets = _face_facets(solid.mesh, lo, hi)
     timings["setup"] = time.perf_counter() - t0
-    opts = dict(elasticity_cg_gamg() if petsc_options is None else petsc_options)
+    youngs = [p.young for p in phases.values()]
+    preset = elasticity_cg_gamg(contrast=max(youngs) / min(youngs))
+    opts = dict(preset if petsc_options is None else petsc_options)
     run = _dirichlet if bc == "dirichlet" else _periodic
     C, its = run(forms, V, Vs, facets, (lo, hi), volume, opts, timings)
     C_sym = 0.5 * (C + C.T)

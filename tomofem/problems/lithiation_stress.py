@@ -185,7 +185,9 @@ def solve_lithiation_stress(
         nns.remove(b)
     timings["assemble"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    opts = dict(elasticity_cg_gamg(rtol=1e-10) if petsc_options is None else petsc_options)
+    youngs = [p.young for p in phases.values()]
+    preset = elasticity_cg_gamg(rtol=1e-10, contrast=max(youngs) / min(youngs))
+    opts = dict(preset if petsc_options is None else petsc_options)
     ksp = make_ksp(A, "tomofem_lithiation_stress_", opts)
     uh = dolfinx.fem.Function(V, name="displacement")
     its = checked_solve(ksp, b, uh.x.petsc_vec, "lithiation stress")
