@@ -61,6 +61,14 @@ tests/electrochem/test_never_stall.py at 3.14 V, which no absolute tolerance on 
 current scale (1e-10 of 1C) could reach: Newton stagnated for 12 iterations and dt
 was cut below dt_min."""
 
+SPLITS = {
+    "fieldsplit": (("c_e",), ("phi_e",), ("c_s",), ("phi_s",)),
+    "fieldsplit-coupled": (("c_e", "c_s"), ("phi_e", "phi_s")),
+}
+"""Fields of each fieldsplit block, per ``SolverOptions.linear`` choice: one per field, or
+the two concentrations and the two potentials (whose interface coupling through
+dj/d(eta) is the strongest in the Jacobian and stays inside one block)."""
+
 VOLTAGE_SEARCH_TOLERANCE = 1e-8
 """A voltage search (:meth:`HalfCellSolver.solve_by_voltage`) ends when the contact
 current matches the applied one to this fraction of the 1C current (Newton's own
@@ -193,7 +201,9 @@ class SolverOptions:
     Attributes
     ----------
     linear
-        ``"direct"``, ``"fieldsplit"`` or ``"auto"`` (direct below ``direct_max_dofs``).
+        ``"direct"``, ``"fieldsplit"``, ``"fieldsplit-coupled"`` (Schur complement on
+        the potentials, see :func:`tomofem.solvers.presets.electrochem_newton`) or
+        ``"auto"`` (direct below ``direct_max_dofs``).
         The fieldsplit/GAMG preset needs 150-400 GMRES iterations per Newton
         iteration on a 40^3 electrode (bench/results/discharge_fieldsplit.json), so
         ``"auto"`` keeps the block-low-rank MUMPS preset up to 2e6 unknowns.
@@ -226,7 +236,7 @@ class SolverOptions:
         tolerance on nearly saturated surfaces).
     """
 
-    linear: Literal["auto", "direct", "fieldsplit"] = "auto"
+    linear: Literal["auto", "direct", "fieldsplit", "fieldsplit-coupled"] = "auto"
     time_order: int = 2
     control: StepControl = field(default_factory=StepControl)
     max_soc_step: float = 0.01
@@ -501,15 +511,17 @@ class HalfCellSolver:
                 entity_maps=p.entity_maps,
                 kind="mpi",
             )
-            if self.linear == "fieldsplit":
+            if self.linear in SPLITS:
                 start = nl.A.getOwnershipRange()[0]
-                sets = []
-                for i, k in enumerate(FIELDS):
+                rows = {}
+                for k in FIELDS:
                     n = p.spaces[k].dofmap.index_map.size_local
-                    sets.append(
-                        (str(i), PETSc.IS().createStride(n, first=start, step=1, comm=p.comm))
-                    )
+                    rows[k] = np.arange(start, start + n, dtype=PETSc.IntType)
                     start += n
+                sets = [
+                    (str(i), PETSc.IS().createGeneral(np.concatenate([rows[k] for k in g]), p.comm))
+                    for i, g in enumerate(SPLITS[self.linear])
+                ]
                 nl.solver.getKSP().getPC().setFieldSplitIS(*sets)
             self._callbacks(nl, mode)
             self._bound_logit(nl)
