@@ -90,7 +90,7 @@ def network(pore: np.ndarray) -> dict | None:
     return d
 
 
-def case_real(step: float) -> dict:
+def case_real(step: float, axes=(0, 1, 2)) -> dict:
     import tifffile
 
     from tomofem.meshing.levelset import LevelSetOptions, mesh_levelset
@@ -105,7 +105,7 @@ def case_real(step: float) -> dict:
     t_mesh = time.perf_counter() - t
     say(f"real crop: mesh {t_mesh:.1f} s (step {step})")
     t = time.perf_counter()
-    res = {"mesh_s": t_mesh, "step_voxels": step, "dns": dns(dm)}
+    res = {"mesh_s": t_mesh, "step_voxels": step, "dns": dns(dm, axes)}
     res["dns_wall_s"] = time.perf_counter() - t
     res["network"] = network(lab == 0)
     return res
@@ -130,6 +130,20 @@ def case_truth(n: int, step: float) -> dict:
         net["image_n"] = n
     res["network"] = net
     return res
+
+
+def case_truth_network(n: int) -> dict | None:
+    from tomofem.image.phantoms import overlapping_spheres
+
+    ph = overlapping_spheres(length=0.5)
+    c = (np.arange(n) + 0.5) / n * ph.lengths[0]
+    pts = np.stack(np.meshgrid(c, c, c, indexing="ij"), -1).reshape(-1, 3)
+    net = network(ph.phase_sdf(pts).argmax(axis=0).reshape(n, n, n) == 0)
+    if net is not None:
+        vox = ph.lengths[0] / n
+        net["permeability_box_units"] = [k * vox**2 for k in net["permeability"]]
+        net["image_n"] = n
+    return net
 
 
 def case_scaling(steps: list[float]) -> dict:
@@ -165,10 +179,13 @@ def main() -> None:
     ap.add_argument("--truth-step", type=float, default=0.5 / 20)
     ap.add_argument("--scaling-steps", default="0.25,0.167,0.125,0.1")
     ap.add_argument("--out", default="flow")
-    args = ap.parse_args()
+    ap.add_argument("--axes", default="0,1,2", help="axes of the real crop's DNS")
+    args, _petsc = ap.parse_known_args()  # PETSc options (-tomofem_perm_axis_ksp_monitor) pass
     res = {}
     if "real" in args.cases and DATA.exists():
-        res["real-crop100"] = case_real(args.step)
+        res["real-crop100"] = case_real(args.step, [int(a) for a in args.axes.split(",")])
+    if "network" in args.cases:  # the truth structure's network alone (no DNS)
+        res["truth-network"] = case_truth_network(args.n)
     if "truth" in args.cases:
         res["truth"] = case_truth(args.n, args.truth_step)
     if "scaling" in args.cases:

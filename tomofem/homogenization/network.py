@@ -146,7 +146,18 @@ def add_conductances(pn, diffusivity: float = 1.0, viscosity: float = 1.0):
         ``throat.hydraulic_conductance`` [m3 Pa-1 s-1].
     """
     _, op = _libraries()
-    pn["pore.diameter"] = pn["pore.inscribed_diameter"]
+    d = np.array(pn["pore.inscribed_diameter"], dtype=float)
+    if "pore.boundary" in pn:
+        # SNOW2's boundary pores sit in the padding (``boundary_width`` voxels), so their
+        # inscribed diameter is the padding's: a conduit through one would be a pinhole at
+        # every inlet (measured: network K 25x low on a simple-cubic array). A boundary
+        # pore takes the diameter of the widest internal pore it touches.
+        bnd = np.asarray(pn["pore.boundary"], dtype=bool)
+        conns = np.asarray(pn["throat.conns"])
+        for a, b in ((0, 1), (1, 0)):
+            m = bnd[conns[:, a]] & ~bnd[conns[:, b]]
+            np.maximum.at(d, conns[m, a], d[conns[m, b]])
+    pn["pore.diameter"] = d
     # A throat as wide as its pore (a straight channel split by the watershed) has no
     # sphere-and-cylinder conduit: it is capped just below the narrower pore.
     ends = pn["pore.diameter"][pn["throat.conns"]].min(axis=1)
@@ -257,19 +268,24 @@ def network_transport(
     eps = float(im.mean())
     lengths = np.asarray(im.shape, dtype=float) * voxel_size
     conns = pn["throat.conns"]
+    xyz = np.asarray(pn["pore.coords"])
     tau, deff, perm = [], [], []
     for ax in axes:
         inlet = pn.pores("xyz"[ax] + "min")
         outlet = pn.pores("xyz"[ax] + "max")
         area = float(np.prod(lengths) / lengths[ax])
+        # the values sit on the boundary pores, in the padding: their distance is the length
+        span = float(xyz[outlet, ax].mean() - xyz[inlet, ax].mean())
         qd = network_flux(conns, phase["throat.diffusive_conductance"], pn.Np, inlet, outlet)
         qh = network_flux(conns, phase["throat.hydraulic_conductance"], pn.Np, inlet, outlet)
-        d = qd * lengths[ax] / area
+        d = qd * span / area
         deff.append(d)
         tau.append(eps / d if d > 0 else math.inf)
-        perm.append(qh * lengths[ax] / area)  # mu = 1, dp = 1
+        perm.append(qh * span / area)  # mu = 1, dp = 1
     seconds["solve"] = time.perf_counter() - t0
-    internal = ~pn["pore.boundary"] if "pore.boundary" in pn else np.ones(pn.Np, dtype=bool)
+    internal = ~np.asarray(pn["pore.boundary"], dtype=bool) if "pore.boundary" in pn else None
+    if internal is None or not internal.any():
+        internal = np.ones(pn.Np, dtype=bool)
     dp_ = pn["pore.inscribed_diameter"][internal]
     dt_ = pn["throat.inscribed_diameter"]
     return NetworkResult(
