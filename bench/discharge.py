@@ -15,6 +15,18 @@ capacity is used up (``--max-steps`` caps long cases; the result says so).
 Meshes use the level-set route (the surface-nets-gmsh route fails on these
 packings after minutes, see bench/results/meshing*.json).
 
+Sweep (``--sweep``): one cycle per C-rate on one rank — CC discharge to
+``--cutoff`` (default 3.0 V), a 600 s rest, CC charge to ``--v-max`` (4.3 V), CV
+at 4.3 V until the current tapers to C/20 (at most 2 h) — on ``demo`` (the mesh
+of examples/discharge.toml: 32^3 sphere packing, 0.5 µm voxels, reservoir
+counter electrode, 5.8k unknowns) and/or ``real100``. Per protocol step:
+simulated time, Newton and Krylov iterations, rejected steps, charge passed,
+how it ended; per run: CPU and wall time, peak memory. Written with the common
+schema (bench/_record.py) to ``bench/results/discharge_sweep.json``::
+
+    OMP_NUM_THREADS=1 .venv/bin/python bench/discharge.py --sweep --cases demo \
+        --c-rates 0.1,0.5,1,2,5
+
 Each (case, ranks) runs as ``/usr/bin/time -v mpirun -n N python bench/discharge.py
 --worker ...`` so peak memory is measured for the solve alone; the mesh is built
 once per case and cached in a temporary folder (never committed: the real crop
@@ -45,6 +57,18 @@ OUT = REPO / "bench" / "results" / "discharge.json"
 MARK = "DISCHARGE_BENCH:"
 
 
+def demo_tetmesh():
+    """The tetrahedral mesh examples/discharge.toml builds (its segment and mesh stages)."""
+    from dataclasses import replace
+
+    from tomofem._fenics import MPI
+    from tomofem.config import load_config
+    from tomofem.pipeline import run
+
+    cfg = load_config(REPO / "examples" / "discharge.toml")
+    return run(replace(cfg, stages=["segment", "mesh"]), comm=MPI.COMM_SELF).outputs["tetmesh"]
+
+
 def labels_of(case: str) -> np.ndarray:
     from tomofem.image.synthetic import random_overlapping_spheres
 
@@ -66,7 +90,10 @@ def build_mesh(case: str, cache: Path) -> dict:
     t = time.perf_counter()
     from tomofem.meshing.options import MeshOptions
 
-    tm = mesh_image(labels_of(case), options=MeshOptions(routes=("levelset",)))
+    if case == "demo":
+        tm = demo_tetmesh()
+    else:
+        tm = mesh_image(labels_of(case), options=MeshOptions(routes=("levelset",)))
     path = cache / f"{case}.npz"
     np.savez(path, points=tm.points, cells=tm.cells, cell_tags=tm.cell_tags,
              facets=tm.facets, facet_tags=tm.facet_tags, box=tm.box)  # fmt: skip
@@ -140,6 +167,126 @@ def worker(args) -> None:
         print(MARK + json.dumps(out), flush=True)
 
 
+def sweep_worker(args) -> None:
+    """One cycle (CC discharge, rest, CC charge, CV) at ``args.c_rate``; prints a JSON line."""
+    from tomofem._fenics import MPI
+    from tomofem.materials import half_cell
+    from tomofem.meshing import TetMesh, to_dolfinx
+    from tomofem.problems.electrochem import HalfCellConfig
+    from tomofem.solvers.discharge import Protocol, SolverOptions, Step, run_half_cell
+    from tomofem.solvers.timestepping import StepControl
+
+    comm = MPI.COMM_WORLD
+    z = np.load(args.mesh_file)
+    tm = TetMesh(z["points"], z["cells"], z["cell_tags"], z["facets"], z["facet_tags"], z["box"])
+    dm = to_dolfinx(tm if comm.rank == 0 else None, comm)
+    demo = "demo" in Path(args.mesh_file).stem
+    cfg = HalfCellConfig(length_scale=1e-6, counter="reservoir" if demo else "lithium")
+    cutoff = 3.0 if args.cutoff is None else args.cutoff
+    rate = args.c_rate
+    proto = Protocol(
+        (
+            Step("current", rate, until_voltage=cutoff),
+            Step("rest", duration=600.0),
+            Step("current", -rate, until_voltage=args.v_max),
+            Step("voltage", args.v_max, until_c_rate=0.05, duration=7200.0),
+        ),
+        1.0,
+    )
+    # dt_max 3600 s: max_soc_step alone sets the resolution (100 steps per full discharge
+    # at every rate; the default 60 s cap made 0.1C take 600 steps per half cycle)
+    opts = SolverOptions(max_soc_step=args.max_soc_step, control=StepControl(dt_max=3600.0))
+    c0 = time.process_time()
+    res = run_half_cell(dm, half_cell(), proto, cfg, opts)
+    cpu = comm.allreduce(time.process_time() - c0)
+    s = {k: np.asarray(v) for k, v in res.series.items()}
+    names = ("CC discharge", "rest", "CC charge", "CV")
+    steps = []
+    for i, name in enumerate(names):
+        rows = np.flatnonzero(s["step"][1:] == i) + 1
+        if len(rows) == 0:
+            steps.append({"step": name, "reached": False})
+            continue
+        before = rows[0] - 1
+        steps.append(
+            {
+                "step": name,
+                "reached": True,
+                "accepted_steps": len(rows),
+                "duration_s": float(s["time"][rows[-1]] - s["time"][before]),
+                "newton": int(s["newton_iterations"][rows].sum()),
+                "krylov": int(s["krylov_iterations"][rows].sum()),
+                "charge_mAh": float(s["capacity"][rows[-1]] - s["capacity"][before]),
+                "voltage_end_V": float(s["voltage"][rows[-1]]),
+                "ended": next((e for e in res.step_ends if e.startswith(f"step {i}:")), None),
+            }
+        )
+    newton = int(s["newton_iterations"].sum())
+    out = {
+        "case": Path(args.mesh_file).stem,
+        "c_rate": rate,
+        "dofs": res.dofs,
+        "cutoff_V": cutoff,
+        "v_max_V": args.v_max,
+        "stop_reason": res.stop_reason,
+        "cutoff_reached": any(e == f"step 0: cut-off voltage {cutoff} V" for e in res.step_ends),
+        "completed": res.stop_reason == "protocol complete",
+        "dt_min_stop": res.stop_reason.startswith("step below dt_min"),
+        "discharge_capacity_fraction": steps[0].get("charge_mAh", 0.0)
+        / (res.one_c_current_A / 3.6 * 3600),
+        "steps_accepted": res.steps_accepted,
+        "steps_rejected": res.steps_rejected,
+        "newton": newton,
+        "krylov": int(s["krylov_iterations"].sum()),
+        "loop_wall_s": res.wall_time_s,
+        "cpu_s_all_ranks": cpu,
+        "cpu_s_per_newton": cpu / max(newton, 1),
+        "protocol_steps": steps,
+        "ranks": comm.size,
+    }
+    if comm.rank == 0:
+        print(MARK + json.dumps(out), flush=True)
+
+
+def sweep(args) -> None:
+    """Run the cycle at every rate of ``--c-rates`` on every case; record the results."""
+    sys.path.insert(0, str(REPO / "bench"))
+    from _record import record
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = Path(args.cache or tmp)
+        cache.mkdir(parents=True, exist_ok=True)
+        for case in args.cases.split(","):
+            if case.startswith("real") and not (DATA / "electrode.tiff").exists():
+                print(f"skip {case}: {DATA / 'electrode.tiff'} absent")
+                continue
+            cached = cache / f"{case}.npz"
+            mesh = {"mesh_file": str(cached)} if cached.exists() else build_mesh(case, cache)
+            for rate in (float(r) for r in args.c_rates.split(",")):
+                cmd = ["nice", "-n", "10", "/usr/bin/time", "-v", sys.executable, __file__,
+                       "--sweep-worker", "--mesh-file", mesh["mesh_file"],
+                       "--c-rate", str(rate), "--max-soc-step", str(args.max_soc_step),
+                       "--v-max", str(args.v_max)]  # fmt: skip
+                if args.cutoff is not None:
+                    cmd += ["--cutoff", str(args.cutoff)]
+                t0 = time.perf_counter()
+                env = dict(os.environ, OMP_NUM_THREADS="1")
+                proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+                line = [x for x in proc.stdout.splitlines() if x.startswith(MARK)]
+                if proc.returncode != 0 or not line:
+                    r = {"case": case, "c_rate": rate, "failed": proc.stderr[-1500:]}
+                else:
+                    r = json.loads(line[0][len(MARK) :])
+                rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr)
+                r["peak_rss_MB"] = int(rss.group(1)) / 1024 if rss else None
+                r["wall_s"] = time.perf_counter() - t0
+                r["load_average_1min_after"] = os.getloadavg()[0]
+                print(json.dumps({k: v for k, v in r.items() if k != "protocol_steps"}), flush=True)
+                rows.append(r)
+                record("discharge_sweep", rows)
+
+
 def run_case(case: str, nprocs: int, mesh: dict, args) -> dict:
     cmd = ["nice", "-n", "10", "/usr/bin/time", "-v", str(REPO / ".venv" / "bin" / "mpirun"),
            "-n", str(nprocs),
@@ -191,11 +338,21 @@ def main() -> None:
     ap.add_argument("--max-soc-step", type=float, default=0.01)
     ap.add_argument("--mem-limit-gb", type=float, default=0.0, help="address space per process")
     ap.add_argument("--worker", action="store_true")
+    ap.add_argument("--sweep", action="store_true", help="cycle at every --c-rates rate")
+    ap.add_argument("--sweep-worker", action="store_true")
+    ap.add_argument("--c-rates", default="0.1,0.5,1,2,5")
+    ap.add_argument("--v-max", type=float, default=4.3, help="V: CC-charge end and CV hold")
     ap.add_argument("--mesh-file")
     ap.add_argument("--cache", help="keep meshes (and worker logs) here instead of a temp folder")
     args = ap.parse_args()
     if args.worker:
         worker(args)
+        return
+    if args.sweep_worker:
+        sweep_worker(args)
+        return
+    if args.sweep:
+        sweep(args)
         return
     with tempfile.TemporaryDirectory() as tmp:
         cache = Path(args.cache or tmp)
