@@ -34,6 +34,7 @@ CASES = {
         "segmentation_uncertainty",
         ["slices.png", "tau_interval.png"],
     ),
+    "demo_lithiation_stress": ("lithiation_stress", ["von_mises_histogram.png", "particles.png"]),
 }
 
 
@@ -135,3 +136,20 @@ def test_segmentation_uncertainty(results):
     assert w["correlated"] > w["independent"] > 0
     p = results("demo_segmentation_uncertainty", 2)
     assert p["intervals"] == s["intervals"]
+
+
+def test_lithiation_stress(results):
+    s = results("demo_lithiation_stress", 1)
+    rows = s["particles"]
+    assert rows and all(r["strain_energy"] > 0 for r in rows)
+    assert all(r["max_von_mises"] >= r["p99_von_mises"] > 0 for r in rows)
+    assert sum(s["histogram_von_mises"]["volume"]) == pytest.approx(
+        sum(r["volume"] for r in rows), rel=1e-9
+    )
+    p = results("demo_lithiation_stress", 2)
+    assert [r["p99_von_mises"] for r in p["particles"]] == pytest.approx(
+        [r["p99_von_mises"] for r in rows], rel=1e-6
+    )
+    assert [r["contact_area"] for r in p["particles"]] == pytest.approx(
+        [r["contact_area"] for r in rows], rel=1e-9
+    )
