@@ -253,7 +253,6 @@ def sweep(args) -> None:
     sys.path.insert(0, str(REPO / "bench"))
     from _record import record
 
-    rows = []
     with tempfile.TemporaryDirectory() as tmp:
         cache = Path(args.cache or tmp)
         cache.mkdir(parents=True, exist_ok=True)
@@ -283,7 +282,12 @@ def sweep(args) -> None:
                 r["wall_s"] = time.perf_counter() - t0
                 r["load_average_1min_after"] = os.getloadavg()[0]
                 print(json.dumps({k: v for k, v in r.items() if k != "protocol_steps"}), flush=True)
+                # merge with rows another sweep process (other rates) recorded meanwhile
+                path = REPO / "bench" / "results" / "discharge_sweep.json"
+                old = json.loads(path.read_text())["results"] if path.exists() else []
+                rows = [x for x in old if (x.get("case"), x.get("c_rate")) != (r["case"], rate)]
                 rows.append(r)
+                rows.sort(key=lambda x: (str(x.get("case")), float(x.get("c_rate", 0.0))))
                 record("discharge_sweep", rows)
 
 
