@@ -656,7 +656,10 @@ def _facets(comm, s: _Slab, points, cells, glob, face, phase_tag, box):
             "triangles differ between ranks; the mesh is not watertight/conformal (report)"
         )
     facets = np.concatenate(out_f)
-    return glob[facets], np.concatenate(out_t).astype(np.int32)
+    shared = np.zeros(len(facets), dtype=bool)
+    if s.upper:  # the slab-face interfaces, appended last
+        shared[len(facets) - len(out_f[-1]) :] = True
+    return glob[facets], np.concatenate(out_t).astype(np.int32), shared
 
 
 def _block_face_quality(comm, points, cells, face) -> tuple[float, float]:
@@ -809,14 +812,20 @@ def _distributed_once(
 
     t3 = time.perf_counter()
     glob, x_owned, n_vertices = _numbering(comm, s, points, face)
-    facets, ftags = _facets(comm, s, points, cells, glob, face, phase_tag, block.box)
+    facets, ftags, shared = _facets(comm, s, points, cells, glob, face, phase_tag, block.box)
+    # the rank above needs the slab-face interface tags too (it may own those facets)
+    got, _ = _exchange(comm, s, (facets[shared], ftags[shared]), None)
+    if got is not None:
+        facets, ftags = np.concatenate([facets, got[0]]), np.concatenate([ftags, got[1]])
     cells_g = glob[cells]
     times["tag"] = time.perf_counter() - t3
     names = {tags.phase_id(p): tags.PHASE_NAMES.get(tags.phase_id(p), f"phase{p}") for p in phases}
     if phases == [0, 1]:
         names[tags.phase_id(1)] = "solid"
     t4 = time.perf_counter()
-    dm = _to_dolfinx(comm, cells_g, x_owned, phase_tag, facets, ftags, names, block.box)
+    dm = _to_dolfinx(
+        comm, cells_g, x_owned, phase_tag, facets, ftags, names, block.box, face[cells]
+    )
     times["dolfinx"] = time.perf_counter() - t4
     stats = DistributedStats(
         phases=[phases[i] for i in block.order],
@@ -849,23 +858,126 @@ def _distributed_once(
     return dm, stats
 
 
-def _to_dolfinx(comm, cells, x, cell_tags, facets, facet_tags, names, box) -> DolfinxMesh:
-    """Each rank's cells (global vertex numbers) and owned coordinates into one DOLFINx mesh."""
+def _slab_destinations(comm, face_bits: np.ndarray) -> np.ndarray:
+    """Destination ranks of each local cell: its own rank, then the ranks that ghost it.
+
+    ``face_bits`` holds the slab-face bits of each cell's four vertices. Any
+    three vertices of a tetrahedron form one of its facets, so a cell has a
+    facet on the shared face with the rank above (below) exactly when three
+    of its vertices carry that face's bit: those cells are ghosted there,
+    which is DOLFINx's shared-facet ghosting without a graph partitioner.
+
+    Returns
+    -------
+    data, offsets
+        The destinations as an adjacency list (owner first).
+    """
+    r, size = comm.rank, comm.size
+    up = (((face_bits & UPPER) != 0).sum(axis=1) >= 3) & (r + 1 < size)
+    lo = (((face_bits & LOWER) != 0).sum(axis=1) >= 3) & (r > 0)
+    counts = 1 + up.astype(np.int32) + lo.astype(np.int32)
+    offsets = np.zeros(len(counts) + 1, dtype=np.int32)
+    np.cumsum(counts, out=offsets[1:])
+    data = np.empty(offsets[-1], dtype=np.int32)
+    data[offsets[:-1]] = r
+    data[offsets[:-1][up] + 1] = r + 1
+    data[offsets[:-1][lo] + 1 + up[lo]] = r - 1
+    return data, offsets
+
+
+def _local_tags(mesh, cell_values: np.ndarray, facets: np.ndarray, facet_values: np.ndarray):
+    """Cell and facet tags of a mesh whose cells stayed on the rank that made them.
+
+    Cells: ``original_cell_index`` (numbered over all ranks' inputs in rank
+    order) points into this rank's input for owned cells; ghosts take their
+    owner's value by a DG0 scatter. Facets: each
+    local facet's vertices, as input (global) vertex numbers, are matched to
+    the given triangles by sorting, with no communication; every rank passes
+    the tagged facets of its own cells (plus the slab-face interfaces it may
+    hold as ghosts), which covers every facet DOLFINx integrates over.
+    """
+    from tomofem._fenics import dolfinx
+
+    tdim = mesh.topology.dim
+    imap = mesh.topology.index_map(tdim)
+    n_owned, n_local = imap.size_local, imap.size_local + imap.num_ghosts
+    vals = np.empty(n_local, dtype=np.int32)
+    start = mesh.comm.exscan(len(cell_values)) or 0  # input cells are numbered across ranks
+    orig = np.asarray(mesh.topology.original_cell_index)[:n_owned] - start
+    vals[:n_owned] = np.asarray(cell_values)[orig]
+    f = dolfinx.fem.Function(dolfinx.fem.functionspace(mesh, ("DG", 0)))
+    dof = np.asarray(f.function_space.dofmap.list)[:, 0]
+    f.x.array[dof[:n_owned]] = vals[:n_owned]
+    f.x.scatter_forward()
+    vals[n_owned:] = np.rint(f.x.array[dof[n_owned:n_local]]).astype(np.int32)
+    ct = dolfinx.mesh.meshtags(mesh, tdim, np.arange(n_local, dtype=np.int32), vals)
+
+    mesh.topology.create_connectivity(tdim - 1, 0)
+    mesh.topology.create_connectivity(tdim - 1, tdim)
+    f2v = np.asarray(mesh.topology.connectivity(tdim - 1, 0).array).reshape(-1, 3)
+    nv = mesh.topology.index_map(0)
+    c2v = np.asarray(mesh.topology.connectivity(tdim, 0).array).reshape(-1, 4)
+    node = np.empty(nv.size_local + nv.num_ghosts, dtype=np.int64)
+    node[c2v.ravel()] = np.asarray(mesh.geometry.dofmaps[0]).ravel()  # P1: same local order
+    v2g = np.asarray(mesh.geometry.input_global_indices, dtype=np.int64)[node]
+    mine = np.sort(v2g[f2v], axis=1)
+    want = np.sort(np.asarray(facets, dtype=np.int64).reshape(-1, 3), axis=1)
+    both = np.concatenate([mine, want])
+    order = np.lexsort((both[:, 2], both[:, 1], both[:, 0]))
+    srt = both[order]
+    same = np.all(srt[1:] == srt[:-1], axis=1)
+    a, b = order[:-1][same], order[1:][same]
+    local = np.where(a < len(mine), a, b)  # the mesh facet of each matched pair
+    given = np.where(a < len(mine), b, a) - len(mine)
+    if len(given) != len(want):
+        raise MeshingError(
+            f"mesh_distributed: {len(want) - len(given)} tagged facets are not facets of the "
+            "local mesh (report the input)"
+        )
+    idx = np.argsort(local)
+    ft = dolfinx.mesh.meshtags(
+        mesh, tdim - 1, local[idx].astype(np.int32), np.asarray(facet_values)[given][idx]
+    )
+    return ct, ft
+
+
+def _to_dolfinx(
+    comm, cells, x, cell_tags, facets, facet_tags, names, box, face_bits=None
+) -> DolfinxMesh:
+    """Each rank's cells (global vertex numbers) and owned coordinates into one DOLFINx mesh.
+
+    With ``face_bits`` (the slab-face bits of each cell's vertices) the cells
+    stay on the rank that made them: the slabs are already a partition, so
+    the graph partitioner (most of the hand-off's time at 16M cells) is
+    replaced by :func:`_slab_destinations`, with the same shared-facet ghosts.
+    """
     from tomofem._fenics import basix, dolfinx  # noqa: I001  (first: it loads dolfinx_solver)
 
     from dolfinx.graph import adjacencylist
     from dolfinx.io.utils import distribute_entity_data
 
     element = basix.ufl.element("Lagrange", "tetrahedron", 1, shape=(3,))
-    partitioner = dolfinx.mesh.create_cell_partitioner(
-        dolfinx.mesh.GhostMode.shared_facet, max_facet_to_cell_links=2
-    )
+    if face_bits is None or comm.size == 1:
+        partitioner = dolfinx.mesh.create_cell_partitioner(
+            dolfinx.mesh.GhostMode.shared_facet, max_facet_to_cell_links=2
+        )
+    else:
+        data, offsets = _slab_destinations(comm, face_bits)
+
+        def partitioner(*_args):
+            return dolfinx.cpp.graph.AdjacencyList_int32(data, offsets)
+
     cells = np.ascontiguousarray(cells, dtype=np.int64)
     mesh = dolfinx.mesh.create_mesh(
         comm, cells, element, np.ascontiguousarray(x, dtype=np.float64), partitioner,
         max_facet_to_cell_links=2,
     )  # fmt: skip
     tdim = mesh.topology.dim
+
+    if face_bits is not None and comm.size > 1:  # cells stayed: tags from local arrays
+        ct, ft = _local_tags(mesh, cell_tags, facets, facet_tags)
+        ct.name, ft.name = "phases", "facets"
+        return DolfinxMesh(mesh, ct, ft, names, np.asarray(box, dtype=float))
 
     def _tags(dim: int, entities: np.ndarray, values: np.ndarray):
         mesh.topology.create_connectivity(dim, tdim)
