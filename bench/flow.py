@@ -44,12 +44,19 @@ def say(*a) -> None:
         print(*a, flush=True)
 
 
-def dns(dm, axes=(0, 1, 2), solver="fieldsplit") -> dict:
+RTOL = [1e-9]
+
+
+def dns(dm, axes=(0, 1, 2)) -> dict:
     """Per-axis pressure-drop K and P1 tau on a distributed mesh."""
-    out: dict = {"axes": {}}
+    from tomofem.solvers.presets import stokes_fieldsplit
+
+    out: dict = {"axes": {}, "rtol": RTOL[0]}
     for ax in axes:
         t = time.perf_counter()
-        r = permeability_axis(dm.mesh, dm.cell_tags, ax, sides="symmetry", solver=solver)
+        r = permeability_axis(
+            dm.mesh, dm.cell_tags, ax, petsc_options=stokes_fieldsplit(rtol=RTOL[0])
+        )
         t_k = time.perf_counter() - t
         t = time.perf_counter()
         tau = tortuosity_fem(dm.mesh, dm.cell_tags, {int(Phase.PORE): 1.0}, ax)
@@ -180,7 +187,9 @@ def main() -> None:
     ap.add_argument("--scaling-steps", default="0.25,0.167,0.125,0.1")
     ap.add_argument("--out", default="flow")
     ap.add_argument("--axes", default="0,1,2", help="axes of the real crop's DNS")
+    ap.add_argument("--rtol", type=float, default=1e-9, help="Stokes FGMRES tolerance")
     args, _petsc = ap.parse_known_args()  # PETSc options (-tomofem_perm_axis_ksp_monitor) pass
+    RTOL[0] = args.rtol
     res = {}
     if "real" in args.cases and DATA.exists():
         res["real-crop100"] = case_real(args.step, [int(a) for a in args.axes.split(",")])

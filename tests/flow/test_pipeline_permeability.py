@@ -1,0 +1,34 @@
+"""``homogenize.permeability = true``: per-axis Stokes permeability in the pipeline, in m2."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+
+@pytest.mark.mpi
+def test_pipeline_permeability_of_a_half_channel():
+    from tomofem import pipeline
+    from tomofem._fenics import MPI
+    from tomofem.config import HomogenizeConfig
+    from tomofem.image import Volume
+    from tomofem.meshing import structured_tetmesh, to_dolfinx
+
+    lab = np.zeros((6, 6, 6), np.uint8)
+    lab[:, 4:, :] = 1  # pore y < 4 um, solid above; y = 0 is a symmetry side
+    vol = Volume(lab, (1.0, 1.0, 1.0), ("pore", "active"), "half-channel")
+    dm = to_dolfinx(structured_tetmesh(lab), MPI.COMM_WORLD)
+    cfg = HomogenizeConfig(
+        axes=["x", "y"], permeability=True, voxel_baseline=False, error_bars=False, tensors=[]
+    )
+    h = pipeline.homogenize(vol, cfg, dm, MPI.COMM_WORLD)
+    # mirror image of a channel of gap 8 um: K = eps gap^2 / 12, exact for P2 velocities
+    expected = (4 / 6) * 8.0**2 / 12 * 1e-12
+    assert h["permeability"]["x"].k(0) == pytest.approx(expected, rel=1e-9)
+    assert h["permeability"]["y"].k(1) == pytest.approx(0.0, abs=1e-9 * expected)
+    rows = {q.name: q for q in pipeline._quantities_homogenize(h)}
+    assert rows["permeability_x"].unit == "m2"
+    assert rows["permeability_x"].value == pytest.approx(expected, rel=1e-9)
+    assert math.isinf(h["permeability"]["y"].kozeny_carman[0])
