@@ -22,7 +22,9 @@ What runs, as the pipeline runs it under MPI (``mesh.distributed = "auto"``):
    of the pore phase along each axis (P1, the default solver settings; the
    AMG hierarchy is reused across axes).
 
-Every stage is timed between barriers (wall seconds, rank 0); the peak
+Every stage is timed between barriers (wall seconds, rank 0) and by each
+rank's CPU time (``time.process_time``; MPICH's busy waiting in collectives
+counts as CPU, so these bound the work from above); the peak
 resident memory of each rank comes from ``getrusage``. Reference: TauFactor
 (voxel FVM) gives tau_x = 2.0776 for the whole image (``../shared/data/README``)
 and its CPU solver took 284 s per axis on this machine's 2 cores (issue #19).
@@ -87,12 +89,13 @@ def main() -> None:
     ap.add_argument("--axes", default="xyz")
     args = ap.parse_args()
     comm = MPI.COMM_WORLD
-    t = {}
+    t, cpu = {}, {}
 
     def stage(name, fn, *a, **kw):
         comm.Barrier()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         out = fn(*a, **kw)
+        cpu[name] = comm.gather(time.process_time() - c0, root=0)
         comm.Barrier()
         t[name] = time.perf_counter() - t0
         if comm.rank == 0:
@@ -132,6 +135,9 @@ def main() -> None:
             "interface_size": args.interface_size,
             "seconds": t,
             "seconds_mesh_and_tau": t["mesh"] + sum(t[f"tau_{a}"] for a in args.axes),
+            # CPU seconds of each rank inside each stage (MPICH's busy waits count too):
+            # on a shared machine the wall time above depends on the load, these do less
+            "cpu_seconds_per_rank": cpu,
             "peak_rss_mb_per_rank": [p[0] for p in peaks],
             "rss_mb_after_image_per_rank": [p[1] for p in peaks],
             "rss_mb_after_mesh_per_rank": [p[2] for p in peaks],

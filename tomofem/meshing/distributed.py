@@ -54,8 +54,10 @@ Design
   before the mesh is built.
 * **Tags per block.** Cells carry their phase; interface facets inside a slab
   and box-face facets are tagged locally; facets on a slab face are tagged by
-  the lower rank after the upper one sends its cells' phases. Cells and tags
-  go through ``create_mesh`` and ``distribute_entity_data`` from every rank.
+  the lower rank after the upper one sends its cells' phases. Cells stay on
+  the rank that made them (a slab partitioner with shared-facet ghosts hands
+  them to ``create_mesh``), so the tags are matched locally, with no
+  redistribution.
 
 Measured (``bench/mesh_distributed.py``, 2 cores under a load of 6-7, so
 timings are rough): three-phase synthetic packing 100^3 (1.15M cells):
@@ -942,53 +944,31 @@ def _local_tags(mesh, cell_values: np.ndarray, facets: np.ndarray, facet_values:
 
 
 def _to_dolfinx(
-    comm, cells, x, cell_tags, facets, facet_tags, names, box, face_bits=None
+    comm, cells, x, cell_tags, facets, facet_tags, names, box, face_bits
 ) -> DolfinxMesh:
     """Each rank's cells (global vertex numbers) and owned coordinates into one DOLFINx mesh.
 
-    With ``face_bits`` (the slab-face bits of each cell's vertices) the cells
+    ``face_bits`` holds the slab-face bits of each cell's vertices. The cells
     stay on the rank that made them: the slabs are already a partition, so
     the graph partitioner (most of the hand-off's time at 16M cells) is
-    replaced by :func:`_slab_destinations`, with the same shared-facet ghosts.
+    replaced by :func:`_slab_destinations`, with the same shared-facet ghosts,
+    and the tags come from the local arrays (:func:`_local_tags`), with no
+    redistribution (on one rank as well: ``distribute_entity_data`` and
+    ``meshtags_from_entities`` took 75 s of a 2M-cell mesh's 143 s hand-off).
     """
-    from tomofem._fenics import basix, dolfinx  # noqa: I001  (first: it loads dolfinx_solver)
-
-    from dolfinx.graph import adjacencylist
-    from dolfinx.io.utils import distribute_entity_data
+    from tomofem._fenics import basix, dolfinx
 
     element = basix.ufl.element("Lagrange", "tetrahedron", 1, shape=(3,))
-    if face_bits is None or comm.size == 1:
-        partitioner = dolfinx.mesh.create_cell_partitioner(
-            dolfinx.mesh.GhostMode.shared_facet, max_facet_to_cell_links=2
-        )
-    else:
-        data, offsets = _slab_destinations(comm, face_bits)
+    data, offsets = _slab_destinations(comm, face_bits)
 
-        def partitioner(*_args):
-            return dolfinx.cpp.graph.AdjacencyList_int32(data, offsets)
+    def partitioner(*_args):
+        return dolfinx.cpp.graph.AdjacencyList_int32(data, offsets)
 
     cells = np.ascontiguousarray(cells, dtype=np.int64)
     mesh = dolfinx.mesh.create_mesh(
         comm, cells, element, np.ascontiguousarray(x, dtype=np.float64), partitioner,
         max_facet_to_cell_links=2,
     )  # fmt: skip
-    tdim = mesh.topology.dim
-
-    if face_bits is not None and comm.size > 1:  # cells stayed: tags from local arrays
-        ct, ft = _local_tags(mesh, cell_tags, facets, facet_tags)
-        ct.name, ft.name = "phases", "facets"
-        return DolfinxMesh(mesh, ct, ft, names, np.asarray(box, dtype=float))
-
-    def _tags(dim: int, entities: np.ndarray, values: np.ndarray):
-        mesh.topology.create_connectivity(dim, tdim)
-        ents = np.ascontiguousarray(entities, dtype=np.int64)
-        local_e, local_v = distribute_entity_data(mesh, dim, ents, values.astype(np.int32))
-        return dolfinx.mesh.meshtags_from_entities(
-            mesh, dim, adjacencylist(local_e), local_v.astype(np.int32, copy=False)
-        )
-
-    ct = _tags(tdim, cells, cell_tags)
-    ct.name = "phases"
-    ft = _tags(tdim - 1, facets, facet_tags)
-    ft.name = "facets"
+    ct, ft = _local_tags(mesh, cell_tags, facets, facet_tags)
+    ct.name, ft.name = "phases", "facets"
     return DolfinxMesh(mesh, ct, ft, names, np.asarray(box, dtype=float))
