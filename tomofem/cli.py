@@ -551,14 +551,14 @@ def build_parser() -> argparse.ArgumentParser:
         bulk modulus and the Biot coefficient.""",
         [
             "tomofem mechanics labels.tif -o runs/stiffness",
-            "mpirun -n 2 tomofem mechanics labels.tif --bcs dirichlet periodic -o runs/C",
+            "mpirun -n 2 tomofem mechanics labels.tif --bcs dirichlet mixed -o runs/C",
         ],
         image="label image",
     )
     p.add_argument(
         "--bcs",
         nargs="+",
-        choices=["dirichlet", "periodic"],
+        choices=["dirichlet", "periodic", "mixed"],
         help="boundary conditions of the cell problems (mechanics.bcs)",
     )
     p.add_argument("--degree", type=int, choices=[1, 2], help="Lagrange degree (mechanics.degree)")

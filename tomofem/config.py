@@ -285,11 +285,13 @@ class MechanicsConfig:
     polycrystal, carbon-binder domain).
     """
 
-    bcs: list[Literal["dirichlet", "periodic"]] = field(
+    bcs: list[Literal["dirichlet", "periodic", "mixed"]] = field(
         default_factory=lambda: ["dirichlet"],
         metadata={
             "doc": "boundary conditions of the six cell problems: affine 'dirichlet' (upper "
-            "estimate) or 'periodic' (needs a mesh with matching opposite faces)",
+            "estimate), 'periodic' (needs a mesh with matching opposite faces) or 'mixed' "
+            "(normal or tangential fluctuation zero per face); with several, their spread "
+            "is reported",
             "min_len": 1,
         },
     )

@@ -841,6 +841,19 @@ def _quantities_mechanics(res: Mapping[str, Any]) -> list[Quantity]:
                     f"K_s {r.solid_bulk / 1e9:.4g} GPa",
                 )
             )
+    if len(res) > 1:
+        spread = api("tomofem.homogenization.elasticity", "bc_spread", "mechanics")(res)
+        for bc, d in spread["spread"].items():
+            rows.append(
+                Quantity(
+                    "mechanics",
+                    f"BC spread {bc} vs {spread['reference']}",
+                    d["stiffness"],
+                    "-",
+                    "||C_bc - C_ref|| / ||C_ref||"
+                    + (f"; E film {d['young_hill']:+.1%}" if "young_hill" in d else ""),
+                )
+            )
     return rows
 
 
@@ -1289,6 +1302,9 @@ def _run_stage(name: str, config: RunConfig, res: PipelineResult, comm: Any, fol
             "stiffness": {bc: r.to_dict() for bc, r in m.items()},
             "units": {"stiffness": "Pa (Voigt, engineering shear)", "moduli": "Pa"},
         }
+        if len(m) > 1:
+            spread = api("tomofem.homogenization.elasticity", "bc_spread", "mechanics")(m)
+            res.results["mechanics"]["bc_spread"] = spread
         res.quantities.extend(_quantities_mechanics(m))
 
 

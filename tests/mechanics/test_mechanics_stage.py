@@ -44,10 +44,16 @@ def test_config_section_checks_its_values(tmp_path):
 def test_subcommand_writes_the_stiffness_to_the_run_folder(tmp_path, capsys):
     out = tmp_path / "run"
     small = ["--set", "image.shape=[16,16,16]", "--set", "image.radius=4"]
-    assert main(["mechanics", "-q", *small, "--bcs", "dirichlet", "-o", str(out)]) == 0
+    assert main(["mechanics", "-q", *small, "--bcs", "dirichlet", "mixed", "-o", str(out)]) == 0
     doc = json.loads((out / "results.json").read_text())
     r = doc["results"]["mechanics"]["stiffness"]["dirichlet"]
+    # two conditions: their spread, against mixed (the mesh is not periodic)
+    spread = doc["results"]["mechanics"]["bc_spread"]
+    assert spread["reference"] == "mixed"
+    assert spread["spread"]["dirichlet"]["stiffness"] > 0
+    assert spread["spread"]["dirichlet"]["young_hill"] > -1e-9  # affine is the stiffer
     assert np.shape(r["stiffness"]) == (6, 6)
     assert r["bounds"]["gap_voigt"] > -1e-9 and r["bounds"]["gap_reuss"] > -1e-9
     assert 0 < r["biot"] < 1
-    assert "E film (dirichlet)" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "E film (dirichlet)" in printed and "BC spread dirichlet vs mixed" in printed

@@ -108,8 +108,8 @@ def solid_submesh(
     return SolidMesh(sub, np.asarray(parent, dtype=np.int32), phase, ct)
 
 
-def _dg0(mesh, values: np.ndarray, shape=()) -> dolfinx.fem.Function:
-    """DG0 function with one value (scalar or tensor) per local cell."""
+def cell_field(mesh, values: np.ndarray, shape=()) -> dolfinx.fem.Function:
+    """DG0 function with one value (scalar or tensor) per local cell (owned and ghost)."""
     Q = dolfinx.fem.functionspace(mesh, ("DG", 0, shape) if shape else ("DG", 0))
     f = dolfinx.fem.Function(Q)
     bs = int(np.prod(shape)) if shape else 1
@@ -142,7 +142,7 @@ def stress_laws(
     for t, ph in phases.items():
         sel = solid.cell_phase == t
         lam[sel], mu[sel] = lame(ph.young, ph.poisson)
-    lam_f, mu_f = _dg0(msh, lam), _dg0(msh, mu)
+    lam_f, mu_f = cell_field(msh, lam), cell_field(msh, mu)
     iso = isotropic_law(lam_f, mu_f)
     R = None
     if any(ph.crystal is not None for ph in phases.values()):
@@ -150,7 +150,7 @@ def stress_laws(
             rot = np.tile(np.eye(3), (solid.cell_phase.size, 1, 1))
         else:
             rot = np.asarray(rotations, dtype=float)[solid.parent_cells]
-        R = _dg0(msh, rot, (3, 3))
+        R = cell_field(msh, rot, (3, 3))
     laws: dict[int, Stress] = {}
     for t, ph in phases.items():
         if ph.crystal is None:
