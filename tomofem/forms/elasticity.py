@@ -114,6 +114,30 @@ def traction_load(v, t, ds: ufl.Measure):
     return ufl.inner(t, v) * ds
 
 
+def spring_layer_blocks(u_a, u_b, v_a, v_b, k_n, k_t, n, dS: ufl.Measure):
+    """Cohesive spring layer between two phases with separate displacement fields.
+
+    ``∫ (K [u]) · [v] dS`` with the jump ``[u] = u_a("+") - u_b("-")`` and the
+    layer stiffness ``K = k_n n⊗n + k_t (I - n⊗n)`` [Pa m-1]: the traction
+    across a thin adhesive film (binder on an active particle) is ``K [u]``.
+    ``k_n, k_t -> inf`` is perfect bonding, 0 debonding. Side ``a`` must be
+    the ``"+"`` side of every facet of ``dS`` and ``n`` its normal
+    (``FacetNormal(parent)("+")``). Each phase lives on its own submesh, so
+    the four blocks go into a blocked form with DOLFINx entity maps.
+
+    Returns
+    -------
+    list
+        ``[[a_aa, a_ab], [a_ba, a_bb]]``: row = test side, column = trial side.
+    """
+    K = k_n * ufl.outer(n, n) + k_t * (ufl.Identity(3) - ufl.outer(n, n))
+    us = ((u_a, "+", 1.0), (u_b, "-", -1.0))
+    vs = ((v_a, "+", 1.0), (v_b, "-", -1.0))
+    return [
+        [sv * su * ufl.inner(K * u(si), v(sj)) * dS for (u, si, su) in us] for (v, sj, sv) in vs
+    ]
+
+
 def von_mises(sigma) -> ufl.core.expr.Expr:
     """Von Mises equivalent stress ``sqrt(3/2 s:s)``, ``s`` the deviator."""
     s = ufl.dev(sigma)
