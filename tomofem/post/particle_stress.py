@@ -1,7 +1,8 @@
 """Stress statistics per particle: peaks, 99th percentiles, strain energy, contact areas.
 
 Input is a :class:`~tomofem.problems.lithiation_stress.StressSolution` and the
-particle id of every parent-mesh cell (:mod:`tomofem.problems.grains`). Cell
+particle id of every parent-mesh cell (:mod:`tomofem.problems.grains`);
+:func:`write_stress_vtx` writes the displacement and stress fields for ParaView. Cell
 values (owned cells only) are gathered on rank 0, which computes the table and
 broadcasts it, so every rank returns the same result.
 """
@@ -9,6 +10,7 @@ broadcasts it, so every rank returns the same result.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -206,3 +208,45 @@ def particle_stress_table(
         hist = {"edges": edges.tolist(), "volume": counts.tolist()}
     table, hist = comm.bcast((table, hist), root=0)
     return table, hist
+
+
+def stress_fields(sol: StressSolution) -> dict[str, dolfinx.fem.Function]:
+    """Von Mises, hydrostatic and maximum principal stress as scalar fields [Pa].
+
+    Same discontinuous space as ``sol.sigma`` (DG ``degree - 1``), node by node
+    from :func:`~tomofem.problems.lithiation_stress.stress_invariants`, owned and
+    ghost nodes alike (no communication). The hot spots are where these peak.
+    """
+    W = sol.sigma.function_space
+    msh = W.mesh
+    family, k = "DG", W.element.basix_element.degree
+    Q = dolfinx.fem.functionspace(msh, (family, k))
+    inv = stress_invariants(sol.sigma.x.array.reshape(-1, 3, 3))
+    src, dst = W.dofmap.list.ravel(), Q.dofmap.list.ravel()
+    out = {}
+    for name in ("von_mises", "hydrostatic", "max_principal"):
+        f = dolfinx.fem.Function(Q, name=name)
+        f.x.array[dst] = inv[name][src]
+        out[name] = f
+    return out
+
+
+def write_stress_vtx(sol: StressSolution, folder: str | Path, t: float = 0.0) -> list[Path]:
+    """Write the displacement and the stress fields as VTX (ADIOS2 ``.bp``) for ParaView.
+
+    Two files in ``folder`` (collective): ``displacement.bp`` (the Lagrange
+    displacement [m]) and ``stress.bp`` (the stress tensor and its von Mises,
+    hydrostatic and maximum principal stresses [Pa], discontinuous). ``t`` is
+    the time stamp (e.g. the discharge time the concentration was taken at).
+    """
+    folder = Path(folder)
+    if sol.solid.mesh.comm.rank == 0:
+        folder.mkdir(parents=True, exist_ok=True)
+    sol.solid.mesh.comm.Barrier()
+    fields = stress_fields(sol)
+    paths = [folder / "displacement.bp", folder / "stress.bp"]
+    groups = ([sol.u], [sol.sigma, *fields.values()])
+    for path, fs in zip(paths, groups, strict=True):
+        with dolfinx.io.VTXWriter(sol.solid.mesh.comm, str(path), fs, "BP4") as w:
+            w.write(t)
+    return paths
