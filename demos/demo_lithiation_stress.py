@@ -62,7 +62,7 @@ from tomofem.io.atomic import write_bytes, write_json
 from tomofem.materials.mechanics import cbd, nmc811, nmc811_lattice_strain
 from tomofem.meshing.levelset import mesh_levelset
 from tomofem.meshing.tetmesh import to_dolfinx
-from tomofem.post.particle_stress import particle_stress_table
+from tomofem.post.particle_stress import particle_stress_table, write_stress_vtx
 from tomofem.problems.elasticity import ElasticPhase
 from tomofem.problems.grains import cell_ids, sample_orientations, voronoi_grains
 from tomofem.problems.lithiation_stress import solve_lithiation_stress
@@ -142,6 +142,8 @@ sol = solve_lithiation_stress(
     dm.mesh, dm.cell_tags, phases, eigenstrain, collector=BoxFace.XMIN, rotations=rot
 )
 table, hist = particle_stress_table(sol, dm.mesh, phase, pid, int(Phase.CBD))
+# displacement, stress tensor, von Mises, hydrostatic and max principal stress for ParaView
+vtx = write_stress_vtx(sol, OUT / "fields")
 if comm.rank == 0:
     print(f"solved in {sol.iterations} CG iterations; {len(table)} particles in the table")
 # -
@@ -162,6 +164,7 @@ summary = {
     "iterations": sol.iterations,
     "particles": [t.to_dict() for t in table],
     "histogram_von_mises": hist,
+    "vtx": [str(p) for p in vtx],
 }
 if comm.rank == 0:
     import matplotlib

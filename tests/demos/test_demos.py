@@ -142,6 +142,8 @@ def test_lithiation_stress(results):
     s = results("demo_lithiation_stress", 1)
     rows = s["particles"]
     assert rows and all(r["strain_energy"] > 0 for r in rows)
+    assert [Path(f).name for f in s["vtx"]] == ["displacement.bp", "stress.bp"]
+    assert all(any(Path(f).iterdir()) for f in s["vtx"])
     assert all(r["max_von_mises"] >= r["p99_von_mises"] > 0 for r in rows)
     assert sum(s["histogram_von_mises"]["volume"]) == pytest.approx(
         sum(r["volume"] for r in rows), rel=1e-9
