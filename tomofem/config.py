@@ -301,6 +301,22 @@ class MechanicsConfig:
     cbd_young: float = _f(1e9, "Young's modulus of the carbon-binder domain [Pa]", gt=0.0)
     cbd_poisson: float = _f(0.3, "Poisson ratio of the carbon-binder domain [-]", gt=-1.0, lt=0.5)
     cbd_load_bearing: bool = _f(True, "the carbon-binder domain carries load (else it is void)")
+    checkpoint: str | None = _f(
+        None,
+        "discharge checkpoint (a simulate run folder's checkpoint.h5) whose solid "
+        "stoichiometry drives a lithiation-stress solve on its mesh (one-way coupling)",
+    )
+    stress_free_stoichiometry: float | None = _f(
+        None,
+        "stoichiometry at which the active material is stress-free (default: the volume "
+        "mean of the checkpoint's field, so only its heterogeneity makes stress)",
+        ge=0.0,
+        le=1.0,
+    )
+    collector_face: Literal["xmin", "xmax", "ymin", "ymax", "zmin", "zmax"] = _f(
+        "xmin", "clamped box face (current collector) of the lithiation-stress solve"
+    )
+    stack_pressure: float = _f(0.0, "pressure on the face opposite the collector [Pa]", ge=0.0)
 
 
 @dataclass(frozen=True)

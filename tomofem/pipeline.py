@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,7 +34,7 @@ from tomofem.config import (
     SegmentConfig,
     SimulateConfig,
 )
-from tomofem.errors import TomofemError
+from tomofem.errors import ConfigError, TomofemError
 from tomofem.mpi import on_root
 
 log = logging.getLogger(__name__)
@@ -789,20 +790,138 @@ def mechanics(dmesh: Any, cfg: MechanicsConfig) -> dict[str, Any]:
     dict
         ``{bc: StiffnessResult}`` (:mod:`tomofem.homogenization.elasticity`).
     """
-    from tomofem import tags
-
     effective_stiffness = api(
         "tomofem.homogenization.elasticity", "effective_stiffness", "mechanics"
     )
+    phases = _mechanics_phases(cfg)
+    return {
+        bc: effective_stiffness(dmesh.mesh, dmesh.cell_tags, phases, bc, degree=cfg.degree)
+        for bc in cfg.bcs
+    }
+
+
+def _mechanics_phases(cfg: MechanicsConfig) -> dict[int, Any]:
+    from tomofem import tags
     from tomofem.problems.elasticity import ElasticPhase
 
     phases = {int(tags.Phase.ACTIVE): ElasticPhase(cfg.active_young, cfg.active_poisson)}
     if cfg.cbd_load_bearing:
         phases[int(tags.Phase.CBD)] = ElasticPhase(cfg.cbd_young, cfg.cbd_poisson)
-    return {
-        bc: effective_stiffness(dmesh.mesh, dmesh.cell_tags, phases, bc, degree=cfg.degree)
-        for bc in cfg.bcs
-    }
+    return phases
+
+
+def lithiation_stress_from_checkpoint(
+    path: str | Path, cfg: MechanicsConfig, comm: Any, fields_dir: Path | None = None
+) -> dict[str, Any]:
+    """Stress of the solid stoichiometry stored in a discharge checkpoint (one-way coupling).
+
+    The checkpoint holds the mesh (input ordering) and the solid unknown
+    ``w_s`` = logit of the stoichiometry ``x`` by input vertex, so the field is
+    copied, not interpolated, onto the same mesh on any number of ranks. The
+    eigenstrain of the active phase is ``Omega c_max (x - x_0) / 3 I``
+    (NMC811's mean partial molar volume and maximum concentration,
+    :mod:`tomofem.materials.mechanics`), ``x_0`` the stress-free
+    stoichiometry; the collector face is clamped, the opposite face free or
+    under the stack pressure.
+
+    Returns
+    -------
+    dict
+        Peak and volume-weighted 99th percentile of the von Mises and maximum
+        principal stress [Pa], the extremes of the hydrostatic stress [Pa], the
+        stoichiometry range and ``x_0``, CG iterations, unknowns and the VTX
+        paths (when ``fields_dir`` is given).
+    """
+    import h5py
+
+    from tomofem import tags
+    from tomofem._fenics import MPI, dolfinx, ufl
+    from tomofem.forms.elasticity import lithiation_strain
+    from tomofem.io.checkpoint import dof_input_indices, read_mesh
+    from tomofem.materials.mechanics import nmc811
+    from tomofem.post.particle_stress import stress_fields, weighted_percentile, write_stress_vtx
+    from tomofem.problems.lithiation_stress import solve_lithiation_stress
+
+    path = Path(path)
+    dm = read_mesh(path, comm)
+    with h5py.File(path, "r") as h5:
+        if "fields/w_s" not in h5:
+            raise ConfigError(
+                f"{path}: no solid field 'w_s' (logit of the stoichiometry); give the "
+                "checkpoint.h5 of a simulate run folder"
+            )
+        idx, w = h5["fields/w_s/input_index"][()], h5["fields/w_s/values"][()]
+    active = int(tags.Phase.ACTIVE)
+    nmc = nmc811()
+    omega = float(nmc["Partial molar volume [m3.mol-1]"])  # type: ignore[arg-type]
+    c_max = float(nmc["Maximum concentration [mol.m-3]"])  # type: ignore[arg-type]
+    info: dict[str, float] = {}
+
+    def eigenstrain(solid):
+        V = dolfinx.fem.functionspace(solid.mesh, ("Lagrange", 1))
+        want = dof_input_indices(V)
+        pos = np.clip(np.searchsorted(idx, want), 0, max(len(idx) - 1, 0))
+        found = idx[pos] == want if len(idx) else np.zeros(want.size, dtype=bool)
+        needed = np.unique(V.dofmap.list[solid.cell_phase == active].ravel())
+        if comm.allreduce(int((~found[needed]).sum()), op=MPI.SUM):
+            raise ConfigError(
+                f"{path}: the stored solid field misses vertices of the active phase; "
+                "the checkpoint's mesh and field do not belong together"
+            )
+        x = dolfinx.fem.Function(V)
+        x.x.array[found] = 1.0 / (1.0 + np.exp(-w[pos[found]]))
+        dxa = solid.dx()(active)
+        vol = comm.allreduce(dolfinx.fem.assemble_scalar(dolfinx.fem.form(1.0 * dxa)))
+        mean = comm.allreduce(dolfinx.fem.assemble_scalar(dolfinx.fem.form(x * dxa))) / vol
+        x0 = mean if cfg.stress_free_stoichiometry is None else cfg.stress_free_stoichiometry
+        xa = x.x.array[needed]
+        info.update(
+            x_mean=mean,
+            x_min=comm.allreduce(float(xa.min(initial=1.0)), op=MPI.MIN),
+            x_max=comm.allreduce(float(xa.max(initial=0.0)), op=MPI.MAX),
+            x_stress_free=x0,
+        )
+        return {active: lithiation_strain(omega, c_max * x, c_max * x0)}
+
+    sol = solve_lithiation_stress(
+        dm.mesh,
+        dm.cell_tags,
+        _mechanics_phases(cfg),
+        eigenstrain,
+        collector=tags.BoxFace[cfg.collector_face.upper()],
+        stack_pressure=cfg.stack_pressure,
+        degree=cfg.degree,
+    )
+    f = stress_fields(sol)
+    Q = f["von_mises"].function_space
+    msh = Q.mesh
+    n = msh.topology.index_map(3).size_local
+    # volume weight of each owned DG node of the active cells (cell volume / nodes per cell)
+    cells = np.flatnonzero(sol.solid.cell_phase[:n] == active).astype(np.int32)
+    dofs = Q.dofmap.list[cells]
+    vol = dolfinx.fem.assemble_vector(
+        dolfinx.fem.form(ufl.TestFunction(dolfinx.fem.functionspace(msh, ("DG", 0))) * ufl.dx)
+    ).array
+    weights = np.repeat(vol[cells] / dofs.shape[1], dofs.shape[1])
+    out: dict[str, Any] = {"checkpoint": str(path), **info}
+    for name in ("von_mises", "max_principal", "hydrostatic"):
+        vals = f[name].x.array[dofs.ravel()]
+        allv = comm.gather(vals, root=0)
+        allw = comm.gather(weights, root=0)
+        stats = None
+        if comm.rank == 0:
+            v, wt = np.concatenate(allv), np.concatenate(allw)
+            stats = {
+                "max": float(v.max()),
+                "min": float(v.min()),
+                "p99": weighted_percentile(v, wt, 0.99),
+            }
+        out[name] = comm.bcast(stats, root=0)
+    out["iterations"] = sol.iterations
+    out["unknowns"] = int(sol.u.function_space.dofmap.index_map.size_global * 3)
+    if fields_dir is not None:
+        out["vtx"] = [str(p) for p in write_stress_vtx(sol, fields_dir)]
+    return out
 
 
 def _quantities_mechanics(res: Mapping[str, Any]) -> list[Quantity]:
@@ -1306,6 +1425,23 @@ def _run_stage(name: str, config: RunConfig, res: PipelineResult, comm: Any, fol
             spread = api("tomofem.homogenization.elasticity", "bc_spread", "mechanics")(m)
             res.results["mechanics"]["bc_spread"] = spread
         res.quantities.extend(_quantities_mechanics(m))
+        if config.mechanics.checkpoint:
+            fields_dir = folder.file("mechanics") if folder is not None else None
+            ls = lithiation_stress_from_checkpoint(
+                config.mechanics.checkpoint, config.mechanics, comm, fields_dir
+            )
+            res.results["mechanics"]["lithiation_stress"] = ls
+            for key, label in (("von_mises", "von Mises"), ("max_principal", "max principal")):
+                res.quantities.append(
+                    Quantity(
+                        "mechanics",
+                        f"lithiation stress, {label} p99",
+                        ls[key]["p99"] / 1e6,
+                        "MPa",
+                        f"peak {ls[key]['max'] / 1e6:.4g} MPa; "
+                        f"x {ls['x_min']:.3f}-{ls['x_max']:.3f}",
+                    )
+                )
 
 
 def cell_capacity_mAh(sim: Any) -> float:
