@@ -62,7 +62,11 @@ from tomofem.io.atomic import write_bytes, write_json
 from tomofem.materials.mechanics import cbd, nmc811, nmc811_lattice_strain
 from tomofem.meshing.levelset import mesh_levelset
 from tomofem.meshing.tetmesh import to_dolfinx
-from tomofem.post.particle_stress import particle_stress_table, write_stress_vtx
+from tomofem.post.particle_stress import (
+    particle_stress_table,
+    stress_fields,
+    write_stress_vtx,
+)
 from tomofem.problems.elasticity import ElasticPhase
 from tomofem.problems.grains import cell_ids, sample_orientations, voronoi_grains
 from tomofem.problems.lithiation_stress import solve_lithiation_stress
@@ -144,6 +148,26 @@ sol = solve_lithiation_stress(
 table, hist = particle_stress_table(sol, dm.mesh, phase, pid, int(Phase.CBD))
 # displacement, stress tensor, von Mises, hydrostatic and max principal stress for ParaView
 vtx = write_stress_vtx(sol, OUT / "fields")
+
+
+def mid_slice(f, n: int) -> np.ndarray:
+    """Values of ``f`` on an ``n x n`` grid in the plane z = N/2 (NaN in the pores)."""
+    msh = f.function_space.mesh
+    g = (np.arange(n) + 0.5) * N / n
+    pts = np.c_[np.repeat(g, n), np.tile(g, n), np.full(n * n, N / 2)]
+    tree = dolfinx.geometry.bb_tree(msh, msh.topology.dim)
+    cand = dolfinx.geometry.compute_collisions_points(tree, pts)
+    hits = dolfinx.geometry.compute_colliding_cells(msh, cand, pts)
+    vals = np.full(n * n, -np.inf)
+    idx = [i for i in range(n * n) if len(hits.links(i))]
+    if idx:
+        cells = [hits.links(i)[0] for i in idx]
+        vals[idx] = f.eval(pts[idx], np.asarray(cells, dtype=np.int32))[:, 0]
+    comm.Allreduce(MPI.IN_PLACE, vals, op=MPI.MAX)
+    return np.where(np.isfinite(vals), vals, np.nan).reshape(n, n)
+
+
+von_mises_slice = mid_slice(stress_fields(sol)["von_mises"], 2 * N)
 if comm.rank == 0:
     print(f"solved in {sol.iterations} CG iterations; {len(table)} particles in the table")
 # -
@@ -195,6 +219,17 @@ if comm.rank == 0:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=120)
     write_bytes(OUT / "particles.png", buf.getvalue())
+    fig, ax = plt.subplots(figsize=(5, 4.2))
+    im = ax.imshow(von_mises_slice.T / 1e6, origin="lower", extent=(0, N, 0, N), cmap="inferno")
+    fig.colorbar(im, ax=ax, label="von Mises stress [MPa]")
+    ax.set_xlabel("x [voxels] (collector at x = 0)")
+    ax.set_ylabel("y [voxels]")
+    ax.set_title(f"hot spots: slice z = {N // 2} (pores blank)")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
+    write_bytes(OUT / "hot_spots.png", buf.getvalue())
+    summary["slice_von_mises_max"] = float(np.nanmax(von_mises_slice))
     write_json(OUT / "summary.json", summary)
     peak = max(table, key=lambda t: t.p99_von_mises)
     print(json.dumps({"hottest particle": peak.to_dict()}, indent=1))

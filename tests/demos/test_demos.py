@@ -34,7 +34,10 @@ CASES = {
         "segmentation_uncertainty",
         ["slices.png", "tau_interval.png"],
     ),
-    "demo_lithiation_stress": ("lithiation_stress", ["von_mises_histogram.png", "particles.png"]),
+    "demo_lithiation_stress": (
+        "lithiation_stress",
+        ["von_mises_histogram.png", "particles.png", "hot_spots.png"],
+    ),
 }
 
 
@@ -149,6 +152,7 @@ def test_lithiation_stress(results):
         sum(r["volume"] for r in rows), rel=1e-9
     )
     p = results("demo_lithiation_stress", 2)
+    assert p["slice_von_mises_max"] == pytest.approx(s["slice_von_mises_max"], rel=1e-6)
     assert [r["p99_von_mises"] for r in p["particles"]] == pytest.approx(
         [r["p99_von_mises"] for r in rows], rel=1e-6
     )
