@@ -37,6 +37,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
 from tomofem._fenics import MPI, PETSc, dolfinx, ufl
@@ -44,6 +46,7 @@ from tomofem.errors import ConvergenceError, MeshingError
 from tomofem.forms.stokes import pressure_mass, stokes_blocks
 from tomofem.homogenization.domain import dof_clusters
 from tomofem.homogenization.linalg import prolongation
+from tomofem.meshing.distributed_checks import merge_components
 
 #: Name of the KSP of each Stokes problem (``-tomofem_stokes_ksp_monitor`` addresses it).
 PREFIX = "tomofem_stokes_"
@@ -196,6 +199,7 @@ def constraints(
     box: tuple[np.ndarray, np.ndarray] | None = None,
     pressure_facets: np.ndarray | None = None,
     null_space_min: float = 0.0,
+    fixed_p: np.ndarray | None = None,
 ) -> Constraints:
     """Targets of both fields: periodic images, zero velocities and pinned pressures.
 
@@ -217,9 +221,12 @@ def constraints(
         Clusters holding at least this fraction of the pressure unknowns keep
         their constant as a null space (at most :data:`MAX_NULL_VECTORS`);
         0 pins every cluster (direct solvers).
+    fixed_p
+        Local pressure dofs left out of the system (those of dropped pockets).
     """
     tu, _ = _targets(V, A_uu, fixed_u, box)
-    tp, mp = _targets(Q, M_p, np.zeros(0, dtype=np.int64), box)
+    no_p = np.zeros(0, dtype=np.int64) if fixed_p is None else fixed_p
+    tp, mp = _targets(Q, M_p, no_p, box)
     comm = V.mesh.comm
     imap = Q.dofmap.index_map
     n_owned = imap.size_local
@@ -263,6 +270,85 @@ def constraints(
     tp[drop] = -1
     null = [rows[tp[rows] >= 0] for rows in null]
     return Constraints(tu, tp, int(pin.sum()), null)
+
+
+def hydraulic_clusters(V: dolfinx.fem.FunctionSpace, fixed_u: np.ndarray) -> tuple[np.ndarray, int]:
+    """Clusters of cells that fluid can flow between: linked by a shared *free* velocity node.
+
+    Two pore cells that meet only where every velocity unknown is held at 0
+    (a pinch vertex or edge on the pore-solid interface, a neck one element
+    thick whose nodes all lie on walls) exchange no flux, although their P1
+    pressures are continuous there. Such a pocket is a separate flow problem:
+    without a pressure boundary its velocity is 0, and left in the system its
+    pressure constant is an almost-null mode of the Schur complement (one
+    small outlying eigenvalue per pocket, relative to the pressure mass
+    matrix, and one more Krylov iteration or more per pocket).
+
+    Parameters
+    ----------
+    V
+        Velocity space (vector P2).
+    fixed_u
+        Local unrolled velocity dofs held at 0; a node is free if any of its
+        components is.
+
+    Returns
+    -------
+    labels, n
+        Cluster id of every local cell (owned and ghost), the same on every
+        rank, and the global number of clusters.
+    """
+    comm = V.mesh.comm
+    imap, bs = V.dofmap.index_map, V.dofmap.index_map_bs
+    n_owned, n_local = imap.size_local, imap.size_local + imap.num_ghosts
+    fixed_count = np.bincount(np.asarray(fixed_u, dtype=np.int64) // bs, minlength=n_local)
+    free = fixed_count[:n_local] < bs
+    cdofs = np.asarray(V.dofmap.list)
+    n_cells = cdofs.shape[0]
+    # Bipartite graph: cells 0..n_cells-1, nodes n_cells..; an edge per free node of a cell.
+    c_idx = np.repeat(np.arange(n_cells), cdofs.shape[1])
+    nodes = cdofs.ravel()
+    keep = free[nodes]
+    n = n_cells + n_local
+    g = sp.coo_matrix(
+        (np.ones(int(keep.sum()), dtype=np.int8), (c_idx[keep], n_cells + nodes[keep])),
+        shape=(n, n),
+    )
+    n_comp, comp = connected_components(g, directed=False)
+    offset = comm.exscan(n_comp) or 0
+    gcomp = comp.astype(np.int64) + offset
+    # A ghost node belongs to the owner's component of that node.
+    vec = dolfinx.la.vector(imap, 1, dtype=np.float64)
+    vec.array[:n_owned] = gcomp[n_cells : n_cells + n_owned]
+    vec.scatter_forward()
+    ghost = np.arange(n_owned, n_local)
+    ghost = ghost[free[ghost]]
+    links = np.stack([gcomp[n_cells + ghost], np.rint(vec.array[ghost]).astype(np.int64)], axis=1)
+    root, n_clusters = merge_components(comm, n_comp, links)
+    return root[comp[:n_cells]], n_clusters
+
+
+def exclusive_dofs(space: dolfinx.fem.FunctionSpace, dropped: np.ndarray) -> np.ndarray:
+    """Local unrolled dofs of ``space`` that only ``dropped`` cells use (collective).
+
+    ``dropped`` is a boolean per local cell (owned and ghost). A dof used by a
+    kept cell on any rank is not returned.
+    """
+    imap, bs = space.dofmap.index_map, space.dofmap.index_map_bs
+    n_local = imap.size_local + imap.num_ghosts
+    cdofs = np.asarray(space.dofmap.list)
+    vec = dolfinx.la.vector(imap, 1, dtype=np.float64)
+    vec.array[:] = 0.0
+    used = np.zeros(n_local, dtype=bool)
+    used[cdofs[~np.asarray(dropped, dtype=bool)].ravel()] = True
+    vec.array[:n_local] = used
+    vec.scatter_reverse(dolfinx.la.InsertMode.add)
+    vec.scatter_forward()
+    unused = np.zeros(n_local, dtype=bool)
+    unused[cdofs.ravel()] = True  # a dof of some local cell ...
+    unused &= vec.array[:n_local] < 0.5  # ... that no kept cell anywhere uses
+    nodes = np.flatnonzero(unused)
+    return (bs * nodes[:, None] + np.arange(bs)[None, :]).ravel().astype(np.int64)
 
 
 @dataclass
@@ -390,6 +476,7 @@ def solve_stokes(
     box: tuple[np.ndarray, np.ndarray] | None = None,
     pressure_facets: np.ndarray | None = None,
     prefix: str = PREFIX,
+    fixed_p: np.ndarray | None = None,
 ) -> StokesSolution:
     """Solve ``[[A, B^T], [B, 0]] [u, p] = [L, 0]`` for each momentum load ``L``.
 
@@ -416,6 +503,9 @@ def solve_stokes(
         Facets with a pressure (natural) condition.
     prefix
         PETSc options prefix of the KSP.
+    fixed_p
+        Local pressure dofs left out (held at 0): those of cells outside
+        ``dx`` (pockets dropped by the caller, :func:`hydraulic_clusters`).
 
     Raises
     ------
@@ -444,6 +534,7 @@ def solve_stokes(
         box=box,
         pressure_facets=pressure_facets,
         null_space_min=0.0 if direct else NULL_SPACE_MIN,
+        fixed_p=fixed_p,
     )
     Kuu, Pu = _reduce(A_uu, cons.targets_u, 1.0)
     # The Schur complement -B A^-1 B^T is negative definite, so is its preconditioner.
