@@ -303,6 +303,23 @@ def _cmd_mechanics(args: argparse.Namespace) -> int:
     return _run_stages(args, flags, ["segment", "mesh", "mechanics"], labels_input=True)
 
 
+def _cmd_network(args: argparse.Namespace) -> int:
+    flags = {"axes": "network.axes", "drainage": "network.drainage", "phase": "network.phase"}
+    stages = ["segment", "network"]
+    if args.with_dns:  # the Stokes permeability beside the network, on the conformal mesh
+        dns = [
+            "homogenize.permeability=true",
+            "homogenize.voxel_baseline=false",
+            "homogenize.error_bars=false",
+            "homogenize.tensors=[]",
+        ]
+        if args.axes:
+            dns.append("homogenize.axes=[" + ", ".join(f'"{a}"' for a in args.axes) + "]")
+        args.overrides = [*dns, *args.overrides]  # --set still wins
+        stages = ["segment", "mesh", "homogenize", "network"]
+    return _run_stages(args, flags, stages, labels_input=True)
+
+
 def _cmd_pipeline(args: argparse.Namespace) -> int:
     return _run_stages(args, {}, None)
 
@@ -562,6 +579,44 @@ def build_parser() -> argparse.ArgumentParser:
         help="boundary conditions of the cell problems (mechanics.bcs)",
     )
     p.add_argument("--degree", type=int, choices=[1, 2], help="Lagrange degree (mechanics.degree)")
+
+    p = add(
+        "network",
+        _cmd_network,
+        "pore network (SNOW2 + OpenPNM): tau, permeability, sizes, drainage",
+        """\
+        Pore-network model of one phase: PoreSpy's SNOW2 watershed extracts pores
+        and throats, OpenPNM's spheres-and-cylinders conduits give diffusive and
+        hydraulic conductances; reports the network tortuosity factor and
+        permeability per axis, the pore and throat size distributions and,
+        with --drainage, capillary pressure against saturation (Young-Laplace
+        throat entry pressures). Needs the optional extra: pip install
+        'tomofem[network]'. With --with-dns the Stokes permeability of the
+        conformal mesh is computed too and the table sets them side by side.""",
+        [
+            "tomofem network labels.tif -o runs/network",
+            "tomofem network labels.tif --drainage --axes x -o runs/drainage",
+            "mpirun -n 2 tomofem network labels.tif --with-dns -o runs/network-vs-dns",
+        ],
+        image="label image",
+    )
+    p.add_argument(
+        "--axes", nargs="+", choices=["x", "y", "z"], help="transport axes (network.axes)"
+    )
+    p.add_argument(
+        "--drainage",
+        action="store_true",
+        default=None,
+        help="capillary pressure against saturation along the first axis (network.drainage)",
+    )
+    p.add_argument(
+        "--phase", choices=["pore", "active", "cbd"], help="phase of the network (network.phase)"
+    )
+    p.add_argument(
+        "--with-dns",
+        action="store_true",
+        help="also the Stokes permeability on the conformal mesh (homogenize.permeability)",
+    )
 
     p = add(
         "pipeline",

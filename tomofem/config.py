@@ -320,6 +320,34 @@ class MechanicsConfig:
 
 
 @dataclass(frozen=True)
+class NetworkConfig:
+    """Pore-network model of one phase: SNOW2 extraction, OpenPNM transport, drainage.
+
+    Maps onto :func:`tomofem.homogenization.network.network_transport` and
+    :func:`~tomofem.homogenization.network.drainage`; needs the optional extra
+    ``network`` (``pip install 'tomofem[network]'``) and cubic voxels.
+    """
+
+    phase: Literal["pore", "active", "solid", "cbd"] = _f(
+        "pore", "phase whose network is extracted (True phase of SNOW2)"
+    )
+    axes: list[Literal["x", "y", "z"]] = field(
+        default_factory=lambda: ["x", "y", "z"],
+        metadata={"doc": "axes of the network tau and permeability", "min_len": 1},
+    )
+    boundary_width: int = _f(3, "SNOW2 boundary-pore padding [voxels]", ge=1)
+    drainage: bool = _f(
+        False,
+        "capillary pressure against saturation along the first axis (Young-Laplace throat "
+        "entry pressures, OpenPNM drainage, access-limited, no trapping)",
+    )
+    surface_tension: float = _f(0.072, "drainage: surface tension of the fluid pair [N/m]", gt=0.0)
+    contact_angle: float = _f(
+        180.0, "drainage: contact angle of the invading phase [deg]", gt=90.0, le=180.0
+    )
+
+
+@dataclass(frozen=True)
 class OutputConfig:
     """The run folder."""
 
@@ -338,11 +366,11 @@ STAGES = ("segment", "analyze", "mesh", "homogenize", "simulate")
 class RunConfig:
     """Everything one run needs; each section is one stage's options."""
 
-    stages: list[Literal["segment", "analyze", "mesh", "homogenize", "simulate", "mechanics"]] = (
-        field(
-            default_factory=lambda: list(STAGES),
-            metadata={"doc": "stages of `tomofem pipeline`, in order"},
-        )
+    stages: list[
+        Literal["segment", "analyze", "mesh", "homogenize", "simulate", "mechanics", "network"]
+    ] = field(
+        default_factory=lambda: list(STAGES),
+        metadata={"doc": "stages of `tomofem pipeline`, in order"},
     )
     image: ImageConfig = field(default_factory=ImageConfig)
     segment: SegmentConfig = field(default_factory=SegmentConfig)
@@ -350,6 +378,7 @@ class RunConfig:
     homogenize: HomogenizeConfig = field(default_factory=HomogenizeConfig)
     simulate: SimulateConfig = field(default_factory=SimulateConfig)
     mechanics: MechanicsConfig = field(default_factory=MechanicsConfig)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
 
 

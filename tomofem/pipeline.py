@@ -30,6 +30,7 @@ from tomofem.config import (
     HomogenizeConfig,
     ImageConfig,
     MechanicsConfig,
+    NetworkConfig,
     RunConfig,
     SegmentConfig,
     SimulateConfig,
@@ -53,6 +54,7 @@ NEEDS = {
     "homogenize": ("segment",),
     "simulate": ("mesh",),
     "mechanics": ("mesh",),
+    "network": ("segment",),
 }
 
 
@@ -592,10 +594,14 @@ def homogenize(
             )
         if cfg.permeability:
             perm = api("tomofem.homogenization.permeability", "permeability_axis", "homogenize")
-            # meshes are in um (voxel sizes in um): K in m2
-            out["permeability"] = {
-                ax: perm(dmesh.mesh, dmesh.cell_tags, AXES[ax], length_unit=1e-6) for ax in cfg.axes
-            }
+            # meshes are in um (voxel sizes in um): K in m2; the velocity fields go to the
+            # run folder (VTX) and the velocity picture
+            out["permeability"], out["velocity"] = {}, {}
+            for ax in cfg.axes:
+                r, sol = perm(
+                    dmesh.mesh, dmesh.cell_tags, AXES[ax], length_unit=1e-6, keep_fields=True
+                )
+                out["permeability"][ax], out["velocity"][ax] = r, sol.u[0]
     if cfg.voxel_baseline or dmesh is None:
         from tomofem.homogenization.voxel_fvm import tortuosity_voxel
 
@@ -922,6 +928,91 @@ def lithiation_stress_from_checkpoint(
     if fields_dir is not None:
         out["vtx"] = [str(p) for p in write_stress_vtx(sol, fields_dir)]
     return out
+
+
+def network(labels: Any, cfg: NetworkConfig, comm: Any = None) -> dict[str, Any]:
+    """Pore-network model of one phase (rank 0: SNOW2 and OpenPNM are serial).
+
+    Returns
+    -------
+    dict
+        ``{"phase", "result": NetworkResult, "drainage": DrainageResult or None,
+        "picture": arrays of the network picture}``.
+    """
+    from tomofem.errors import ConfigError
+
+    transport = api("tomofem.homogenization.network", "network_transport", "network")
+    spacing = np.asarray(labels.spacing, dtype=float)
+    if not np.allclose(spacing, spacing[0], rtol=1e-6):
+        raise ConfigError(
+            f"network: SNOW2 needs cubic voxels, the image has {spacing.tolist()} um; "
+            "resample the image to cubic voxels first"
+        )
+    phase = PHASE_INDEX[cfg.phase]
+    im = labels.data == phase
+    res, pn, ph = transport(
+        im,
+        float(spacing[0]) * 1e-6,  # um -> m
+        [AXES[a] for a in cfg.axes],
+        boundary_width=cfg.boundary_width,
+        keep_network=True,
+    )
+    out: dict[str, Any] = {"phase": cfg.phase, "result": res, "drainage": None}
+    internal = ~np.asarray(pn["pore.boundary"], dtype=bool) if "pore.boundary" in pn else None
+    out["picture"] = {
+        "coords": np.asarray(pn["pore.coords"]),
+        "conns": np.asarray(pn["throat.conns"]),
+        "pore_diameter": np.asarray(pn["pore.inscribed_diameter"]),
+        "throat_diameter": np.asarray(pn["throat.inscribed_diameter"]),
+        "internal": internal,
+    }
+    if cfg.drainage:
+        drain = api("tomofem.homogenization.network", "drainage", "network")
+        out["drainage"] = drain(
+            pn,
+            ph,
+            AXES[cfg.axes[0]],
+            surface_tension=cfg.surface_tension,
+            contact_angle=cfg.contact_angle,
+        )
+    return out
+
+
+def _quantities_network(net: Mapping[str, Any], dns: Mapping[str, Any]) -> list[Quantity]:
+    """Rows of the network stage; beside the Stokes K of homogenize when it ran."""
+    r = net["result"]
+    rows = [
+        Quantity(
+            "network",
+            "pores, throats",
+            float(r.pores),
+            "-",
+            f"{r.throats} throats; median pore / throat diameter "
+            f"{r.pore_diameter_percentiles[2] * 1e6:.3g} / "
+            f"{r.throat_diameter_percentiles[2] * 1e6:.3g} um",
+        )
+    ]
+    for ax_i, tau, k in zip(r.axes, r.tau, r.permeability, strict=True):
+        ax = "xyz"[ax_i]
+        rows.append(Quantity("network", f"tau_{ax} {net['phase']} (network)", tau, "-"))
+        note = "SNOW2 + OpenPNM spheres-and-cylinders"
+        d = dns.get(ax)
+        if d is not None and d.k(ax_i) > 0:
+            note += f"; Stokes DNS {d.k(ax_i):.3g} m2 (network / DNS {k / d.k(ax_i):.2g})"
+        rows.append(Quantity("network", f"permeability_{ax} (network)", k, "m2", note))
+    dr = net.get("drainage")
+    if dr is not None:
+        rows.append(
+            Quantity(
+                "network",
+                "drainage breakthrough pressure",
+                dr.breakthrough_pressure,
+                "Pa",
+                f"along {'xyz'[dr.axis]}, sigma {dr.surface_tension} N/m, "
+                f"theta {dr.contact_angle} deg",
+            )
+        )
+    return rows
 
 
 def _quantities_mechanics(res: Mapping[str, Any]) -> list[Quantity]:
@@ -1409,6 +1500,7 @@ def _run_stage(name: str, config: RunConfig, res: PipelineResult, comm: Any, fol
         }
         res.quantities.extend(_quantities_homogenize(h))
         res.notes["homogenize"] = _notes_homogenize(h)
+        _velocity_outputs(h, config, comm, folder)
     elif name == "simulate":
         sim_dir = folder.file("simulate") if folder is not None else None
         length_scale = 1e-6  # voxel sizes are in um
@@ -1442,6 +1534,53 @@ def _run_stage(name: str, config: RunConfig, res: PipelineResult, comm: Any, fol
                         f"x {ls['x_min']:.3f}-{ls['x_max']:.3f}",
                     )
                 )
+    elif name == "network":
+        net = on_root(comm, network, out["labels"], config.network)
+        out["network"] = net
+        r = net["result"]
+        res.results["network"] = {
+            "phase": net["phase"],
+            **r.to_dict(),
+            "drainage": net["drainage"].to_dict() if net["drainage"] is not None else None,
+            "units": {
+                "permeability": "m2",
+                "diameters": "m",
+                "capillary_pressure": "Pa",
+                "tau": "-",
+            },
+        }
+        dns = out.get("homogenize", {}).get("permeability", {})
+        res.quantities.extend(_quantities_network(net, dns))
+
+
+def _velocity_outputs(h: dict[str, Any], config: RunConfig, comm: Any, folder: Any) -> None:
+    """Velocity fields of the permeability solves: VTX files and the mid-plane samples (collective).
+
+    Each axis's field goes to ``velocity_<axis>.bp`` (ParaView, ADIOS2 VTX);
+    the first axis is sampled on its mid-plane for velocity.png.
+    """
+    fields = h.pop("velocity", None) or {}
+    if not fields:
+        return
+    from tomofem._fenics import MPI, dolfinx
+
+    if folder is not None and config.output.fields:
+        for ax, uh in fields.items():
+            with dolfinx.io.VTXWriter(
+                uh.function_space.mesh.comm, str(folder.file(f"velocity_{ax}.bp")), [uh]
+            ) as vtx:
+                vtx.write(0.0)
+    if config.output.pictures:
+        sample = api("tomofem.homogenization.permeability", "sample_plane", "homogenize")
+        ax = next(iter(fields))
+        normal = (AXES[ax] + 1) % 3  # a plane that contains the flow direction
+        vals, extent = sample(fields[ax], normal)
+        x = fields[ax].function_space.mesh.geometry.x[:, normal]
+        lo = comm.allreduce(float(x.min(initial=np.inf)), op=MPI.MIN) if comm else x.min()
+        hi = comm.allreduce(float(x.max(initial=-np.inf)), op=MPI.MAX) if comm else x.max()
+        h["velocity_slice"] = {
+            "axis": ax, "normal": normal, "values": vals, "extent": extent, "mid": 0.5 * (lo + hi)
+        }  # fmt: skip
 
 
 def cell_capacity_mAh(sim: Any) -> float:
@@ -1714,6 +1853,40 @@ def pictures(res: PipelineResult, folder: Any, stages: Collection[str] | None = 
                     folder.file("rve.png"),
                 ),
             )
+    if want("homogenize") and "homogenize" in out and out["homogenize"].get("velocity_slice"):
+        attempt("velocity.png", lambda: _velocity_picture(out["homogenize"], folder))
+    if want("network") and "network" in out:
+        from tomofem.viz import flow as flow_plots
+
+        net = out["network"]
+        pic = net["picture"]
+        r = net["result"]
+        attempt(
+            "network.png",
+            lambda: flow_plots.plot_network(
+                pic["coords"],
+                pic["conns"],
+                pic["pore_diameter"],
+                pic["throat_diameter"],
+                folder.file("network.png"),
+                internal=pic["internal"],
+                title=f"{net['phase']} network (SNOW2): tau "
+                + ", ".join(f"{'xyz'[a]} {t:.3g}" for a, t in zip(r.axes, r.tau, strict=True)),
+            ),
+        )
+        dr = net.get("drainage")
+        if dr is not None:
+            attempt(
+                "drainage.png",
+                lambda: flow_plots.plot_drainage(
+                    dr.capillary_pressure,
+                    dr.saturation,
+                    folder.file("drainage.png"),
+                    breakthrough=dr.breakthrough_pressure,
+                    title=f"network drainage along {'xyz'[dr.axis]}: Young-Laplace throat entry,\n"
+                    f"sigma {dr.surface_tension:g} N/m, contact angle {dr.contact_angle:g} deg",
+                ),
+            )
     if want("simulate") and "simulate" in out:
         scfg = cfg.simulate if cfg is not None else None
         attempt("voltage.png", lambda: _voltage_picture(out["simulate"], scfg, folder))
@@ -1767,6 +1940,32 @@ def _tortuosity_picture(h: Mapping[str, Any], folder: Any) -> Any:
         recommended={ax: r["tau"] for ax, r in recs.items()},
         recommended_errors=errors,
         error_label=f"error estimate ({' + '.join(sorted(kinds))})" if kinds else "",
+    )
+
+
+def _velocity_picture(h: Mapping[str, Any], folder: Any) -> Any:
+    """velocity.png: speed over the superficial mean on a mid-plane, with streamlines."""
+    from tomofem.viz import flow as flow_plots
+
+    sl = h["velocity_slice"]
+    vals, ax, normal = sl["values"], sl["axis"], sl["normal"]
+    a, b = [k for k in range(3) if k != normal]
+    flow = vals[..., AXES[ax]]
+    mean = np.nanmean(np.where(np.isnan(flow), 0.0, flow))  # superficial: solid counts as 0
+    scale = abs(mean) if mean else 1.0
+    speed = np.linalg.norm(vals, axis=-1) / scale
+    r = h["permeability"][ax]
+    return flow_plots.plot_velocity_slice(
+        speed,
+        (vals[..., a] / scale, vals[..., b] / scale),
+        sl["extent"],
+        folder.file("velocity.png"),
+        labels=("xyz"[a], "xyz"[b]),
+        title=(
+            f"Stokes flow along {ax} (pressure drop), plane {'xyz'[normal]} = {sl['mid']:.3g} µm;"
+            f" K_{ax}{ax} = {r.k(AXES[ax]):.3g} m²"
+        ),
+        colour_label=f"|u| / <u_{ax}> on this plane [-]",
     )
 
 

@@ -32,3 +32,34 @@ def test_pipeline_permeability_of_a_half_channel():
     assert rows["permeability_x"].unit == "m2"
     assert rows["permeability_x"].value == pytest.approx(expected, rel=1e-9)
     assert math.isinf(h["permeability"]["y"].kozeny_carman[0])
+
+
+@pytest.mark.mpi
+def test_homogenize_writes_velocity_fields_and_picture(tmp_path):
+    """Run folder of a permeability run: one VTX velocity file per axis and velocity.png."""
+    from tomofem._fenics import MPI
+    from tomofem.cli import main
+
+    out = tmp_path / "run" if MPI.COMM_WORLD.size == 1 else _shared_dir(tmp_path)
+    sets = [
+        "image.shape=[16,16,16]",
+        'homogenize.axes=["x"]',
+        "homogenize.permeability=true",
+        "homogenize.voxel_baseline=false",
+        "homogenize.error_bars=false",
+        "homogenize.tensors=[]",
+    ]
+    args = ["homogenize", "-q", "-o", str(out)]
+    for s in sets:
+        args += ["--set", s]
+    assert main(args) == 0
+    if MPI.COMM_WORLD.rank == 0:
+        assert (out / "velocity_x.bp").is_dir()
+        assert (out / "velocity.png").stat().st_size > 10_000
+
+
+def _shared_dir(tmp_path):
+    """The same run folder on every rank (rank 0's tmp_path)."""
+    from tomofem._fenics import MPI
+
+    return MPI.COMM_WORLD.bcast(tmp_path / "run", root=0)

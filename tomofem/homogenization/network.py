@@ -231,6 +231,116 @@ def network_flux(
     return float((L.tocsr()[src] @ x).sum())
 
 
+@dataclass(frozen=True)
+class DrainageResult:
+    """Quasi-static drainage of the pore network (invasion percolation with access).
+
+    Attributes
+    ----------
+    capillary_pressure
+        Applied capillary pressure, ascending [Pa].
+    saturation
+        Non-wetting saturation at each pressure (pore-volume fraction of the
+        internal pores invaded) [-].
+    entry_pressure_percentiles
+        Young-Laplace throat entry pressures at :data:`PERCENTILES` [Pa].
+    breakthrough_pressure
+        Lowest pressure at which the invading phase reaches the outlet face [Pa].
+    axis
+        Injection axis (inlet = lower face, outlet = upper face).
+    surface_tension
+        [N m-1].
+    contact_angle
+        Of the invading phase, measured through the defending one [deg].
+    """
+
+    capillary_pressure: list[float]
+    saturation: list[float]
+    entry_pressure_percentiles: list[float]
+    breakthrough_pressure: float
+    axis: int
+    surface_tension: float
+    contact_angle: float
+
+    def to_dict(self) -> dict:
+        """JSON-serialisable form."""
+        return asdict(self)
+
+
+def drainage(
+    pn,
+    phase,
+    axis: int = 0,
+    *,
+    surface_tension: float = 0.072,
+    contact_angle: float = 180.0,
+    points: int = 40,
+) -> DrainageResult:
+    """Capillary pressure against saturation: OpenPNM's drainage with Young-Laplace entry.
+
+    A non-wetting fluid enters through the pores of the lower face normal to
+    ``axis``; a throat of diameter ``d`` admits it above the Washburn
+    (Young-Laplace, cylindrical throat) entry pressure
+    ``p_e = -4 sigma cos(theta) / d`` once a neighbour holds it (access
+    limited, no trapping). Saturation counts the internal pores' SNOW2 region
+    volumes (the regions partition the pore space, so throats hold none).
+
+    Parameters
+    ----------
+    pn, phase
+        Network and phase of :func:`extract_network` and :func:`add_conductances`.
+    surface_tension, contact_angle
+        Of the fluid pair (defaults: water-air tension with a perfectly
+        non-wetting invader, the mercury-porosimetry idealisation; ``p_e``
+        scales with ``sigma |cos theta|``, so the curve of another pair is a
+        rescaling).
+    points
+        Pressures sampled, log-spaced over the throat entry pressures.
+    """
+    import contextlib
+    import io
+
+    _, op = _libraries()
+    if axis not in (0, 1, 2):
+        raise ConfigError(f"drainage: axis={axis} must be 0, 1 or 2")
+    if not 90.0 < contact_angle <= 180.0:
+        raise ConfigError(
+            f"drainage: contact_angle={contact_angle} deg; the invader must be non-wetting "
+            "(90 < theta <= 180 through the defending phase)"
+        )
+    phase["throat.surface_tension"] = surface_tension
+    phase["throat.contact_angle"] = contact_angle
+    phase.add_model(
+        propname="throat.entry_pressure",
+        model=op.models.physics.capillary_pressure.washburn,
+    )
+    phase.regenerate_models()
+    pe = np.asarray(phase["throat.entry_pressure"], dtype=float)
+    bnd = np.asarray(pn["pore.boundary"], dtype=bool) if "pore.boundary" in pn else None
+    vol = np.array(pn["pore.volume"], dtype=float)
+    if bnd is not None:
+        vol[bnd] = 0.0  # the padding's pores are not pore space
+    pn["pore.volume"] = vol
+    pn["throat.volume"] = np.zeros(pn.Nt)
+    pressures = np.geomspace(pe[pe > 0].min() * 0.9, pe.max() * 1.1, points)
+    alg = op.algorithms.Drainage(network=pn, phase=phase)
+    alg.set_inlet_BC(pores=pn.pores("xyz"[axis] + "min"))
+    with contextlib.redirect_stderr(io.StringIO()):  # OpenPNM's tqdm progress bar
+        alg.run(pressures=pressures)
+    curve = alg.pc_curve(pressures=pressures)
+    inv_p = np.asarray(alg["pore.invasion_pressure"], dtype=float)
+    outlet = pn.pores("xyz"[axis] + "max")
+    return DrainageResult(
+        capillary_pressure=np.asarray(curve.pc, dtype=float).tolist(),
+        saturation=np.asarray(curve.snwp, dtype=float).tolist(),
+        entry_pressure_percentiles=np.percentile(pe, PERCENTILES).tolist(),
+        breakthrough_pressure=float(inv_p[outlet].min()) if outlet.size else math.inf,
+        axis=int(axis),
+        surface_tension=float(surface_tension),
+        contact_angle=float(contact_angle),
+    )
+
+
 def _histogram(d: np.ndarray) -> tuple[list[float], list[int]]:
     counts, edges = np.histogram(d, bins=20)
     return edges.tolist(), counts.astype(int).tolist()
@@ -242,7 +352,8 @@ def network_transport(
     axes: Sequence[int] = (0, 1, 2),
     *,
     boundary_width: int = 3,
-) -> NetworkResult:
+    keep_network: bool = False,
+):
     """Network tortuosity factor and permeability of the pore phase per axis.
 
     Parameters
@@ -255,6 +366,12 @@ def network_transport(
         Transport directions.
     boundary_width
         SNOW2 boundary padding (voxels).
+    keep_network
+        Also return the OpenPNM network and phase (for :func:`drainage` and pictures).
+
+    Returns
+    -------
+    NetworkResult, or ``(NetworkResult, network, phase)`` with ``keep_network``.
     """
     im = np.asarray(pore, dtype=bool)
     seconds: dict[str, float] = {}
@@ -288,7 +405,7 @@ def network_transport(
         internal = np.ones(pn.Np, dtype=bool)
     dp_ = pn["pore.inscribed_diameter"][internal]
     dt_ = pn["throat.inscribed_diameter"]
-    return NetworkResult(
+    res = NetworkResult(
         pores=int(internal.sum()),
         throats=int(pn.Nt),
         porosity=eps,
@@ -303,3 +420,4 @@ def network_transport(
         voxel_size=float(voxel_size),
         seconds=seconds,
     )
+    return (res, pn, phase) if keep_network else res
