@@ -304,7 +304,9 @@ class MechanicsConfig:
     checkpoint: str | None = _f(
         None,
         "discharge checkpoint (a simulate run folder's checkpoint.h5) whose solid "
-        "stoichiometry drives a lithiation-stress solve on its mesh (one-way coupling)",
+        "stoichiometry drives a lithiation-stress solve on its mesh (one-way coupling); "
+        "relative to the config file",
+        path=True,
     )
     stress_free_stoichiometry: float | None = _f(
         None,

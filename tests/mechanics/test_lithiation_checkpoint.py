@@ -118,3 +118,13 @@ def test_stage_adds_the_lithiation_stress_rows(tmp_path, capsys):
     assert ls["von_mises"]["p99"] > 0 and ls["x_min"] == pytest.approx(0.5)
     assert all((out / "mechanics" / name).is_dir() for name in ("displacement.bp", "stress.bp"))
     assert "lithiation stress, von Mises p99" in capsys.readouterr().out
+
+
+def test_checkpoint_path_is_relative_to_the_config_file(tmp_path):
+    from tomofem.config import load_config
+
+    (tmp_path / "cfg").mkdir()
+    cfg_file = tmp_path / "cfg" / "run.toml"
+    cfg_file.write_text('[mechanics]\ncheckpoint = "../d1/simulate/checkpoint.h5"\n')
+    cfg = load_config(cfg_file)
+    assert cfg.mechanics.checkpoint == str(tmp_path / "d1" / "simulate" / "checkpoint.h5")
