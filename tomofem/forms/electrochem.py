@@ -80,7 +80,9 @@ def electrolyte_bulk(c, c_dot, phi, v, q, D, kappa, t_plus, chi, T, L: float, dx
     return F_c, F_phi
 
 
-def solid_bulk(c, c_dot, phi, w, r, D_s, sigma, L: float, dx_c, dx_phi, dx_storage=None):
+def solid_bulk(
+    c, c_dot, phi, w, r, D_s, sigma, L: float, dx_c, dx_phi, dx_storage=None, flux: bool = True
+):
     """Bulk Li and charge balances of the solid, in divergence form.
 
     dc_s/dt = div(D_s(c_s) grad c_s) [mol.s-1] on ``dx_c`` (active material) and
@@ -90,10 +92,14 @@ def solid_bulk(c, c_dot, phi, w, r, D_s, sigma, L: float, dx_c, dx_phi, dx_stora
     varies; tests/electrochem checks that the conservation test catches it.
     ``dx_storage`` (default ``dx_c``) integrates the storage term, e.g. with
     vertex quadrature (a lumped mass) so nodal values stay within their bounds.
+    ``flux=False`` leaves the diffusion term out (``D_s`` unused) for a caller that
+    assembles it on nodal values itself (:class:`tomofem.problems.electrochem.SolidFlux`).
     """
     vol = L**3
     dx_s = dx_c if dx_storage is None else dx_storage
-    F_c = c_dot * w * vol * dx_s + D_s * ufl.inner(_grad(c, L), _grad(w, L)) * vol * dx_c
+    F_c = c_dot * w * vol * dx_s
+    if flux:
+        F_c = F_c + D_s * ufl.inner(_grad(c, L), _grad(w, L)) * vol * dx_c
     F_phi = sigma * ufl.inner(_grad(phi, L), _grad(r, L)) * vol * dx_phi
     return F_c, F_phi
 

@@ -77,15 +77,206 @@ def vacancy(w):
     return 1.0 / (1.0 + _math.exp(w))
 
 
+J0_REGULARISATION = 1e-4
+"""delta of the regularised exchange current (:func:`exchange_current`)."""
+
+
+def regularised(s, delta: float = J0_REGULARISATION):
+    """s^2 / (s + delta): the fraction s = x or 1 - x that the j0 law sees.
+
+    j0 ~ (x (1 - x))^(1/2) has an infinite slope at a full (or empty) surface. At a
+    saturated vertex that must give Li back (the rest or charge after a
+    transport-limited discharge: diffusion into the particle, anodic current) the
+    residual in the logit w then tends to a non-zero limit as w -> infinity, falling
+    towards it like e^-w/2 while the storage term rises like e^-w: Newton's
+    linearisation points into saturation at every dt, and w marched to its bound
+    (residual stuck at 0.16 of 2,200 on the examples/discharge.toml mesh at the
+    start of the rest after a 0.5C cut-off; every dt down to dt_min failed).
+    With s^2 / (s + delta), sqrt(.) becomes s / sqrt(s + delta): the same law for
+    s >> delta, linear in s below delta, so j0 and the storage both vanish like
+    e^-|w| and a small enough dt makes the storage win. The relative change of j0
+    is at most alpha delta (1/x + 1/(1 - x)) (alpha = 1/2: 7.4e-4 over the NMC811
+    window 0.27 <= x <= 0.91 at delta = 1e-4).
+    """
+    return s * (s / (s + delta))
+
+
+_GAUSS = np.polynomial.legendre.leggauss(16)
+
+
+def kirchhoff_potential(params: dict[str, Any], w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Kirchhoff potential Phi(x) = integral of D_s(s) ds over [0, x] [m2.s-1] and dPhi/dw.
+
+    x = :func:`stoichiometry` (w), D_s the set's diffusivity law (16-point Gauss-Legendre:
+    exact for polynomials of degree 31, 1e-15 relative for the exponential laws of the
+    sets); dPhi/dw = D_s(x) x (1 - x).
+
+    Why: with the logit w as the P1 unknown, D_s grad x = D_s x (1 - x) grad w sampled at
+    cell quadrature points misses the layer where a saturated vertex (w = 20-100) meets
+    an unsaturated one (w ~ 2): the computed flux out of the saturated vertex vanished
+    as its w grew (all quadrature points saturate), instead of tending to D_s times the
+    stoichiometry difference. The residual of such a vertex then had a spurious
+    asymptote at w -> infinity that Newton followed (w +10 per iteration, residual
+    stuck at 0.16 of the 1C current's 2,200 on the examples/discharge.toml mesh after a
+    0.5C cut-off, every dt down to dt_min). Acting with the P1 stiffness on nodal
+    Phi(x_j) (group finite elements) makes each vertex's outflow monotone and bounded
+    in its own w, and is, for a constant D_s, the P1 discretisation of the stoichiometry
+    itself.
+    """
+    w = np.asarray(w, dtype=float)
+    law = get(params, "Active material diffusivity [m2.s-1]")
+    T = float(get(params, "Temperature [K]"))
+    x = stoichiometry(w)
+    t, wt = _GAUSS
+    s = 0.5 * x[:, None] * (1.0 + t[None, :])
+    D = np.broadcast_to(np.asarray(law(s, T), dtype=float), s.shape)
+    phi = 0.5 * x * (D @ wt)
+    d_x = np.broadcast_to(np.asarray(law(x, T), dtype=float), x.shape)
+    return phi, d_x * x * vacancy(w)
+
+
+ANTIDIFFUSION_WIDTH = 1e-4
+"""epsilon of the limiter of :class:`SolidFlux` on obtuse couplings."""
+
+
+def _limiter(w: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray]:
+    """A(w) = a(x) a(1 - x), a(s) = s / (s + eps), and dA/dw (x = stoichiometry(w))."""
+    x, v = stoichiometry(w), vacancy(w)
+    ax, av = x / (x + eps), v / (v + eps)
+    dax, dav = eps / (x + eps) ** 2, eps / (v + eps) ** 2  # da/ds
+    return ax * av, (dax * av - ax * dav) * x * v
+
+
+@dataclass
+class SolidFlux:
+    """Solid diffusion on nodal stoichiometries: the flux rows of the Li balance.
+
+    r_i = sum_j K_ij Phi(x_j) with K the P1 stiffness of the active material in the
+    residual's scaling (F c_max L / i_ref) and Phi the Kirchhoff potential
+    (:func:`kirchhoff_potential`); where a pair of vertices couples with a positive
+    entry (an obtuse tetrahedron), its flux K_ij (Phi_j - Phi_i) is scaled by
+    alpha_ij = A(w_i) A(w_j), A = a(x) a(1 - x), a(s) = s / (s + eps)
+    (eps = :data:`ANTIDIFFUSION_WIDTH`): symmetric, so Li is conserved exactly.
+
+    Why: (1) with the logit as the unknown, D_s x (1 - x) grad w at cell quadrature
+    points misses the layer between a saturated vertex and an unsaturated neighbour,
+    and the computed outflow of the saturated vertex vanished as its w grew: a
+    spurious asymptote of its residual that Newton followed to w -> infinity
+    (:func:`kirchhoff_potential`). On nodal values the outflow is bounded and monotone
+    in the vertex's own w. (2) A positive coupling is anti-diffusive: a full vertex
+    keeps gaining Li from a less full obtuse neighbour, which no stoichiometry below 1
+    balances; on the examples/discharge.toml mesh (7.5 % of the off-diagonal weight
+    positive), at 3.39 V of a 0.5C discharge, a vertex at x = 1 - 2e-14 kept drawing
+    1.4e-4 of the 1C current that way, and Newton stalled at every dt. The limiter
+    switches those fluxes off only where x or 1 - x falls towards eps: the flux is
+    the P1 one to a relative 4 eps / min(x, 1 - x) (4e-3 at x = 0.9), while a vertex
+    fuller than all its neighbours can no longer gain Li by diffusion as x -> 1
+    (dropping the positive entries altogether, the two-point-flux structure of a
+    finite-volume scheme, put the Crank sphere test 2.5 % off).
+
+    Attributes
+    ----------
+    matrix
+        scipy CSR without the positive off-diagonal entries (their weight on the
+        diagonal): owned rows by local (owned and ghost) columns of the solid space.
+    pairs
+        (row, column, K_ij) of the positive off-diagonal entries, local indices.
+    moved
+        Sum of the positive off-diagonal entries over the sum of |off-diagonal|
+        entries (global): how much of the coupling the limiter acts on.
+    """
+
+    matrix: Any
+    pairs: tuple[np.ndarray, np.ndarray, np.ndarray]
+    params: dict[str, Any]
+    moved: float
+    columns: Any = None
+    """dolfinx.la.Vector on the matrix's column layout: owned dofs as in the solid space,
+    then every off-process column an owned row couples to (more than the space's
+    ghosts in parallel); :meth:`gather` fills it."""
+
+    def gather(self, values: np.ndarray) -> np.ndarray:
+        """Owned entries of ``values`` (solid-space layout) in the matrix's column layout."""
+        n = self.matrix.shape[0]
+        self.columns.array[:n] = values[:n]
+        self.columns.scatter_forward()
+        return self.columns.array.copy()
+
+    @classmethod
+    def build(cls, stiffness, params: dict[str, Any]) -> SolidFlux:
+        """Assemble the compiled bilinear ``stiffness`` form and split off positive couplings."""
+        A = dolfinx.fem.assemble_matrix(stiffness)
+        A.scatter_reverse()
+        comm = stiffness.mesh.comm
+        K = A.to_scipy().tocsr().copy()  # own writable arrays (the view is read-only)
+        rows = np.repeat(np.arange(K.shape[0]), np.diff(K.indptr))
+        off = rows != K.indices
+        pos = off & (K.data > 0)
+        total = comm.allreduce(float(np.abs(K.data[off]).sum()), op=MPI.SUM)
+        moved = comm.allreduce(float(K.data[pos].sum()), op=MPI.SUM)
+        pairs = (rows[pos].copy(), K.indices[pos].copy(), K.data[pos].copy())
+        extra = np.bincount(rows[pos], weights=K.data[pos], minlength=K.shape[0])
+        K.data[pos] = 0.0
+        diag = ~off
+        K.data[diag] += extra[rows[diag]]
+        K.eliminate_zeros()
+        columns = dolfinx.la.vector(A.index_map(1))
+        return cls(K, pairs, params, moved / total if total > 0 else 0.0, columns)
+
+    def residual(self, w: np.ndarray) -> np.ndarray:
+        """Return the flux rows (owned dofs) at the logit array ``w`` (solid-space layout).
+
+        Collective (:meth:`gather`).
+        """
+        w = self.gather(w)
+        phi = kirchhoff_potential(self.params, w)[0]
+        i, j, k = self.pairs
+        lim = _limiter(w, ANTIDIFFUSION_WIDTH)[0]
+        f = lim[i] * lim[j] * k * (phi[j] - phi[i])
+        return self.matrix @ phi + np.bincount(i, weights=f, minlength=self.matrix.shape[0])
+
+    def jacobian(self, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(rows, columns, values) of d(residual)/dw (duplicates add); collective.
+
+        Rows are owned dofs, columns indices of the matrix's column layout
+        (:attr:`columns`).
+        """
+        w = self.gather(w)
+        K = self.matrix
+        rows = np.repeat(np.arange(K.shape[0]), np.diff(K.indptr))
+        phi, d = kirchhoff_potential(self.params, w)
+        i, j, k = self.pairs
+        lim, dlim = _limiter(w, ANTIDIFFUSION_WIDTH)
+        alpha, dphi = lim[i] * lim[j], phi[j] - phi[i]
+        d_wi = -alpha * k * d[i] + k * dphi * dlim[i] * lim[j]
+        d_wj = alpha * k * d[j] + k * dphi * lim[i] * dlim[j]
+        return (
+            np.concatenate([rows, i, i]),
+            np.concatenate([K.indices, i, j]),
+            np.concatenate([K.data * d[K.indices], d_wi, d_wj]),
+        )
+
+
 def exchange_current(params: dict[str, Any], c_e, w, c_max: float, T: float):
     """Evaluate the set's j0 law at electrolyte concentration ``c_e`` and solid logit ``w``.
 
     Passes the exact vacancy c_max (1 - x) when the law takes a ``vacancy`` keyword.
+    Both x and 1 - x are :func:`regularised` (``J0_REGULARISATION``) for laws that take
+    the vacancy (the others subtract and are held to |w| <= 34 anyway).
     Works on UFL expressions and numpy arrays.
     """
     law = get(params, "Active material exchange-current density [A.m-2]")
     x = stoichiometry(w)
     if _takes_vacancy(law):
+        delta = J0_REGULARISATION
+        if delta > 0:
+            return law(
+                c_e,
+                c_max * regularised(x, delta),
+                c_max,
+                T,
+                vacancy=c_max * regularised(vacancy(w), delta),
+            )
         return law(c_e, c_max * x, c_max, T, vacancy=c_max * vacancy(w))
     return law(c_e, c_max * x, c_max, T)
 
@@ -202,10 +393,12 @@ class NodalInterface:
         weight = np.repeat(area / 3.0, 3) * scale
         return cls(dofs, weight, params, float(c_e0), float(c_max), float(T))
 
-    def current_density(self, values: dict[str, np.ndarray], derivatives: bool = False):
+    def current_density(self, values: dict[str, np.ndarray], derivatives: bool = False, shift=0.0):
         """Interfacial current density j [A.m-2] at every facet vertex from dof arrays.
 
         ``values`` maps each field to its unknown's local dof array (``u[k].x.array``).
+        ``shift`` [V] (scalar or per facet vertex) is added to the solid potential (a
+        trial move of the terminal voltage, without touching ``values``).
 
         With ``derivatives`` a :class:`~tomofem.materials._math.Dual` whose ``grad`` rows
         are dj/d(unknown) in :data:`FIELDS` order (c_e / c_e0, phi_e, logit w, phi_s).
@@ -214,6 +407,7 @@ class NodalInterface:
         if derivatives:
             u = _math.Dual.variables(*u)
         u_ce, phi_e, w, phi_s = u
+        phi_s = phi_s + shift
         p = self.params
         aa = float(get(p, "Active material anodic transfer coefficient"))
         ac = float(get(p, "Active material cathodic transfer coefficient"))
@@ -334,6 +528,9 @@ class HalfCellProblem:
     evaluates vertex by vertex (``residuals`` = bulk + interface, as UFL forms)."""
     interface: Any = None
     """:class:`NodalInterface`: the interface terms of ``residuals`` at vertex quadrature."""
+    solid_flux: Any = None
+    """:class:`SolidFlux`: the solid diffusion term of the Li balance (in neither
+    ``residuals`` nor ``bulk_residuals``: it acts on nodal values)."""
 
     def stoichiometry_values(self, values: np.ndarray) -> np.ndarray:
         """Stoichiometry x [-] of dof values of the solid unknown (``u["c_s"].x.array``)."""
@@ -609,7 +806,10 @@ def build_half_cell(dmesh, params: dict[str, Any], config: HalfCellConfig) -> Ha
         dx(ACTIVE),
         dx(ACTIVE),
         dx_storage=dx_lumped(ACTIVE),
+        flux=False,  # on nodal values: SolidFlux
     )
+    w_trial = ufl.TrialFunction(V["c_s"])
+    stiffness = (FARADAY / i_ref) * cmax * L * ufl.inner(ufl.grad(w_trial), ufl.grad(w_s))
     if sub_el is not sub_a:
         sigma_c = float(get(params, "CBD conductivity [S.m-1]"))
         F_phis += sigma_c * ufl.inner(ufl.grad(u["phi_s"]), ufl.grad(r_s)) * L * dx(CBD)
@@ -755,6 +955,7 @@ def build_half_cell(dmesh, params: dict[str, Any], config: HalfCellConfig) -> Ha
         bdf_weight=theta,
         bulk_residuals=bulk_residuals,
         interface=nodal,
+        solid_flux=SolidFlux.build(form(stiffness * dx(ACTIVE)), params),
     )
     problem.collector_area = problem.assemble("collector_area")
     problem.active_volume = problem.assemble("active_volume")
@@ -771,6 +972,47 @@ def build_half_cell(dmesh, params: dict[str, Any], config: HalfCellConfig) -> Ha
             problem.capacity_C / 3.6,
         )
     return problem
+
+
+def collector_connected(problem: HalfCellProblem) -> np.ndarray:
+    """Mask of the solid-potential dofs (local: owned and ghost) wired to the collector.
+
+    Particles that touch no other electronic conductor on a path to the collector
+    float: their potential follows their own open-circuit value, not the terminal's.
+    A protocol switch moves only the connected ones with the terminal voltage
+    (:meth:`tomofem.solvers.discharge.HalfCellSolver.predict_potentials`). Found as
+    the solution u of -div grad u + eps u = 0 on the electronic cells with the Robin
+    condition du/dn = 1 - u on the collector (mesh units, eps = 1e-6 / diameter^2):
+    u ~ 1 on every connected cell, exactly 0 on isolated ones (no coupling, no
+    source), whatever the partition; the mask is u > 1/2.
+    """
+    V = problem.spaces["phi_s"]
+    comm = problem.comm
+    x = problem.mesh.geometry.x
+    lo = x.min(axis=0) if len(x) else np.full(3, np.inf)
+    hi = x.max(axis=0) if len(x) else np.full(3, -np.inf)
+    ext = [comm.allreduce(float(b), op=MPI.MAX) - comm.allreduce(float(a), op=MPI.MIN)
+           for a, b in zip(lo, hi, strict=True)]  # fmt: skip
+    eps = 1e-6 / float(np.sum(np.square(ext)))
+    dx, ds = problem.measures["dx"], problem.measures["ds"]
+    ids = (int(tags.Phase.ACTIVE),)
+    if problem.submeshes["electronic"] is not problem.submeshes["active"]:
+        ids = (int(tags.Phase.ACTIVE), int(tags.Phase.CBD))
+    u, v = ufl.TrialFunction(V), ufl.TestFunction(V)
+    a = (ufl.inner(ufl.grad(u), ufl.grad(v)) + eps * u * v) * dx(ids) + u * v * ds(_COLLECTOR)
+    rhs = v * ds(_COLLECTOR)
+    from dolfinx.fem.petsc import LinearProblem
+
+    lp = LinearProblem(
+        a,
+        rhs,
+        petsc_options_prefix="tfhc_connected_",
+        petsc_options={"ksp_type": "cg", "ksp_rtol": 1e-10, "pc_type": "gamg"},
+        entity_maps=problem.entity_maps,
+    )
+    uh = lp.solve()
+    uh.x.scatter_forward()
+    return uh.x.array > 0.5
 
 
 def stoichiometry_at_soc(params: dict[str, Any], soc: float) -> float:
