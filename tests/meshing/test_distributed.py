@@ -138,6 +138,12 @@ def test_distributed_matches_serial(comm, phases):
     assert stats.face_value_mismatch == 0.0  # block + halo fields equal the whole image's
     inv = _invariants(dm, comm)
     _compare(inv, stats, phases)
+    # the angles the sliver collapse kept up to date are the mesh's
+    from tomofem.meshing.distributed_checks import check_distributed
+
+    assert stats.min_dihedral_deg == pytest.approx(
+        check_distributed(dm).min_dihedral_deg, rel=1e-9
+    )
     if comm.size > 1:  # freezing the shared faces costs at most a little quality
         assert (
             stats.min_dihedral_block_faces_deg

@@ -679,12 +679,18 @@ def _facets(comm, s: _Slab, points, cells, glob, face, phase_tag, box):
     return glob[facets], np.concatenate(out_t).astype(np.int32), shared
 
 
-def _block_face_quality(comm, points, cells, face) -> tuple[float, float]:
+def _block_face_quality(comm, points, cells, face, dih=None) -> tuple[float, float]:
+    """Smallest dihedral angle of all cells and of the cells touching a slab face.
+
+    ``dih``: the cells' angles if already known (the sliver collapse keeps them).
+    """
     from mpi4py import MPI
 
-    q = np.concatenate(
-        [min_dihedral_angles(points, cells[i : i + 2**18]) for i in range(0, len(cells), 2**18)]
-    )
+    q = dih
+    if q is None:
+        q = np.concatenate(
+            [min_dihedral_angles(points, cells[i : i + 2**18]) for i in range(0, len(cells), 2**18)]
+        )
     touch = (face[cells] != 0).any(axis=1)
     q_all = comm.allreduce(float(q.min(initial=np.inf)), op=MPI.MIN)
     q_face = comm.allreduce(float(q[touch].min(initial=np.inf)), op=MPI.MIN)
@@ -815,9 +821,9 @@ def _distributed_once(
     block.g = None  # fields no longer needed
     t2 = time.perf_counter()
     phase_tag = np.array([tags.phase_id(p) for p in phases], dtype=np.int32)[which]
-    collapsed = 0
+    collapsed, dih = 0, None
     if opts.collapse_below_deg > 0:
-        points, cells, phase_tag, collapsed, used = _collapse_slivers(
+        points, cells, phase_tag, collapsed, used, dih = _collapse_slivers(
             points, cells, phase_tag, block.slab_box, opts.collapse_below_deg, frozen=face != 0
         )
         face = face[used]
@@ -825,7 +831,7 @@ def _distributed_once(
     times["slivers"] = time.perf_counter() - t2
     ids = np.searchsorted([tags.phase_id(p) for p in phases], phase_tag)
     frac, _ = _fractions(comm, block, points, cells, ids)
-    q_all, q_face = _block_face_quality(comm, points, cells, face)
+    q_all, q_face = _block_face_quality(comm, points, cells, face, dih)
 
     t3 = time.perf_counter()
     glob, x_owned, n_vertices = _numbering(comm, s, points, face)

@@ -104,8 +104,12 @@ def _collapse_slivers(
     quality: Callable[[np.ndarray, np.ndarray], np.ndarray] = min_dihedral_angles,
     floor: float = 5.0,
     frozen: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, np.ndarray]:
-    """:func:`collapse_slivers`, also returning the input index of each kept vertex."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, np.ndarray, np.ndarray]:
+    """:func:`collapse_slivers`, also returning the input index of each kept vertex.
+
+    The last item is ``quality`` of each kept cell (kept up to date by every
+    collapse and lift, so equal to ``quality`` of the returned mesh).
+    """
     points = points.copy()
     cells = cells.copy()
     alive = np.ones(len(cells), dtype=bool)
@@ -161,7 +165,7 @@ def _collapse_slivers(
     remap = np.full(len(points), -1, dtype=np.int64)
     remap[used] = np.arange(len(used))
     log.debug("slivers: %d edge collapses", collapsed)
-    return points[used], remap[cells], cell_tags, collapsed, used
+    return points[used], remap[cells], cell_tags, collapsed, used, dih[alive]
 
 
 def _lift(c, points, cells, planes, star, dih) -> int:
