@@ -309,7 +309,7 @@ def _coo(r, c, v, shape):
 def test_switch_predictor_moves_only_wired_particles_onto_the_new_current():
     """Cause 5: at a protocol switch the potentials jump (0.49 V from a 0.5C cut-off to the
     rest on the example mesh) and Newton walked it at RT/(alpha F) = 51 mV per iteration,
-    so the first step failed at every dt. The predictor shifts the solid potential of the
+    ten of its twelve, at every dt. The predictor shifts the solid potential of the
     particles wired to the collector so that the interfacial current is the new applied
     one; a floating particle keeps its own potential."""
     from tomofem.meshing import structured_tetmesh, to_dolfinx

@@ -879,8 +879,9 @@ class HalfCellSolver:
         the concentrations do not. Newton from the old potentials walks the jump along
         the Butler-Volmer exponentials at about RT / (alpha F) = 51 mV per iteration
         whatever dt is (from 3.00 V at a 0.5C cut-off to 3.49 V at the start of the
-        rest: ten iterations on the examples/discharge.toml mesh, so the first step of
-        the rest failed at every dt down to dt_min). Here every solid-potential dof
+        rest: ten of the twelve iterations Newton may take, on the examples/discharge.toml
+        mesh; on the tiny test cell the first rest step needs 8 iterations at dt = 0.02 s
+        with the shift, 12 at dt = 0.005 s without). Here every solid-potential dof
         wired to the collector (:func:`tomofem.problems.electrochem.collector_connected`)
         moves by one shift: in galvanostatic mode the root of the total interfacial
         current, at the frozen concentrations and electrolyte potential, minus the
