@@ -89,9 +89,8 @@ def regularised(s, delta: float = J0_REGULARISATION):
     transport-limited discharge: diffusion into the particle, anodic current) the
     residual in the logit w then tends to a non-zero limit as w -> infinity, falling
     towards it like e^-w/2 while the storage term rises like e^-w: Newton's
-    linearisation points into saturation at every dt, and w marched to its bound
-    (residual stuck at 0.16 of 2,200 on the examples/discharge.toml mesh at the
-    start of the rest after a 0.5C cut-off; every dt down to dt_min failed).
+    linearisation points into saturation at every dt (with the exact law, the rest
+    after a 5C cut-off on the tiny test cell of tests/electrochem stopped at dt_min).
     With s^2 / (s + delta), sqrt(.) becomes s / sqrt(s + delta): the same law for
     s >> delta, linear in s below delta, so j0 and the storage both vanish like
     e^-|w| and a small enough dt makes the storage win. The relative change of j0
@@ -178,9 +177,9 @@ class SolidFlux:
     ----------
     matrix
         scipy CSR without the positive off-diagonal entries (their weight on the
-        diagonal): owned rows by local (owned and ghost) columns of the solid space.
+        diagonal): owned rows by the column layout of :attr:`columns`.
     pairs
-        (row, column, K_ij) of the positive off-diagonal entries, local indices.
+        (row, column, K_ij) of the positive off-diagonal entries, same indices.
     moved
         Sum of the positive off-diagonal entries over the sum of |off-diagonal|
         entries (global): how much of the coupling the limiter acts on.
