@@ -490,7 +490,7 @@ def _volume_loop(block: _Block, bias: np.ndarray):
         state = block.cut_all(bias)
         points, cells, which = state[:3]
         iters += 1
-        frac, _ = _fractions(comm, block, points, cells, which)
+        frac, inverted = _fractions(comm, block, points, cells, which)
         err = frac - target
         worst = float(np.max(np.abs(err)))
         if comm.rank == 0:
@@ -510,6 +510,7 @@ def _volume_loop(block: _Block, bias: np.ndarray):
                 state = None
                 state = block.cut_all(bias)
                 iters += 1
+                inverted = _fractions(comm, block, *state[:3])[1]
             break
         lost = (frac <= 0) & (target > 0)
         if lost.any():
@@ -531,7 +532,7 @@ def _volume_loop(block: _Block, bias: np.ndarray):
         if biggest > limit:
             step *= limit / biggest
         bias = bias + step
-    return state, bias, iters
+    return state, bias, iters, inverted
 
 
 def _revived(block: _Block, bias, lost, points) -> np.ndarray:
@@ -569,7 +570,7 @@ def _start_biases(image: _Image, spacing, opts, comm, phases) -> np.ndarray:
         return bias
     if blk.phases != phases:
         return bias
-    _, cal, _ = _volume_loop(blk, bias)
+    _, cal, _, _ = _volume_loop(blk, bias)
     if comm.rank == 0:
         log.info("distributed: biases calibrated on a %s block: %s", tuple(shape), cal)
     return cal
@@ -808,11 +809,12 @@ def _distributed_once(
     bias = _start_biases(image, spacing, opts, comm, phases)
     times["calibration"] = time.perf_counter() - t1
     t1 = time.perf_counter()
-    (points, cells, which, face, mismatch, snapped), bias, iters = _volume_loop(block, bias)
+    (points, cells, which, face, mismatch, snapped), bias, iters, inverted = _volume_loop(
+        block, bias
+    )
     times["cut"] = time.perf_counter() - t1
     from mpi4py import MPI
 
-    _, inverted = _fractions(comm, block, points, cells, which)
     if inverted:
         raise MeshingError(
             f"mesh_distributed: {inverted} inverted cells after cutting; lower alpha "
