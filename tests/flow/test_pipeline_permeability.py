@@ -34,13 +34,11 @@ def test_pipeline_permeability_of_a_half_channel():
     assert math.isinf(h["permeability"]["y"].kozeny_carman[0])
 
 
-@pytest.mark.mpi
 def test_homogenize_writes_velocity_fields_and_picture(tmp_path):
     """Run folder of a permeability run: one VTX velocity file per axis and velocity.png."""
-    from tomofem._fenics import MPI
     from tomofem.cli import main
 
-    out = tmp_path / "run" if MPI.COMM_WORLD.size == 1 else _shared_dir(tmp_path)
+    out = tmp_path / "run"
     sets = [
         "image.shape=[16,16,16]",
         'homogenize.axes=["x"]',
@@ -53,13 +51,37 @@ def test_homogenize_writes_velocity_fields_and_picture(tmp_path):
     for s in sets:
         args += ["--set", s]
     assert main(args) == 0
-    if MPI.COMM_WORLD.rank == 0:
-        assert (out / "velocity_x.bp").is_dir()
-        assert (out / "velocity.png").stat().st_size > 10_000
+    assert (out / "velocity_x.bp").is_dir()
+    assert (out / "velocity.png").stat().st_size > 10_000
 
 
-def _shared_dir(tmp_path):
-    """The same run folder on every rank (rank 0's tmp_path)."""
+@pytest.mark.mpi
+def test_velocity_outputs_are_collective(tmp_path):
+    """VTX and the mid-plane sample on every rank (the half channel's parabola, exact)."""
+    from tomofem import pipeline
     from tomofem._fenics import MPI
+    from tomofem.config import HomogenizeConfig, RunConfig
+    from tomofem.image import Volume
+    from tomofem.io.runfolder import RunFolder
+    from tomofem.meshing import structured_tetmesh, to_dolfinx
 
-    return MPI.COMM_WORLD.bcast(tmp_path / "run", root=0)
+    comm = MPI.COMM_WORLD
+    lab = np.zeros((6, 6, 6), np.uint8)
+    lab[:, 4:, :] = 1
+    vol = Volume(lab, (1.0, 1.0, 1.0), ("pore", "active"), "half-channel")
+    dm = to_dolfinx(structured_tetmesh(lab), comm)
+    cfg = HomogenizeConfig(
+        axes=["x"], permeability=True, voxel_baseline=False, error_bars=False, tensors=[]
+    )
+    h = pipeline.homogenize(vol, cfg, dm, comm)
+    path = comm.bcast(tmp_path / "run", root=0)
+    if comm.rank == 0:
+        path.mkdir()
+    comm.barrier()
+    pipeline._velocity_outputs(h, RunConfig(), comm, RunFolder(path, comm))
+    sl = h["velocity_slice"]
+    assert sl["normal"] == 1 and sl["mid"] == pytest.approx(2.0)  # the pore spans y in [0, 4]
+    if comm.rank == 0:
+        assert (path / "velocity_x.bp").is_dir()
+        u = sl["values"]  # plane y = 2: u_x = (16 - y^2) / 2 dp/L, dp/L = 1/6, mu = 1
+        assert np.nanmax(np.abs(u[..., 0] - (16 - 4) / 2 / 6)) < 1e-8

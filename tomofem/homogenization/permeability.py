@@ -70,8 +70,8 @@ SIDES = ("symmetry", "no-slip")
 DIRECT_MAX_UNKNOWNS = 60_000
 #: FGMRES tolerance (unpreconditioned residual) of ``solver="fieldsplit"``. K converges
 #: faster than the residual: on the real crop [78:178]^3 (step 4, 542k unknowns, axis z)
-#: rtol 1e-4 left K 5e-4 (relative) off the 1e-6 answer (184 iterations against 85 at
-#: 1e-4); 1e-5 is the default for K to 1e-4.
+#: rtol 1e-4 left K 5e-4 (relative) off the 1e-6 answer (85 iterations, 2 ranks), 1e-5
+#: 6.5e-5 (113), 1e-6 took 184: 1e-5 is the default, for K to 1e-4.
 RTOL = 1e-5
 #: A diagonal entry below this fraction of the largest entry is an axis that does not
 #: percolate (Kozeny-Carman constant and hydraulic tortuosity reported as inf).
@@ -513,8 +513,10 @@ def sample_plane(
     comm = msh.comm
     tdim = msh.topology.dim
     x = msh.geometry.x
-    lo = comm.allreduce(x.min(axis=0) if len(x) else np.full(3, np.inf), op=MPI.MIN)
-    hi = comm.allreduce(x.max(axis=0) if len(x) else np.full(3, -np.inf), op=MPI.MAX)
+    lo = np.array(x.min(axis=0) if len(x) else np.full(3, np.inf), dtype=float)
+    hi = np.array(x.max(axis=0) if len(x) else np.full(3, -np.inf), dtype=float)
+    comm.Allreduce(MPI.IN_PLACE, lo, op=MPI.MIN)  # element-wise (the object form is not)
+    comm.Allreduce(MPI.IN_PLACE, hi, op=MPI.MAX)
     a, b = [k for k in range(3) if k != normal]
     ga = np.linspace(lo[a], hi[a], n)
     gb = np.linspace(lo[b], hi[b], n)
@@ -540,8 +542,8 @@ def sample_plane(
         vals = u.eval(pts[idx], np.asarray(cells, dtype=np.int32))
         total[idx] = np.asarray(vals).reshape(len(idx), -1)
         count[idx] = 1.0
-    total = comm.reduce(total, op=MPI.SUM, root=0)
-    count = comm.reduce(count, op=MPI.SUM, root=0)
+    comm.Reduce(MPI.IN_PLACE if comm.rank == 0 else total, total, op=MPI.SUM, root=0)
+    comm.Reduce(MPI.IN_PLACE if comm.rank == 0 else count, count, op=MPI.SUM, root=0)
     extent = (float(lo[a]), float(hi[a]), float(lo[b]), float(hi[b]))
     if comm.rank != 0:
         return None, extent

@@ -163,8 +163,9 @@ def plot_velocity_slice(
     halo = [pe.withStroke(linewidth=2.5, foreground="k")]
     ax.plot([x0, x0 + bar], [y0, y0], color="w", lw=3, solid_capstyle="butt", path_effects=halo)
     ax.annotate(
-        f"{bar:g} {unit}", (x0 + bar / 2, y0), xytext=(0, 4), textcoords="offset points",
-        color="w", ha="center", va="bottom", fontsize=8, path_effects=halo,
+        f"{bar:g} {unit}", (x0 + bar / 2, y0), xytext=(0, 6), textcoords="offset points",
+        color="w", ha="center", va="bottom", fontsize=8,
+        bbox={"facecolor": "k", "alpha": 0.55, "pad": 1.5, "linewidth": 0},
     )  # fmt: skip
     ax.set_xlabel(f"{labels[0]} [{unit}]")
     ax.set_ylabel(f"{labels[1]} [{unit}]")
