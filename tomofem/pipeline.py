@@ -386,6 +386,8 @@ def mesh(labels: Any, options: Any, comm: Any = None, grey: Any = None) -> MeshO
     from tomofem.meshing import check_mesh
 
     use_grey = grey is not None and getattr(options, "subvoxel", False) and not options.periodic
+    if comm is not None and comm.size > 1:  # the tomogram lives on rank 0: decide together
+        use_grey = comm.bcast(use_grey, root=0)
     why_not = _why_not_distributed(options, comm, use_grey)
     if why_not is None:
         made = mesh_distributed(labels, options, comm)

@@ -70,6 +70,37 @@ def test_rank0_routes_are_named_in_the_log(comm, caplog):
         assert "component_tags are computed on rank 0" in caplog.text
 
 
+_GREY_ON_RANK0 = """
+import numpy as np
+from tomofem._fenics import MPI
+from tomofem.image.io import Volume
+from tomofem.image.synthetic import random_overlapping_spheres
+from tomofem.meshing import MeshOptions
+from tomofem.pipeline import mesh
+from tomofem.testing import report
+
+comm = MPI.COMM_WORLD
+lab = random_overlapping_spheres((32, 32, 32), 0.5, 4.0, seed=0).astype(np.int8)
+vol = Volume(lab, (0.5, 0.5, 0.5), ("pore", "nmc"), "test spheres")
+grey = (lab * 100.0 + np.random.default_rng(0).normal(0.0, 5.0, lab.shape)).astype(np.float32)
+made = mesh(vol, MeshOptions(subvoxel=True), comm, grey if comm.rank == 0 else None)
+report({"routes": comm.allgather(made.route), "dmesh": comm.allgather(made.dmesh is not None)})
+"""
+
+
+def test_grey_on_rank0_only_is_decided_together():
+    """The tomogram exists on rank 0 only: every rank takes the sub-voxel (rank-0) route.
+
+    Rank 1 once took the distributed route alone, and the next collectives aborted
+    with "Message truncated" (``mpirun -n 2 tomofem homogenize``); a separate
+    process with a timeout turns such a mismatch into a failure, not a hang.
+    """
+    from tomofem.testing import run_mpi
+
+    out = run_mpi(_GREY_ON_RANK0, 2, timeout=180)
+    assert out == {"routes": ["levelset-subvoxel", None], "dmesh": [False, False]}
+
+
 def test_oversize_refused_before_meshing_per_rank():
     """max_cells counts per rank when meshing distributed; refused before any work."""
     from mpi4py import MPI
