@@ -93,7 +93,7 @@ def regularised(s, delta: float = J0_REGULARISATION):
     after a 5C cut-off on the tiny test cell of tests/electrochem stopped at dt_min).
     With s^2 / (s + delta), sqrt(.) becomes s / sqrt(s + delta): the same law for
     s >> delta, linear in s below delta, so j0 and the storage both vanish like
-    e^-|w| and a small enough dt makes the storage win. The relative change of j0
+    ``e^-|w|`` and a small enough dt makes the storage win. The relative change of j0
     is at most alpha delta (1/x + 1/(1 - x)) (alpha = 1/2: 7.4e-4 over the NMC811
     window 0.27 <= x <= 0.91 at delta = 1e-4).
     """
@@ -181,8 +181,8 @@ class SolidFlux:
     pairs
         (row, column, K_ij) of the positive off-diagonal entries, same indices.
     moved
-        Sum of the positive off-diagonal entries over the sum of |off-diagonal|
-        entries (global): how much of the coupling the limiter acts on.
+        Sum of the positive off-diagonal entries over the sum of the absolute
+        off-diagonal entries (global): how much of the coupling the limiter acts on.
     """
 
     matrix: Any
@@ -261,7 +261,7 @@ def exchange_current(params: dict[str, Any], c_e, w, c_max: float, T: float):
 
     Passes the exact vacancy c_max (1 - x) when the law takes a ``vacancy`` keyword.
     Both x and 1 - x are :func:`regularised` (``J0_REGULARISATION``) for laws that take
-    the vacancy (the others subtract and are held to |w| <= 34 anyway).
+    the vacancy (the others subtract and are held to ``|w| <= 34`` anyway).
     Works on UFL expressions and numpy arrays.
     """
     law = get(params, "Active material exchange-current density [A.m-2]")

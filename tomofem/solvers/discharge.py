@@ -73,7 +73,7 @@ dj/d(eta) is the strongest in the Jacobian and stays inside one block)."""
 PREDICTOR_TOLERANCE = 1e-8
 """The switch predictor (:meth:`HalfCellSolver.predict_potentials`) leaves the
 potentials alone when the interfacial current already matches the applied one to
-this fraction of the larger of the applied current and the sum of |j| dA."""
+this fraction of the larger of the applied current and the sum of ``|j| dA``."""
 PREDICTOR_FIRST_MOVE = 0.01
 """First trial shift [V] of the switch predictor's bracket (doubled until it brackets)."""
 PREDICTOR_MAX_SHIFT = 5.0
