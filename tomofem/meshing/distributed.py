@@ -98,17 +98,20 @@ from tomofem.meshing.cutting import cut, unique_edges
 from tomofem.meshing.lattice import (
     _axes,
     bcc_lattice,
+    congruent_cells,
     kuhn_lattice,
     lattice_counts,
     signed_volumes,
 )
 from tomofem.meshing.levelset import (
+    BiasSteps,
     LevelSetOptions,
     _cut_fields,
     _escalation,
     _interface_pair_areas,
     _jacobian_from_pairs,
     phase_fields,
+    voxel_counts,
 )
 from tomofem.meshing.slivers import _collapse_slivers
 from tomofem.meshing.tetmesh import (
@@ -159,7 +162,11 @@ class DistributedStats:
     halo
         Voxel rows read beyond each slab face.
     times
-        Seconds per stage on this rank.
+        Wall seconds per stage on this rank (``dolfinx`` is ``create_mesh``
+        plus ``local_tags``, both also given on their own).
+    cpu_times
+        CPU seconds (``time.process_time``) per stage on this rank; MPICH
+        busy-waits in collectives, so these bound the work from above.
     options
         The settings used.
     rejected
@@ -187,6 +194,7 @@ class DistributedStats:
     slabs: list[tuple[int, int]]
     halo: int
     times: dict[str, float] = field(default_factory=dict)
+    cpu_times: dict[str, float] = field(default_factory=dict)
     options: dict = field(default_factory=dict)
     rejected: list[str] = field(default_factory=list)
     percolation_differences: str = ""
@@ -383,6 +391,7 @@ class _Block:
             face = np.r_[face, np.zeros(len(pts[1]), dtype=np.int8)]
         self.points0 = np.concatenate(pts)
         self.cells0 = cells.astype(np.int32) if 8 * len(cells) < 2**31 else cells
+        self.congruent0 = congruent_cells(opts.lattice, n)
         self.face0 = face
         self.slab_box = np.array([[ax[0][0], 0.0, 0.0], [ax[0][-1], s.extent[1], s.extent[2]]])
 
@@ -397,6 +406,7 @@ class _Block:
         opts = self.opts
         points, cells, face = self.points0, self.cells0, self.face0
         which = np.full(len(cells), -1, dtype=np.int64)
+        origin = np.arange(len(cells))  # the lattice cell each cell lies in
         movable = np.ones(len(points), dtype=bool)
         snapped = 0
         mismatch = 0.0
@@ -411,10 +421,29 @@ class _Block:
             points, cells = res.points, res.cells
             face = np.r_[face, face[res.edges[:, 0]] & face[res.edges[:, 1]]]
             which = which[res.parent]
+            origin = origin[res.parent]
             which[(which < 0) & (res.side > 0)] = i
             movable = np.r_[movable, np.ones(len(points) - len(movable), bool)] & ~res.on_surface
         which[which < 0] = self.order[-1]
-        return points, cells, which, face, mismatch, snapped
+        return points, cells, which, face, mismatch, snapped, origin
+
+    def lattice_quality(self, points, cells, origin, quality) -> np.ndarray:
+        """``quality`` of the cells still equal to their lattice cell, NaN for the others.
+
+        A cell no cut split, none of whose vertices moved, is its lattice
+        cell; its value is that of the first lattice cell of the same shape
+        (:func:`tomofem.meshing.lattice.congruent_cells`), so the sliver
+        pass computes angles only where cutting and warping changed a cell.
+        """
+        n0 = len(self.points0)
+        same = np.zeros(len(points), dtype=bool)
+        same[:n0] = np.all(points[:n0] == self.points0, axis=1)
+        pristine = same[cells].all(axis=1)
+        out = np.full(len(cells), np.nan)
+        reps = self.congruent0[origin[pristine]]
+        firsts, inv = np.unique(reps, return_inverse=True)
+        out[pristine] = quality(self.points0, self.cells0[firsts])[inv]
+        return out
 
     def _agree(self, points, cells, vals, face):
         """Take the lower rank's values on shared faces; zero the face vertices both sides snap."""
@@ -480,11 +509,32 @@ def _fractions(comm, block: _Block, points, cells, which) -> tuple[np.ndarray, i
     return tot[:k] / block.box_vol, int(tot[k])
 
 
-def _volume_loop(block: _Block, bias: np.ndarray):
-    """Run the serial route's Broyden iterations on collective fractions; return the last cut."""
+def _voxel_fractions(block: _Block, bias: np.ndarray) -> np.ndarray:
+    """:func:`tomofem.meshing.levelset.voxel_counts` of the owned rows, over all ranks."""
+    s = block.slab
+    own = slice(s.o_lo - s.v_lo, s.o_hi - s.v_lo)
+    return _sum(block.comm, voxel_counts(block.g, bias, own)) / float(np.prod(block.shape))
+
+
+def _volume_loop(block: _Block, bias: np.ndarray, offset: np.ndarray | None = None):
+    """Cut until the collective mesh fractions match the image's; return the last cut.
+
+    Between cuts the biases come from the voxel surrogate
+    (:func:`tomofem.meshing.levelset.surrogate_biases`) aimed at the target minus the last measured
+    difference between mesh and voxel fractions (``offset``, from an earlier
+    loop such as the calibration, or zero). Returns the last cut's state,
+    the biases, the number of cuts, the inverted cell count and the offset.
+    """
     opts, comm, k = block.opts, block.comm, len(block.phases)
     target = block.target
-    iters, last, jac, best = 0, None, None, None
+    iters, best = 0, None
+
+    def surrogate(b: np.ndarray) -> np.ndarray:
+        return _voxel_fractions(block, b)
+
+    steps = BiasSteps(surrogate, target, opts, offset)
+    if opts.match_volumes:
+        bias = steps.start(bias)
     while True:
         state = None
         state = block.cut_all(bias)
@@ -515,24 +565,15 @@ def _volume_loop(block: _Block, bias: np.ndarray):
         lost = (frac <= 0) & (target > 0)
         if lost.any():
             bias = _revived(block, bias, lost, points)
-            jac = last = None
+            steps.reset()
             continue
-        if jac is None or last is None:
+
+        def pair_jacobian(points=points, cells=cells, which=which):
             pair = _sum(comm, _interface_pair_areas(points, cells, which, k))
-            jac = _jacobian_from_pairs(pair, block.box_vol, opts, block.spacing)
-        else:
-            db, df = (bias - last[0])[:-1], (frac - last[1])[:-1]
-            if db @ db > 0:
-                jac = jac + np.outer(df - jac @ db, db) / (db @ db)
-        last = (bias.copy(), frac.copy())
-        step = np.zeros(k)
-        step[:-1] = np.linalg.lstsq(jac, -err[:-1], rcond=None)[0]
-        limit = 0.5 if opts.field == "distance" else 0.1
-        biggest = float(np.max(np.abs(step)))
-        if biggest > limit:
-            step *= limit / biggest
-        bias = bias + step
-    return state, bias, iters, inverted
+            return _jacobian_from_pairs(pair, block.box_vol, opts, block.spacing)
+
+        bias = steps.next(bias, frac, pair_jacobian)
+    return state, bias, iters, inverted, steps.offset
 
 
 def _revived(block: _Block, bias, lost, points) -> np.ndarray:
@@ -552,13 +593,20 @@ def _revived(block: _Block, bias, lost, points) -> np.ndarray:
     return bias
 
 
-def _start_biases(image: _Image, spacing, opts, comm, phases) -> np.ndarray:
+def _start_biases(
+    image: _Image, spacing, opts, comm, phases
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Start biases, and the mesh-minus-voxel fraction offset measured on a central block.
+
+    The offset (None without a calibration) carries the calibration to the
+    whole image: its biases are found again there by the voxel surrogate.
+    """
     bias = np.zeros(len(phases))
     if 0 in phases:
         bias[phases.index(0)] += opts.pore_bias
     b = opts.calibration_block
     if not opts.match_volumes or np.prod(image.shape) <= b**3:
-        return bias
+        return bias, None
     # the serial route's calibration on a central block, itself distributed
     shape = [min(n, b) for n in image.shape]
     lo = [(n - m) // 2 for n, m in zip(image.shape, shape, strict=True)]
@@ -567,13 +615,18 @@ def _start_biases(image: _Image, spacing, opts, comm, phases) -> np.ndarray:
     try:
         blk = _Block(sub, spacing, sub_opts, comm)
     except MeshingError:  # a block too thin for the ranks, or missing a phase
-        return bias
+        return bias, None
     if blk.phases != phases:
-        return bias
-    _, cal, _, _ = _volume_loop(blk, bias)
+        return bias, None
+    _, cal, _, _, offset = _volume_loop(blk, bias)
     if comm.rank == 0:
-        log.info("distributed: biases calibrated on a %s block: %s", tuple(shape), cal)
-    return cal
+        log.info(
+            "distributed: calibrated on a %s block: biases %s, mesh - voxel fractions %s",
+            tuple(shape),
+            cal,
+            offset,
+        )
+    return cal, offset
 
 
 def _numbering(comm, s: _Slab, points, face) -> tuple[np.ndarray, np.ndarray, int]:
@@ -772,7 +825,7 @@ def distributed_levelset(
     want = comm.bcast(
         image_spanning(np.asarray(labels_or_loader)) if comm.rank == 0 else None, root=0
     )
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     rejected: list[str] = []
     rungs = _escalation(opts, image.shape, faithful_step=0.5)
     for k, rung in enumerate(rungs):
@@ -791,28 +844,43 @@ def distributed_levelset(
             "settings (%s); the mesh is kept and the difference reported",
             diff,
         )
-    times = dict(stats.times)
-    times["connectivity"] = time.perf_counter() - t0 - sum(stats.times.values())
-    return dm, replace(stats, times=times, rejected=rejected, percolation_differences=diff)
+    times, cpu = dict(stats.times), dict(stats.cpu_times)
+    stages = [k for k in times if k not in ("create_mesh", "local_tags")]  # within "dolfinx"
+    times["connectivity"] = time.perf_counter() - t0 - sum(times[k] for k in stages)
+    cpu["connectivity"] = time.process_time() - c0 - sum(cpu[k] for k in stages)
+    return dm, replace(
+        stats, times=times, cpu_times=cpu, rejected=rejected, percolation_differences=diff
+    )
+
+
+class _Clock:
+    """Wall and CPU seconds per named stage, each stage timed since the previous one."""
+
+    def __init__(self) -> None:
+        self.wall: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
+        self._last = (time.perf_counter(), time.process_time())
+
+    def lap(self, stage: str) -> None:
+        now = (time.perf_counter(), time.process_time())
+        self.wall[stage] = now[0] - self._last[0]
+        self.cpu[stage] = now[1] - self._last[1]
+        self._last = now
 
 
 def _distributed_once(
     image: _Image, spacing: np.ndarray, opts: LevelSetOptions, comm
 ) -> tuple[DolfinxMesh, DistributedStats]:
     """One distributed mesh at fixed settings (no connectivity guard)."""
-    times: dict[str, float] = {}
-    t0 = time.perf_counter()
+    clock = _Clock()
     block = _Block(image, spacing, opts, comm)
     s, phases = block.slab, block.phases
-    times["fields"] = time.perf_counter() - t0
-    t1 = time.perf_counter()
-    bias = _start_biases(image, spacing, opts, comm, phases)
-    times["calibration"] = time.perf_counter() - t1
-    t1 = time.perf_counter()
-    (points, cells, which, face, mismatch, snapped), bias, iters, inverted = _volume_loop(
-        block, bias
-    )
-    times["cut"] = time.perf_counter() - t1
+    clock.lap("fields")
+    bias, offset = _start_biases(image, spacing, opts, comm, phases)
+    clock.lap("calibration")
+    state, bias, iters, inverted, _ = _volume_loop(block, bias, offset)
+    points, cells, which, face, mismatch, snapped, origin = state
+    clock.lap("cut")
     from mpi4py import MPI
 
     if inverted:
@@ -821,21 +889,25 @@ def _distributed_once(
             f"(now {opts.alpha}) or report the input"
         )
     block.g = None  # fields no longer needed
-    t2 = time.perf_counter()
     phase_tag = np.array([tags.phase_id(p) for p in phases], dtype=np.int32)[which]
     collapsed, dih = 0, None
     if opts.collapse_below_deg > 0:
+        known = block.lattice_quality(points, cells, origin, min_dihedral_angles)
         points, cells, phase_tag, collapsed, used, dih = _collapse_slivers(
-            points, cells, phase_tag, block.slab_box, opts.collapse_below_deg, frozen=face != 0
+            points,
+            cells,
+            phase_tag,
+            block.slab_box,
+            opts.collapse_below_deg,
+            frozen=face != 0,
+            known=known,
         )
         face = face[used]
         collapsed = comm.allreduce(collapsed, op=MPI.SUM)
-    times["slivers"] = time.perf_counter() - t2
+    clock.lap("slivers")
     ids = np.searchsorted([tags.phase_id(p) for p in phases], phase_tag)
     frac, _ = _fractions(comm, block, points, cells, ids)
     q_all, q_face = _block_face_quality(comm, points, cells, face, dih)
-
-    t3 = time.perf_counter()
     glob, x_owned, n_vertices = _numbering(comm, s, points, face)
     facets, ftags, shared = _facets(comm, s, points, cells, glob, face, phase_tag, block.box)
     # the rank above needs the slab-face interface tags too (it may own those facets)
@@ -843,15 +915,15 @@ def _distributed_once(
     if got is not None:
         facets, ftags = np.concatenate([facets, got[0]]), np.concatenate([ftags, got[1]])
     cells_g = glob[cells]
-    times["tag"] = time.perf_counter() - t3
+    clock.lap("tag")  # with the fractions and the quality report above
     names = {tags.phase_id(p): tags.PHASE_NAMES.get(tags.phase_id(p), f"phase{p}") for p in phases}
     if phases == [0, 1]:
         names[tags.phase_id(1)] = "solid"
-    t4 = time.perf_counter()
     dm = _to_dolfinx(
-        comm, cells_g, x_owned, phase_tag, facets, ftags, names, block.box, face[cells]
+        comm, cells_g, x_owned, phase_tag, facets, ftags, names, block.box, face[cells], clock
     )
-    times["dolfinx"] = time.perf_counter() - t4
+    for kind in (clock.wall, clock.cpu):
+        kind["dolfinx"] = kind["create_mesh"] + kind["local_tags"]
     stats = DistributedStats(
         phases=[phases[i] for i in block.order],
         biases={p: float(b) for p, b in zip(phases, bias, strict=True)},
@@ -868,7 +940,8 @@ def _distributed_once(
         min_dihedral_block_faces_deg=q_face,
         slabs=[(s.bounds[r], s.bounds[r + 1]) for r in range(s.size)],
         halo=_halo(opts)[0],
-        times=times,
+        times=clock.wall,
+        cpu_times=clock.cpu,
         options=opts.to_dict(),
     )
     if comm.rank == 0:
@@ -971,7 +1044,7 @@ def _local_tags(mesh, cell_values: np.ndarray, facets: np.ndarray, facet_values:
 
 
 def _to_dolfinx(
-    comm, cells, x, cell_tags, facets, facet_tags, names, box, face_bits
+    comm, cells, x, cell_tags, facets, facet_tags, names, box, face_bits, clock: _Clock
 ) -> DolfinxMesh:
     """Each rank's cells (global vertex numbers) and owned coordinates into one DOLFINx mesh.
 
@@ -996,6 +1069,8 @@ def _to_dolfinx(
         comm, cells, element, np.ascontiguousarray(x, dtype=np.float64), partitioner,
         max_facet_to_cell_links=2,
     )  # fmt: skip
+    clock.lap("create_mesh")
     ct, ft = _local_tags(mesh, cell_tags, facets, facet_tags)
+    clock.lap("local_tags")
     ct.name, ft.name = "phases", "facets"
     return DolfinxMesh(mesh, ct, ft, names, np.asarray(box, dtype=float))

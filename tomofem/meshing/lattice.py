@@ -165,6 +165,34 @@ def bcc_lattice(counts: npt.ArrayLike, extent: npt.ArrayLike) -> tuple[np.ndarra
     return points, orient_positive(points, np.concatenate(cells))
 
 
+def congruent_cells(lattice: str, counts: npt.ArrayLike) -> np.ndarray:
+    """For each cell of :func:`kuhn_lattice` or :func:`bcc_lattice`, the first of its shape.
+
+    The lattices are built from a few prototype tetrahedra translated over
+    the grid (six per cube for Kuhn; for BCC one block per face orientation
+    and ring position, and per box face), with the same spacing along each
+    axis: any shape measure of cell ``i`` equals that of cell
+    ``congruent_cells(...)[i]`` up to round-off in the coordinates.
+
+    Parameters
+    ----------
+    lattice
+        ``"kuhn"`` or ``"bcc"``.
+    counts
+        Number of cubes per axis, shape (3,), as given to the lattice.
+    """
+    n = np.asarray(counts, dtype=np.int64)
+    if lattice == "kuhn":
+        return np.arange(6 * int(np.prod(n)), dtype=np.int64) % 6
+    sizes = []
+    for axis in range(3):
+        m = np.roll(n, -axis)  # the face-normal axis first, as bcc_lattice orders them
+        sizes += [int((m[0] - 1) * m[1] * m[2])] * 4 + [int(m[1] * m[2])] * 4
+    sizes = np.asarray(sizes, dtype=np.int64)
+    starts = np.r_[0, np.cumsum(sizes)[:-1]]
+    return np.repeat(starts, sizes)
+
+
 def sample_voxel_field(
     field: np.ndarray, x: np.ndarray, spacing: np.ndarray, *, periodic: bool = False
 ) -> np.ndarray:

@@ -104,11 +104,14 @@ def _collapse_slivers(
     quality: Callable[[np.ndarray, np.ndarray], np.ndarray] = min_dihedral_angles,
     floor: float = 5.0,
     frozen: np.ndarray | None = None,
+    known: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, np.ndarray, np.ndarray]:
     """:func:`collapse_slivers`, also returning the input index of each kept vertex.
 
     The last item is ``quality`` of each kept cell (kept up to date by every
     collapse and lift, so equal to ``quality`` of the returned mesh).
+    ``known`` gives ``quality`` of some input cells beforehand (NaN where
+    not known); only the others are computed.
     """
     points = points.copy()
     cells = cells.copy()
@@ -128,9 +131,10 @@ def _collapse_slivers(
     judge = (quality, floor)
     collapsed = 0
     # kept up to date by each collapse; computed in chunks to bound memory
-    dih = np.concatenate(
-        [quality(points, cells[i : i + 2**20]) for i in range(0, len(cells), 2**20)]
-    )
+    dih = np.full(len(cells), np.nan) if known is None else np.array(known, dtype=float)
+    todo = np.flatnonzero(np.isnan(dih))
+    for i in range(0, len(todo), 2**20):
+        dih[todo[i : i + 2**20]] = quality(points, cells[todo[i : i + 2**20]])
     for _ in range(max_passes):
         bad = np.flatnonzero(alive & (dih < threshold_deg))
         if not len(bad):
@@ -161,7 +165,7 @@ def _collapse_slivers(
     if lifted:
         log.debug("slivers: %d vertices lifted off flat slivers", lifted)
     cells, cell_tags = cells[alive], cell_tags[alive]
-    used = np.unique(cells)
+    used = np.flatnonzero(np.bincount(cells.ravel(), minlength=len(points)))  # np.unique, O(n)
     remap = np.full(len(points), -1, dtype=np.int64)
     remap[used] = np.arange(len(used))
     log.debug("slivers: %d edge collapses", collapsed)

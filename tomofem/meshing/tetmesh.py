@@ -97,13 +97,16 @@ def min_dihedral_angles(points: np.ndarray, cells: np.ndarray) -> np.ndarray:
         s = np.sign(np.einsum("ij,ij->i", n, p[:, a] - p[:, i]))
         normals[:, i] = n * s[:, None]
     normals /= np.maximum(np.linalg.norm(normals, axis=2, keepdims=True), 1e-300)
-    angles = []
+    # the dihedral at an edge is pi - arccos(n_i . n_j), increasing in the dot
+    # product: the smallest angle comes from the smallest dot product, so one
+    # arccos per cell instead of six (the same value, bit for bit)
+    lowest = None
     for a, b in _TET_EDGES:
         # faces containing edge (a,b) are those opposite the other two vertices
         i, j = (k for k in range(4) if k not in (a, b))
-        cosang = np.clip(np.einsum("ij,ij->i", normals[:, i], normals[:, j]), -1.0, 1.0)
-        angles.append(np.pi - np.arccos(cosang))
-    return np.degrees(np.min(np.stack(angles, axis=1), axis=1))
+        dot = np.einsum("ij,ij->i", normals[:, i], normals[:, j])
+        lowest = dot if lowest is None else np.minimum(lowest, dot)
+    return np.degrees(np.pi - np.arccos(np.clip(lowest, -1.0, 1.0)))
 
 
 # Edges of the regular tetrahedron of unit edge (columns), the reference of SICN
