@@ -225,3 +225,44 @@ def test_levelset_mesh_distributes(comm):
     tag = tags.interface_tag(1, 2)
     area = comm.allreduce(dolfinx.fem.assemble_scalar(dolfinx.fem.form(one("+") * dS(tag))))
     assert area == pytest.approx(ref.area_by_tag[tag], rel=1e-12)
+
+
+@pytest.mark.parametrize("make, name", [(bcc_lattice, "bcc"), (kuhn_lattice, "kuhn")])
+def test_congruent_cells_share_their_shape(make, name):
+    """The sliver pass takes an uncut cell's angles from the first cell of its shape."""
+    from tomofem.meshing.lattice import congruent_cells
+    from tomofem.meshing.tetmesh import min_dihedral_angles
+
+    counts, extent = (4, 3, 5), (4.4, 3.1, 5.9)  # a different spacing per axis
+    points, cells = make(counts, extent)
+    first = congruent_cells(name, counts)
+    assert first.shape == (len(cells),) and np.all(first <= np.arange(len(cells)))
+    d = min_dihedral_angles(points, cells)
+    np.testing.assert_allclose(d, d[first], rtol=0, atol=1e-9)
+    edges = points[cells[:, 1:]] - points[cells[:, :1]]
+    np.testing.assert_allclose(edges, edges[first], rtol=0, atol=1e-12)  # translates
+
+
+def test_volume_surrogate_steers_the_biases():
+    """Voxel-winner fractions reach a goal by Newton steps; unsmoothed fields report None."""
+    from tomofem.meshing.levelset import phase_fields, surrogate_biases, voxel_counts
+
+    rng = np.random.default_rng(3)
+    from scipy import ndimage
+
+    lab = (ndimage.gaussian_filter(rng.normal(size=(24, 24, 24)), 2.0) > 0).astype(np.int8)
+    opts = LevelSetOptions()
+    g = phase_fields(lab, [0, 1], opts, np.ones(3))
+
+    def frac(b):
+        return voxel_counts(g, b) / lab.size
+
+    goal = frac(np.zeros(2)) + np.array([0.03, -0.03])
+    b = surrogate_biases(frac, np.zeros(2), goal, opts)
+    assert abs(frac(b)[0] - goal[0]) <= 0.1 * opts.volume_tolerance
+    assert b[0] > 0 and b[1] == 0.0  # more of phase 0: its bias rises, the last stays
+    flat = phase_fields(lab, [0, 1], LevelSetOptions(sigma=0.0), np.ones(3))
+    assert (
+        surrogate_biases(lambda b: voxel_counts(flat, b) / lab.size, np.zeros(2), goal, opts)
+        is None
+    )
