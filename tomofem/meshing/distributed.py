@@ -391,7 +391,7 @@ class _Block:
             face = np.r_[face, np.zeros(len(pts[1]), dtype=np.int8)]
         self.points0 = np.concatenate(pts)
         self.cells0 = cells.astype(np.int32) if 8 * len(cells) < 2**31 else cells
-        self.congruent0 = congruent_cells(opts.lattice, n)
+        self.congruent0 = congruent_cells(opts.lattice, n).astype(self.cells0.dtype)
         self.face0 = face
         self.slab_box = np.array([[ax[0][0], 0.0, 0.0], [ax[0][-1], s.extent[1], s.extent[2]]])
 
@@ -406,7 +406,7 @@ class _Block:
         opts = self.opts
         points, cells, face = self.points0, self.cells0, self.face0
         which = np.full(len(cells), -1, dtype=np.int64)
-        origin = np.arange(len(cells))  # the lattice cell each cell lies in
+        origin = np.arange(len(cells), dtype=cells.dtype)  # the lattice cell each cell lies in
         movable = np.ones(len(points), dtype=bool)
         snapped = 0
         mismatch = 0.0
@@ -903,11 +903,16 @@ def _distributed_once(
             known=known,
         )
         face = face[used]
+        del known, used
         collapsed = comm.allreduce(collapsed, op=MPI.SUM)
+    # the lattice is no longer needed: free it before the peak (DOLFINx's mesh creation)
+    del origin
+    block.points0 = block.cells0 = block.congruent0 = block.face0 = None
     clock.lap("slivers")
     ids = np.searchsorted([tags.phase_id(p) for p in phases], phase_tag)
     frac, _ = _fractions(comm, block, points, cells, ids)
     q_all, q_face = _block_face_quality(comm, points, cells, face, dih)
+    del dih, which
     glob, x_owned, n_vertices = _numbering(comm, s, points, face)
     facets, ftags, shared = _facets(comm, s, points, cells, glob, face, phase_tag, block.box)
     # the rank above needs the slab-face interface tags too (it may own those facets)
