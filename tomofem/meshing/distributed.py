@@ -920,12 +920,15 @@ def _distributed_once(
     if got is not None:
         facets, ftags = np.concatenate([facets, got[0]]), np.concatenate([ftags, got[1]])
     cells_g = glob[cells]
+    num_cells = comm.allreduce(len(cells), op=MPI.SUM)
+    face_bits = face[cells]
+    del cells, points, glob  # the DOLFINx mesh copies what it needs: free before its peak
     clock.lap("tag")  # with the fractions and the quality report above
     names = {tags.phase_id(p): tags.PHASE_NAMES.get(tags.phase_id(p), f"phase{p}") for p in phases}
     if phases == [0, 1]:
         names[tags.phase_id(1)] = "solid"
     dm = _to_dolfinx(
-        comm, cells_g, x_owned, phase_tag, facets, ftags, names, block.box, face[cells], clock
+        comm, cells_g, x_owned, phase_tag, facets, ftags, names, block.box, face_bits, clock
     )
     for kind in (clock.wall, clock.cpu):
         kind["dolfinx"] = kind["create_mesh"] + kind["local_tags"]
@@ -935,7 +938,7 @@ def _distributed_once(
         image_fractions={p: float(x) for p, x in zip(phases, block.target, strict=True)},
         mesh_fractions={p: float(x) for p, x in zip(phases, frac, strict=True)},
         iterations=iters,
-        num_cells=comm.allreduce(len(cells), op=MPI.SUM),
+        num_cells=num_cells,
         num_vertices=n_vertices,
         collapsed=collapsed,
         face_snapped=comm.allreduce(int(snapped), op=MPI.SUM),
