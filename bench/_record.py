@@ -1,7 +1,7 @@
 """One schema for every bench record: what ran, on what, under which load, at what memory.
 
 ``record(study, results)`` wraps a study's results with the command line,
-git revision (and whether the tree was dirty), library versions, the machine
+git revision when the study started (and whether the tree was dirty), library versions, the machine
 (cores, load averages before/after, MPI ranks) and the peak resident memory
 of this process and its children, then writes ``bench/results/<study>.json``
 atomically. One current file per study: a re-run replaces it (git keeps history).
@@ -35,6 +35,12 @@ def _git(*args: str) -> str:
         return ""
 
 
+# the code that runs is the code at start: a long study must not record a commit
+# made while it ran
+_REVISION = _git("rev-parse", "HEAD")
+_DIRTY = bool(_git("status", "--porcelain", "--untracked-files=no"))
+
+
 def versions() -> dict[str, str]:
     """Versions of tomofem's stack (absent packages omitted)."""
     from importlib import metadata
@@ -65,8 +71,8 @@ def record(study: str, results: Any, *, ranks: int = 1, out: Path | None = None)
         "schema": SCHEMA,
         "study": study,
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "git_revision": _git("rev-parse", "HEAD"),
-        "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        "git_revision": _REVISION,
+        "git_dirty": _DIRTY,
         "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "wall_seconds": time.time() - _T0,
         "machine": {
