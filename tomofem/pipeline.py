@@ -848,7 +848,7 @@ def lithiation_stress_from_checkpoint(
     from tomofem.io.checkpoint import dof_input_indices, read_mesh
     from tomofem.materials.mechanics import nmc811
     from tomofem.post.particle_stress import stress_fields, weighted_percentile, write_stress_vtx
-    from tomofem.problems.lithiation_stress import solve_lithiation_stress
+    from tomofem.solvers.lithiation_stress import solve_lithiation_stress
 
     path = Path(path)
     dm = read_mesh(path, comm)
