@@ -80,7 +80,7 @@ def main() -> int:
     from tomofem.io.checkpoint import read_mesh
     from tomofem.io.runfolder import RunFolder
     from tomofem.meshing import structured_tetmesh, to_dolfinx
-    from tomofem.solvers.discharge import CHECKPOINT_NAME
+    from tomofem.io.checkpoint import CHECKPOINT_NAME
 
     comm = MPI.COMM_WORLD
     log = logging.getLogger("tomofem.solvers.discharge")
