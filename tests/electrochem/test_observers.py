@@ -50,6 +50,7 @@ def test_user_observer_gets_every_accepted_state_and_files_are_observers(shared_
     assert len({a[3].tobytes() for a in rec.accepted}) == len(rec.accepted)  # states, not one
     assert rec.finished == [res]
     # the files: result.json is the result, the checkpoint holds the final state
+    dm.mesh.comm.Barrier()  # result.json is written by rank 0
     assert json.loads((folder / RESULT_NAME).read_text()) == json.loads(res.to_json())
     prob = build_half_cell(dm, params, cfg)
     state = read_checkpoint(folder / CHECKPOINT_NAME, checkpoint_functions(prob))
