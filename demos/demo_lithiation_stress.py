@@ -15,7 +15,7 @@
 # Stress inside the active particles of an imaged electrode when the lithium
 # distribution is uneven, as at the end of a discharge: the surface of each
 # particle is more lithiated than its core. The steps are those of
-# `tomofem.problems.lithiation_stress` on the conformal mesh of the image:
+# `tomofem.solvers.lithiation_stress` on the conformal mesh of the image:
 #
 # 1. particles from the watershed of the distance map, each split into Voronoi
 #    primary grains with uniformly random crystal orientations (seed recorded);
@@ -69,7 +69,7 @@ from tomofem.post.particle_stress import (
 )
 from tomofem.problems.elasticity import ElasticPhase
 from tomofem.problems.grains import cell_ids, sample_orientations, voronoi_grains
-from tomofem.problems.lithiation_stress import solve_lithiation_stress
+from tomofem.solvers.lithiation_stress import solve_lithiation_stress
 from tomofem.tags import BoxFace, Phase
 
 FAST = os.environ.get("TOMOFEM_DEMO_FAST", "0") == "1"

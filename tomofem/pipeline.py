@@ -743,7 +743,9 @@ def simulate(
     dmesh
         :class:`tomofem.meshing.DolfinxMesh`; coordinates in ``length_scale`` metres.
     output_dir
-        Folder for the solver's checkpoints and fields (None: nothing written).
+        Folder for the checkpoints, fields and ``result.json``, written by the
+        observers of :func:`tomofem.io.run_observers.run_folder_observers`
+        (None: nothing written).
     resume_from
         A checkpoint file to continue from.
     length_scale
@@ -777,16 +779,21 @@ def simulate(
         control=cfg.control,
         max_soc_step=cfg.max_soc_step,
     )
+    from tomofem.io.run_observers import resume_from as restorer
+    from tomofem.io.run_observers import run_folder_observers
+
+    observers = []
+    if output_dir is not None:
+        comm = dmesh.mesh.comm
+        observers = run_folder_observers(output_dir, comm, cfg.checkpoint_every, cfg.vtx_every)
     return run_half_cell(
         dmesh,
         half_cell(cfg.electrode, cfg.electrolyte),
         protocol,
         cell,
         solver,
-        output_dir=output_dir,
-        checkpoint_every=cfg.checkpoint_every if output_dir is not None else 0,
-        vtx_every=cfg.vtx_every if output_dir is not None else 0,
-        resume_from=resume_from,
+        observers=observers,
+        resume=restorer(resume_from) if resume_from is not None else None,
     )
 
 
@@ -848,7 +855,7 @@ def lithiation_stress_from_checkpoint(
     from tomofem.io.checkpoint import dof_input_indices, read_mesh
     from tomofem.materials.mechanics import nmc811
     from tomofem.post.particle_stress import stress_fields, weighted_percentile, write_stress_vtx
-    from tomofem.problems.lithiation_stress import solve_lithiation_stress
+    from tomofem.solvers.lithiation_stress import solve_lithiation_stress
 
     path = Path(path)
     dm = read_mesh(path, comm)

@@ -5,7 +5,7 @@ import pytest
 
 from tomofem._fenics import MPI, PETSc, dolfinx, ufl
 from tomofem.forms.conduction import conduction_bilinear, source_load
-from tomofem.homogenization.linalg import checked_solve, make_ksp
+from tomofem.solvers.linear import checked_solve, make_ksp
 from tomofem.solvers.presets import conduction_cg_gamg
 
 

@@ -8,7 +8,7 @@ from tomofem.forms.elasticity import anisotropic_law, hydrostatic, isotropic_law
 from tomofem.homogenization.verification import tagged_box
 from tomofem.materials.mechanics import isotropic_stiffness, lame
 from tomofem.problems.elasticity import ElasticPhase
-from tomofem.problems.lithiation_stress import solve_lithiation_stress, stress_invariants
+from tomofem.solvers.lithiation_stress import solve_lithiation_stress, stress_invariants
 from tomofem.tags import BoxFace, Phase
 
 

@@ -19,8 +19,8 @@ from tomofem.forms.elasticity import (
     isotropic_law,
     lithiation_strain,
 )
-from tomofem.homogenization.linalg import checked_solve, make_ksp
 from tomofem.materials.mechanics import hexagonal_stiffness
+from tomofem.solvers.linear import checked_solve, make_ksp
 from tomofem.solvers.presets import direct_mumps
 
 

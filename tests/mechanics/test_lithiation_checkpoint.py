@@ -17,7 +17,7 @@ from tomofem.materials.mechanics import nmc811
 from tomofem.meshing import structured_tetmesh, to_dolfinx
 from tomofem.pipeline import _mechanics_phases, lithiation_stress_from_checkpoint
 from tomofem.post.particle_stress import stress_fields
-from tomofem.problems.lithiation_stress import solve_lithiation_stress
+from tomofem.solvers.lithiation_stress import solve_lithiation_stress
 from tomofem.tags import BoxFace, Phase
 
 ACTIVE = int(Phase.ACTIVE)

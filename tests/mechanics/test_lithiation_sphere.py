@@ -18,7 +18,7 @@ from tomofem._fenics import MPI, dolfinx, ufl
 from tomofem.forms.elasticity import crystal_strain, lithiation_strain
 from tomofem.materials.mechanics import nmc811_crystal_stiffness
 from tomofem.problems.elasticity import ElasticPhase
-from tomofem.problems.lithiation_stress import solve_lithiation_stress, stress_invariants
+from tomofem.solvers.lithiation_stress import solve_lithiation_stress, stress_invariants
 
 E, NU, OMEGA, C0, R = 100e9, 0.3, 3e-6, 1e4, 1.0
 

@@ -9,7 +9,7 @@ from tomofem.homogenization.verification import tagged_box
 from tomofem.post.particle_stress import particle_stress_table, weighted_percentile
 from tomofem.problems.elasticity import ElasticPhase
 from tomofem.problems.grains import cell_ids, sample_orientations, voronoi_grains
-from tomofem.problems.lithiation_stress import solve_lithiation_stress
+from tomofem.solvers.lithiation_stress import solve_lithiation_stress
 from tomofem.tags import BoxFace, Phase
 
 # 8^3 unit voxels: two cube-like particles embedded in CBD, pores in the last x layer

@@ -7,7 +7,7 @@ from tomofem._fenics import MPI
 from tomofem.homogenization.verification import tagged_box
 from tomofem.post.particle_stress import stress_fields, write_stress_vtx
 from tomofem.problems.elasticity import ElasticPhase
-from tomofem.problems.lithiation_stress import solve_lithiation_stress
+from tomofem.solvers.lithiation_stress import solve_lithiation_stress
 from tomofem.tags import BoxFace, Phase
 
 

@@ -77,10 +77,9 @@ def main() -> int:
     from tomofem import pipeline
     from tomofem._fenics import MPI
     from tomofem.config import load_config
-    from tomofem.io.checkpoint import read_mesh
+    from tomofem.io.checkpoint import CHECKPOINT_NAME, read_mesh
     from tomofem.io.runfolder import RunFolder
     from tomofem.meshing import structured_tetmesh, to_dolfinx
-    from tomofem.solvers.discharge import CHECKPOINT_NAME
 
     comm = MPI.COMM_WORLD
     log = logging.getLogger("tomofem.solvers.discharge")

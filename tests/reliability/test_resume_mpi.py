@@ -40,8 +40,10 @@ def _mesh(comm):
 
 
 def _run(dmesh, out, stop=None, resume=False):
+    from tomofem.io.checkpoint import CHECKPOINT_NAME
+    from tomofem.io.run_observers import resume_from, run_folder_observers
     from tomofem.materials import half_cell
-    from tomofem.solvers.discharge import CHECKPOINT_NAME, Protocol, SolverOptions, run_half_cell
+    from tomofem.solvers.discharge import Protocol, SolverOptions, run_half_cell
     from tomofem.solvers.timestepping import StepControl
 
     solver = SolverOptions(
@@ -54,9 +56,8 @@ def _run(dmesh, out, stop=None, resume=False):
         half_cell(),
         Protocol.discharge(0.5, 4.0, 1.0),  # easy Newton: the step grows, so resume must too
         solver=solver,
-        output_dir=out,
-        checkpoint_every=3,
-        resume_from=out / CHECKPOINT_NAME if resume else None,
+        observers=run_folder_observers(out, dmesh.mesh.comm, checkpoint_every=3),
+        resume=resume_from(out / CHECKPOINT_NAME) if resume else None,
         stop=stop,
     )
 

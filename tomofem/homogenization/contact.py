@@ -6,9 +6,10 @@ potential jump: the flux through the interface is ``h_c (u_a - u_b)``
 (Kapitza; Swartz & Pohl, Rev. Mod. Phys. 61 (1989) 605 for the thermal
 case; poor particle contacts in electrodes). Each phase gets its own
 submesh and Lagrange space, linked on the parent mesh's interface facets
-through DOLFINx entity maps (the "+" side is always the lower phase tag, fixed
-in :func:`_interface_entities` only); the blocked system is assembled as one
-matrix and solved with CG + GAMG.
+through DOLFINx entity maps (the lower phase tag is always on the first side,
+through :func:`tomofem.problems.interfaces.phase_interface_data`); the blocked
+system is assembled as one matrix and solved with CG + GAMG
+(:func:`tomofem.solvers.linear.solve_blocked`).
 
 The through-thickness set-up and the conventions are those of
 :mod:`tomofem.homogenization.tortuosity`. The voxel counterpart is the
@@ -25,36 +26,16 @@ from collections.abc import Mapping
 import numpy as np
 
 from tomofem._fenics import MPI, PETSc, dolfinx, ufl
-from tomofem.errors import ConfigError, ConvergenceError
+from tomofem.errors import ConfigError
 from tomofem.homogenization.bounds import check_bounds
 from tomofem.homogenization.domain import mesh_box, phase_volumes
 from tomofem.homogenization.results import TortuosityResult, effective_from_flux
+from tomofem.problems.interfaces import phase_interface_data, phase_sides
+from tomofem.solvers.linear import solve_blocked
 from tomofem.solvers.presets import conduction_cg_gamg
 from tomofem.tags import interface_tag
 
 log = logging.getLogger(__name__)
-
-
-def _interface_entities(mesh, cell_phase, a: int, b: int) -> np.ndarray:
-    """Owned interface facets between phases a < b as (cell+, lf+, cell-, lf-), a on "+"."""
-    tdim = mesh.topology.dim
-    mesh.topology.create_connectivity(tdim - 1, tdim)
-    mesh.topology.create_connectivity(tdim, tdim - 1)
-    f2c = mesh.topology.connectivity(tdim - 1, tdim)
-    c2f = mesh.topology.connectivity(tdim, tdim - 1).array.reshape(-1, tdim + 1)
-    n_owned_f = mesh.topology.index_map(tdim - 1).size_local
-    offs = f2c.offsets[: n_owned_f + 1]
-    two = np.flatnonzero(np.diff(offs) == 2)
-    c0, c1 = f2c.array[offs[two]], f2c.array[offs[two] + 1]
-    p0, p1 = cell_phase[c0], cell_phase[c1]
-    fwd = (p0 == a) & (p1 == b)
-    rev = (p0 == b) & (p1 == a)
-    facets = np.concatenate([two[fwd], two[rev]])
-    cp = np.concatenate([c0[fwd], c1[rev]])
-    cm = np.concatenate([c1[fwd], c0[rev]])
-    lp = np.argmax(c2f[cp] == facets[:, None], axis=1)
-    lm = np.argmax(c2f[cm] == facets[:, None], axis=1)
-    return np.stack([cp, lp, cm, lm], axis=1).astype(np.int32).ravel()
 
 
 def conductivity_with_contact(
@@ -111,7 +92,7 @@ def conductivity_with_contact(
     ents = {}
     for i, a in enumerate(phases):
         for b in phases[i + 1 :]:
-            e = _interface_entities(mesh, cell_phase, a, b)
+            e = phase_interface_data(mesh, cell_phase, a, b)
             if mesh.comm.allreduce(e.size, op=MPI.SUM) == 0:
                 continue
             tag = interface_tag(a, b)
@@ -134,7 +115,7 @@ def conductivity_with_contact(
             blocks[(p, p)].append(k[p] * ufl.inner(ufl.grad(uu[p]), ufl.grad(vv[p])) * dx(p))
         for (a, b), (tag, _) in ents.items():
             h = PETSc.ScalarType(contact_conductance[tag])
-            side = {a: "+", b: "-"}
+            side = phase_sides(a, b)
             for p in (a, b):
                 for q in (a, b):
                     sign = 1.0 if p == q else -1.0
@@ -161,25 +142,10 @@ def conductivity_with_contact(
     # no flux-mismatch check here (a film's jump is part of the flux): a tight residual
     preset = conduction_cg_gamg(rtol=1e-10, contrast=max(ks) / min(ks))
     opts = dict(preset if petsc_options is None else petsc_options)
-    problem = dolfinx.fem.petsc.LinearProblem(
-        a_forms,
-        L_forms,
-        bcs=bcs,
-        petsc_options=opts,
-        petsc_options_prefix="tomofem_contact_",
-        kind="mpi",
-        entity_maps=emaps,
+    sol, its = solve_blocked(
+        a_forms, L_forms, bcs, emaps, "tomofem_contact_", opts, "contact-resistance solve"
     )
-    sol = problem.solve()
-    reason = problem.solver.getConvergedReason()
-    its = problem.solver.getIterationNumber()
-    if reason <= 0:
-        raise ConvergenceError(
-            f"contact-resistance solve did not converge (reason {reason}, {its} iterations)"
-        )
     uh = dict(zip(phases, sol, strict=True))
-    for f in uh.values():
-        f.x.scatter_forward()
     timings["solve"] = time.perf_counter() - t0
     fluxes = []
     for dofs in (inlet, outlet):

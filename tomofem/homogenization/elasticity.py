@@ -6,7 +6,7 @@ fluctuation ``w`` on the solid phases (pores carry no unknowns):
 * ``"dirichlet"`` (kinematic, affine): ``w = 0`` on the solid's box faces. An
   upper estimate (Hill 1967; Huet, J. Mech. Phys. Solids 38 (1990) 813).
 * ``"periodic"``: ``w`` periodic on a mesh with matching opposite faces
-  (imposed algebraically as in :mod:`tomofem.homogenization.linalg`), with the
+  (imposed algebraically as in :mod:`tomofem.problems.periodic`), with the
   three translations of every face-connected cluster as the null space. The
   homogenized stiffness of a periodic medium; exact for laminates.
 * ``"mixed"`` (orthogonal mixed, Hazanov & Huet, J. Mech. Phys. Solids 42
@@ -55,7 +55,6 @@ from tomofem.homogenization.elastic_bounds import (
     reuss_bound,
     voigt_bound,
 )
-from tomofem.homogenization.linalg import checked_solve, make_ksp, periodic_masters
 from tomofem.materials.mechanics import VOIGT_PAIRS, bulk_shear
 from tomofem.problems.elasticity import (
     ElasticPhase,
@@ -65,6 +64,8 @@ from tomofem.problems.elasticity import (
     solid_submesh,
     stress_laws,
 )
+from tomofem.problems.periodic import periodic_masters
+from tomofem.solvers.linear import checked_solve, make_ksp
 from tomofem.solvers.presets import elasticity_cg_gamg
 
 log = logging.getLogger(__name__)
@@ -623,8 +624,8 @@ def _mixed(forms, V, Vs, facets, box, volume, opts, timings):
 
 
 def _reduced(A: PETSc.Mat, targets: np.ndarray) -> tuple[PETSc.Mat, PETSc.Mat]:
-    """``(P^T A P + D, P)`` of :func:`~tomofem.homogenization.linalg.reduced_operator`, bs 3."""
-    from tomofem.homogenization.linalg import reduced_operator
+    """``(P^T A P + D, P)`` of :func:`~tomofem.problems.periodic.reduced_operator`, bs 3."""
+    from tomofem.problems.periodic import reduced_operator
 
     Ar, P = reduced_operator(A, targets)
     Ar.setBlockSizes(3, 3)

@@ -6,7 +6,7 @@ cluster analysis it reuses, rather than in :mod:`tomofem.problems`, which
 must not import from homogenization). The velocity (P2, 3 components) and
 pressure (P1) blocks are assembled separately and constrained algebraically,
 as the scalar cell problems of
-:mod:`tomofem.homogenization.linalg` are: a prolongation ``P`` per field maps
+:mod:`tomofem.problems.periodic` are: a prolongation ``P`` per field maps
 the kept unknowns to all of them (a periodic image copies its master, a
 constrained unknown is 0), each block becomes ``P_i^T A_ij P_j``, and rows
 that no unknown maps to get a diagonal entry so the layout is kept. Every
@@ -45,8 +45,9 @@ from tomofem._fenics import MPI, PETSc, dolfinx, ufl
 from tomofem.errors import ConvergenceError, MeshingError
 from tomofem.forms.stokes import pressure_mass, stokes_blocks
 from tomofem.homogenization.domain import dof_clusters
-from tomofem.homogenization.linalg import prolongation
 from tomofem.meshing.distributed_checks import merge_components
+from tomofem.problems.periodic import prolongation
+from tomofem.solvers.linear import make_ksp, prefixed_options
 
 #: Name of the KSP of each Stokes problem (``-tomofem_stokes_ksp_monitor`` addresses it).
 PREFIX = "tomofem_stokes_"
@@ -157,7 +158,7 @@ def _any_rank(space, flag: bool) -> bool:
 def _masters(space, box_lo: np.ndarray, box_hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Master node of every owned node, tolerating images that are walls.
 
-    As :func:`tomofem.homogenization.linalg.periodic_masters` (which raises on
+    As :func:`tomofem.problems.periodic.periodic_masters` (which raises on
     the ranks that hold such a node only, so it cannot be retried
     collectively), but a node on an upper face without an image on the lower
     face is its own master and is returned in the second array: on the fluid
@@ -398,7 +399,7 @@ def _diagonal(layout: PETSc.Mat, targets: np.ndarray, value: float) -> PETSc.Mat
 def _reduce(A: PETSc.Mat, targets: np.ndarray, sign: float) -> tuple[PETSc.Mat, PETSc.Mat]:
     """``(sign P^T A P + D, P)``, ``D`` = ``sign`` on the rows no unknown maps to.
 
-    As :func:`tomofem.homogenization.linalg.reduced_operator`, but the diagonal
+    As :func:`tomofem.problems.periodic.reduced_operator`, but the diagonal
     is added as a matrix (one allocation): inserting it entry by entry into the
     product, whose dropped rows are empty, reallocated the matrix for every row
     (17 s of a 15k-unknown velocity block with its no-slip rows).
@@ -550,38 +551,31 @@ def solve_stokes(
 
     null_vecs = _pressure_null_space(K, cons.pressure_null)
     t0 = time.perf_counter()
-    ksp = PETSc.KSP().create(comm)
-    ksp.setOptionsPrefix(prefix)
-    db = PETSc.Options()
-    mine = [k for k in options if not db.hasName(prefix + k)]
-    for k in mine:
-        db[prefix + k] = options[k]
     is_u, is_p = K.getNestISs()[0]
     if direct:
         Kaij = K.convert("aij")
-        ksp.setOperators(Kaij)
-    else:
-        ksp.setOperators(K, Pm)
-        pc = ksp.getPC()
-        pc.setType("fieldsplit")
-        is_u.compose("nearnullspace", nns)
-        pc.setFieldSplitIS(("u", is_u), ("p", is_p))
     op = Kaij if direct else K
     null = None
     if comm.allreduce(len(null_vecs), op=MPI.MAX) > 0:
         null = PETSc.NullSpace().create(vectors=null_vecs, comm=comm)
         op.setNullSpace(null)
-    try:
-        ksp.setFromOptions()
-        ksp.setUp()
+
+    def split(ksp: PETSc.KSP) -> None:
+        """Fieldsplit over velocity and pressure; GAMG on u gets the rigid modes."""
+        ksp.getPC().setType("fieldsplit")
+        is_u.compose("nearnullspace", nns)
+        ksp.getPC().setFieldSplitIS(("u", is_u), ("p", is_p))
+
+    # Options stay until after the first solve: the sub-solvers of a fieldsplit
+    # (and their multigrid levels) read theirs when they are first applied.
+    with prefixed_options(prefix, options):
+        if direct:
+            ksp = make_ksp(Kaij, prefix, {})
+        else:
+            ksp = make_ksp(K, prefix, {}, P=Pm, configure=split)
         timings["setup"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         sol = _solve_loads(ksp, op, (is_u, is_p), (Pu, Pp), (V, Q), loads)
-    finally:
-        # Options go only after the first solve: the sub-solvers of a fieldsplit
-        # (and their multigrid levels) read theirs when they are first applied.
-        for k in mine:
-            db.delValue(prefix + k)
     timings["solve"] = time.perf_counter() - t0
     sol.timings = timings
     objs = [ksp, K, Pm, A_uu, A_up, A_pu, M, Kuu, Kup, Kpu, Kpp, Mr, Pu, Pp, nns, *null_vecs]

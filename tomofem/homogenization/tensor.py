@@ -6,7 +6,7 @@ Three boundary-condition families bracket the answer on a finite sample:
   box faces. Energy-based upper estimate.
 * ``"periodic"``: ``u - g·x`` periodic, on meshes with matching opposite faces,
   imposed through the reduced operator ``P^T A P`` of
-  :mod:`tomofem.homogenization.linalg` with the constants of each connected
+  :mod:`tomofem.problems.periodic` with the constants of each connected
   cluster as null space. The homogenized tensor of a periodic medium.
 * ``"flux"`` (uniform flux): normal flux ``-g·n`` prescribed on the box faces;
   the apparent tensor maps the average gradient (a face integral, which makes
@@ -39,13 +39,9 @@ from tomofem.homogenization.domain import (
     phase_domain,
     space_and_clusters,
 )
-from tomofem.homogenization.linalg import (
-    checked_solve,
-    make_ksp,
-    periodic_masters,
-    reduced_operator,
-)
 from tomofem.homogenization.results import TensorResult, tensor_summary
+from tomofem.problems.periodic import periodic_masters, reduced_operator
+from tomofem.solvers.linear import checked_solve, make_ksp
 from tomofem.solvers.presets import conduction_cg_gamg
 
 log = logging.getLogger(__name__)

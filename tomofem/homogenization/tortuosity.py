@@ -35,13 +35,13 @@ from tomofem.homogenization.domain import (
     phase_domain,
     space_and_clusters,
 )
-from tomofem.homogenization.linalg import checked_solve, make_ksp
 from tomofem.homogenization.results import (
     TortuosityResult,
     blocked_result,
     effective_from_flux,
     tortuosity_factor,
 )
+from tomofem.solvers.linear import checked_solve, make_ksp
 from tomofem.solvers.presets import conduction_cg_gamg
 
 log = logging.getLogger(__name__)

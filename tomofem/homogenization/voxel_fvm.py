@@ -205,7 +205,7 @@ def _solve(
 
 def _petsc_solve(block, rhs, x0, rows, n_global, comm, options):
     from tomofem._fenics import MPI, PETSc
-    from tomofem.homogenization.linalg import checked_solve, make_ksp
+    from tomofem.solvers.linear import checked_solve, make_ksp
 
     comm = MPI.COMM_SELF if comm is None else comm
     nloc = rows[1] - rows[0]

@@ -1,6 +1,6 @@
 """Stress statistics per particle: peaks, 99th percentiles, strain energy, contact areas.
 
-Input is a :class:`~tomofem.problems.lithiation_stress.StressSolution` and the
+Input is a :class:`~tomofem.solvers.lithiation_stress.StressSolution` and the
 particle id of every parent-mesh cell (:mod:`tomofem.problems.grains`);
 :func:`write_stress_vtx` writes the displacement and stress fields for ParaView. Cell
 values (owned cells only) are gathered on rank 0, which computes the table and
@@ -16,8 +16,8 @@ import numpy as np
 
 from tomofem._fenics import dolfinx, ufl
 from tomofem.forms.elasticity import strain
-from tomofem.problems.lithiation_stress import StressSolution, stress_invariants
 from tomofem.problems.particles import interior_facet_cells
+from tomofem.solvers.lithiation_stress import StressSolution, stress_invariants
 
 
 @dataclass(frozen=True)
@@ -214,7 +214,7 @@ def stress_fields(sol: StressSolution) -> dict[str, dolfinx.fem.Function]:
     """Von Mises, hydrostatic and maximum principal stress as scalar fields [Pa].
 
     Same discontinuous space as ``sol.sigma`` (DG ``degree - 1``), node by node
-    from :func:`~tomofem.problems.lithiation_stress.stress_invariants`, owned and
+    from :func:`~tomofem.solvers.lithiation_stress.stress_invariants`, owned and
     ghost nodes alike (no communication). The hot spots are where these peak.
     """
     W = sol.sigma.function_space

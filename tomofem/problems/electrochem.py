@@ -49,6 +49,7 @@ BULK_QUADRATURE_DEGREE = 3
 """Fixed cell quadrature degree: UFL's estimate for the nested exp/power laws is far
 higher and makes compilation and assembly slow for no accuracy gain with P1."""
 _GAMMA, _COLLECTOR, _COUNTER = 1, 2, 3
+_PORE, _ACTIVE, _CBD = int(tags.Phase.PORE), int(tags.Phase.ACTIVE), int(tags.Phase.CBD)
 LOGIT_BOUND = 200.0
 """Largest ``|w|`` a Newton update may reach (1 - x or x = e^-200). Deep in a saturated
 surface the discrete solution moves w out without limit as the voltage falls (the
@@ -613,87 +614,105 @@ def _global_sum(comm, n: int) -> int:
     return int(comm.allreduce(int(n), op=MPI.SUM))
 
 
-def build_half_cell(dmesh, params: dict[str, Any], config: HalfCellConfig) -> HalfCellProblem:
-    """Build the coupled half-cell residuals on a tagged, shared-facet-ghosted mesh.
+@dataclass
+class _Phases:
+    """Cells of the parent mesh per role (local: owned and ghost)."""
 
-    Parameters
-    ----------
-    dmesh
-        A :class:`tomofem.meshing.DolfinxMesh` (``mesh``, ``cell_tags`` with
-        phase ids, ``box``). Facet tags are not needed: interfaces and box faces
-        are derived from the cell phases and the box, as the tagger does.
-    params
-        Parameter mapping (:func:`tomofem.materials.half_cell`).
-    config
-        Geometry and model choices.
-    """
-    config.validate()
+    marker: np.ndarray
+    electrolyte: np.ndarray
+    active: np.ndarray
+    electronic: np.ndarray
+    has_cbd_conductor: bool
+
+    @property
+    def cells(self) -> dict[str, np.ndarray]:
+        """Cell indices of each submesh (ghosts included, so the dS integrals see both sides)."""
+        return {
+            "electrolyte": np.flatnonzero(self.electrolyte).astype(np.int32),
+            "active": np.flatnonzero(self.active).astype(np.int32),
+            "electronic": np.flatnonzero(self.electronic).astype(np.int32),
+        }
+
+
+def _phases(dmesh, config: HalfCellConfig) -> _Phases:
+    """Classify the cells by phase tag and the model's CBD choice; refuse unusable tags."""
     mesh = dmesh.mesh
     comm = mesh.comm
-    box = np.asarray(dmesh.box, dtype=float)
     tdim = mesh.topology.dim
     mesh.topology.create_connectivity(tdim - 1, tdim)
     mesh.topology.create_connectivity(tdim, tdim - 1)
     n_owned = mesh.topology.index_map(tdim).size_local
     marker = _cell_marker(dmesh)
-    PORE, ACTIVE, CBD = int(tags.Phase.PORE), int(tags.Phase.ACTIVE), int(tags.Phase.CBD)
-    unknown = set(np.unique(marker[:n_owned]).tolist()) - {PORE, ACTIVE, CBD}
+    unknown = set(np.unique(marker[:n_owned]).tolist()) - {_PORE, _ACTIVE, _CBD}
     if comm.allreduce(len(unknown), op=MPI.MAX):
         raise ConfigError(
             f"cell_tags: phases {sorted(unknown)} are not pore/active/CBD (1/2/3); merge them"
         )
-    electrolyte_ids = (PORE, CBD) if config.cbd == "electrolyte" else (PORE,)
-    electronic_ids = (ACTIVE, CBD) if config.cbd == "conductor" else (ACTIVE,)
-    is_elyte = np.isin(marker, electrolyte_ids)
-    is_active = marker == ACTIVE
-    is_electronic = np.isin(marker, electronic_ids)
-    for name, mask in (("electrolyte", is_elyte), ("active material", is_active)):
+    electrolyte_ids = (_PORE, _CBD) if config.cbd == "electrolyte" else (_PORE,)
+    electronic_ids = (_ACTIVE, _CBD) if config.cbd == "conductor" else (_ACTIVE,)
+    phases = _Phases(
+        marker=marker,
+        electrolyte=np.isin(marker, electrolyte_ids),
+        active=marker == _ACTIVE,
+        electronic=np.isin(marker, electronic_ids),
+        has_cbd_conductor=False,
+    )
+    for name, mask in (("electrolyte", phases.electrolyte), ("active material", phases.active)):
         if _global_sum(comm, np.count_nonzero(mask[:n_owned])) == 0:
             raise PercolationError(f"the mesh has no {name} cells; check the phase tags")
+    cbd_cells = _global_sum(comm, np.count_nonzero(marker == _CBD))
+    phases.has_cbd_conductor = config.cbd == "conductor" and cbd_cells > 0
+    return phases
 
-    # Submeshes (ghost cells included, so ghosted dofs exist for the dS integrals).
-    cells = {
-        "electrolyte": np.flatnonzero(is_elyte).astype(np.int32),
-        "active": np.flatnonzero(is_active).astype(np.int32),
-        "electronic": np.flatnonzero(is_electronic).astype(np.int32),
-    }
+
+def _spaces(mesh, phases: _Phases):
+    """Submeshes, entity maps and one P1 space per field (BCs are matched to blocks by space).
+
+    Returns ``(submeshes, entity_maps, spaces)``; the electronic submesh is the active
+    one unless the CBD conducts electrons.
+    """
+    cells = phases.cells
     sub_e, emap_e, _ = _submesh(mesh, cells["electrolyte"])
     sub_a, emap_a, _ = _submesh(mesh, cells["active"])
-    if config.cbd == "conductor" and _global_sum(comm, np.count_nonzero(marker == CBD)):
+    if phases.has_cbd_conductor:
         sub_el, emap_el, _ = _submesh(mesh, cells["electronic"])
         entity_maps = [emap_e, emap_a, emap_el]
     else:
-        sub_el, emap_el = sub_a, emap_a
+        sub_el = sub_a
         entity_maps = [emap_e, emap_a]
-    # One space object per field: BCs are matched to blocks by space.
     V = {
         "c_e": dolfinx.fem.functionspace(sub_e, ("Lagrange", 1)),
         "phi_e": dolfinx.fem.functionspace(sub_e, ("Lagrange", 1)),
         "c_s": dolfinx.fem.functionspace(sub_a, ("Lagrange", 1)),
         "phi_s": dolfinx.fem.functionspace(sub_el, ("Lagrange", 1)),
     }
-    u = {k: dolfinx.fem.Function(V[k], name=k) for k in FIELDS}
-    u["c_s"].name = "w_s"  # the unknown is the logit of the stoichiometry
-    u_n = {k: dolfinx.fem.Function(V[k], name=k + "_n") for k in ("c_e", "c_s")}
-    u_nm1 = {k: dolfinx.fem.Function(V[k], name=k + "_nm1") for k in ("c_e", "c_s")}
+    submeshes = {"electrolyte": sub_e, "active": sub_a, "electronic": sub_el}
+    return submeshes, entity_maps, V
 
-    # Measures on the parent mesh, owned cells / facets only.
+
+def _measures(dmesh, phases: _Phases, config: HalfCellConfig):
+    """``dx`` (by phase), lumped ``dx``, ``dGamma`` and ``ds`` (collector, counter face).
+
+    Owned cells and facets only. Returns ``(measures, gamma)`` with ``gamma`` the
+    interface integration data (solid side first). Raises
+    :class:`PercolationError` when a boundary or the interface is missing.
+    """
+    mesh, comm = dmesh.mesh, dmesh.mesh.comm
+    box = np.asarray(dmesh.box, dtype=float)
+    n_owned = mesh.topology.index_map(mesh.topology.dim).size_local
+    marker = phases.marker
     owned = np.arange(n_owned, dtype=np.int32)
-    cell_sd = [(p, owned[marker[:n_owned] == p]) for p in (PORE, ACTIVE, CBD)]
-    dx = ufl.Measure(
-        "dx",
-        domain=mesh,
-        subdomain_data=cell_sd,
-        metadata={"quadrature_degree": BULK_QUADRATURE_DEGREE},
-    )
+    cell_sd = [(p, owned[marker[:n_owned] == p]) for p in (_PORE, _ACTIVE, _CBD)]
+    metadata = {"quadrature_degree": BULK_QUADRATURE_DEGREE}
+    dx = ufl.Measure("dx", domain=mesh, subdomain_data=cell_sd, metadata=metadata)
     dx_lumped = ufl.Measure("dx", domain=mesh, subdomain_data=cell_sd, metadata=LUMPED)
-    gamma = interface_integration_data(mesh, is_active, is_elyte)
+    gamma = interface_integration_data(mesh, phases.active, phases.electrolyte)
     dGamma = ufl.Measure("dS", domain=mesh, subdomain_data=[(_GAMMA, gamma)], metadata=LUMPED)
     face = tags.BoxFace(config.collector_face)
     far = tags.BoxFace.of(face.axis, not face.is_max)
     ext = dolfinx.fem.IntegralType.exterior_facet
-    cc_facets = _boundary_cells_facets(mesh, face, box, is_electronic)
-    ce_facets = _boundary_cells_facets(mesh, far, box, is_elyte)
+    cc_facets = _boundary_cells_facets(mesh, face, box, phases.electronic)
+    ce_facets = _boundary_cells_facets(mesh, far, box, phases.electrolyte)
     ds = ufl.Measure(
         "ds",
         domain=mesh,
@@ -712,24 +731,26 @@ def build_half_cell(dmesh, params: dict[str, Any], config: HalfCellConfig) -> Ha
             f"no electrolyte touches the face {far.name.lower()} opposite the collector; "
             "the counter electrode cannot connect (choose another face or add a separator)"
         )
-    n_gamma = _global_sum(comm, len(gamma) // 4)
-    if n_gamma == 0:
+    if _global_sum(comm, len(gamma) // 4) == 0:
         raise PercolationError("active material and electrolyte share no interface facets")
+    return {"dx": dx, "dx_lumped": dx_lumped, "dGamma": dGamma, "ds": ds}, gamma
 
-    # Parameters and scales.
+
+def _scales(params: dict[str, Any], config: HalfCellConfig) -> dict[str, float]:
+    """Return the reference values of the scaled unknowns and rows (see :data:`J_REF`)."""
     L = float(config.length_scale)
-    T = float(get(params, "Temperature [K]"))
-    c0 = float(get(params, "Initial concentration in electrolyte [mol.m-3]"))
-    cmax = float(get(params, "Maximum concentration in active material [mol.m-3]"))
-    i_ref = J_REF * L**2
-    scales = {
-        "c_e": c0,
-        "c_s": cmax,
-        "i_ref": i_ref,
+    return {
+        "c_e": float(get(params, "Initial concentration in electrolyte [mol.m-3]")),
+        "c_s": float(get(params, "Maximum concentration in active material [mol.m-3]")),
+        "i_ref": J_REF * L**2,
         "length": L,
         "collector_conductance": 1.0 / float(config.collector_resistance),
     }
-    const = {
+
+
+def _constants(mesh) -> dict[str, Any]:
+    """Create the constants the time loop sets: BDF coefficients, dt, the forcing."""
+    return {
         name: dolfinx.fem.Constant(mesh, float(val))
         for name, val in (
             ("dt", 1.0),
@@ -742,100 +763,139 @@ def build_half_cell(dmesh, params: dict[str, Any], config: HalfCellConfig) -> Ha
         )
     }
 
-    def rate(k: str, scale: float, of=lambda v: v):
+
+@dataclass
+class _Fields:
+    """Unknowns, histories, tests and constants shared by the residual builders below."""
+
+    params: dict[str, Any]
+    config: HalfCellConfig
+    V: dict[str, Any]
+    u: dict[str, Any]
+    u_n: dict[str, Any]
+    u_nm1: dict[str, Any]
+    const: dict[str, Any]
+    scales: dict[str, float]
+    measures: dict[str, Any]
+    T: float
+
+    @classmethod
+    def create(cls, params, config, V, const, scales, measures) -> _Fields:
+        """Unknown and history functions of every field on the spaces ``V``."""
+        u = {k: dolfinx.fem.Function(V[k], name=k) for k in FIELDS}
+        u["c_s"].name = "w_s"  # the unknown is the logit of the stoichiometry
+        u_n = {k: dolfinx.fem.Function(V[k], name=k + "_n") for k in ("c_e", "c_s")}
+        u_nm1 = {k: dolfinx.fem.Function(V[k], name=k + "_nm1") for k in ("c_e", "c_s")}
+        T = float(get(params, "Temperature [K]"))
+        return cls(params, config, V, u, u_n, u_nm1, const, scales, measures, T)
+
+    def test(self, k: str):
+        """Test function of field ``k``."""
+        return ufl.TestFunction(self.V[k])
+
+    def rate(self, k: str, scale: float, of=lambda v: v):
         """BDF time derivative of ``scale * of(unknown k)``."""
+        c, u = self.const, self.u
         return (
             scale
-            * (const["b0"] * of(u[k]) + const["b1"] * of(u_n[k]) + const["b2"] * of(u_nm1[k]))
-            / (const["dt"])
+            * (c["b0"] * of(u[k]) + c["b1"] * of(self.u_n[k]) + c["b2"] * of(self.u_nm1[k]))
+            / (c["dt"])
         )
 
-    # Electrolyte.
-    c_e, phi_e = c0 * u["c_e"], u["phi_e"]
+
+def _electrolyte_residuals(f: _Fields):
+    """Salt and charge balances of the electrolyte, CBD pores included if lumped in.
+
+    Returns ``(F_ce, F_phie, eps_cbd)``: the residuals and the CBD porosity that
+    weights the CBD's salt storage.
+    """
+    params, T, L, dx = f.params, f.T, f.scales["length"], f.measures["dx"]
+    c0 = f.scales["c_e"]
+    c_e, phi_e = c0 * f.u["c_e"], f.u["phi_e"]
     kappa = get(params, "Electrolyte conductivity [S.m-1]")(c_e, T)
     D_e = get(params, "Electrolyte diffusivity [m2.s-1]")(c_e, T)
     t_plus = get(params, "Cation transference number")(c_e, T)
-    chi = 1.0 if config.dilute else get(params, "Thermodynamic factor")(c_e, T)
-    v_e, q_e = ufl.TestFunction(V["c_e"]), ufl.TestFunction(V["phi_e"])
-    ce_dot = rate("c_e", c0)
+    chi = 1.0 if f.config.dilute else get(params, "Thermodynamic factor")(c_e, T)
+    v_e, q_e = f.test("c_e"), f.test("phi_e")
+    ce_dot = f.rate("c_e", c0)
     F_ce, F_phie = ec.electrolyte_bulk(
-        c_e, ce_dot, phi_e, v_e, q_e, D_e, kappa, t_plus, chi, T, L, dx(PORE)
+        c_e, ce_dot, phi_e, v_e, q_e, D_e, kappa, t_plus, chi, T, L, dx(_PORE)
     )
     eps_cbd = float(get(params, "CBD porosity"))
-    if config.cbd == "electrolyte":
+    if f.config.cbd == "electrolyte":
         fac = float(get(params, "CBD electrolyte transport factor"))
         G_ce, G_phie = ec.electrolyte_bulk(
-            c_e,
-            eps_cbd * ce_dot,
-            phi_e,
-            v_e,
-            q_e,
-            fac * D_e,
-            fac * kappa,
-            t_plus,
-            chi,
-            T,
-            L,
-            dx(CBD),
-        )
+            c_e, eps_cbd * ce_dot, phi_e, v_e, q_e, fac * D_e, fac * kappa, t_plus, chi,
+            T, L, dx(_CBD),
+        )  # fmt: skip
         F_ce, F_phie = F_ce + G_ce, F_phie + G_phie
+    return F_ce, F_phie, eps_cbd
 
-    # Solid.
-    sto = stoichiometry(u["c_s"])
-    # Per-vertex BDF weight (1: BDF2 as the constants say, 0: BDF1); see bdf2_room.
-    theta = dolfinx.fem.Function(V["c_s"], name="bdf2_weight")
+
+def _solid_residuals(f: _Fields, cbd_conducts: bool):
+    """Li and charge balances of the solid (Li diffusion acts on nodal values).
+
+    Returns ``(F_cs, F_phis, stiffness, theta)``: the residuals, the bilinear
+    integrand of :class:`SolidFlux` and the per-vertex BDF2 weight
+    (1: BDF2 as the constants say, 0: BDF1; see :func:`bdf2_weights`).
+    """
+    params, T, L = f.params, f.T, f.scales["length"]
+    dx, dx_lumped = f.measures["dx"], f.measures["dx_lumped"]
+    cmax, i_ref, dt = f.scales["c_s"], f.scales["i_ref"], f.const["dt"]
+    sto = stoichiometry(f.u["c_s"])
+    theta = dolfinx.fem.Function(f.V["c_s"], name="bdf2_weight")
     theta.x.array[:] = 1.0
     cs_dot = (
-        theta * rate("c_s", cmax, stoichiometry)
-        + (1.0 - theta) * cmax * (sto - stoichiometry(u_n["c_s"])) / const["dt"]
+        theta * f.rate("c_s", cmax, stoichiometry)
+        + (1.0 - theta) * cmax * (sto - stoichiometry(f.u_n["c_s"])) / dt
     )
-    c_s = cmax * sto
     D_s = get(params, "Active material diffusivity [m2.s-1]")(sto, T)
-    w_s, r_s = ufl.TestFunction(V["c_s"]), ufl.TestFunction(V["phi_s"])
+    w_s, r_s = f.test("c_s"), f.test("phi_s")
     sigma_a = float(get(params, "Active material conductivity [S.m-1]"))
     F_cs, F_phis = ec.solid_bulk(
-        c_s,
-        cs_dot,
-        u["phi_s"],
-        w_s,
-        r_s,
-        D_s,
-        sigma_a,
-        L,
-        dx(ACTIVE),
-        dx(ACTIVE),
-        dx_storage=dx_lumped(ACTIVE),
-        flux=False,  # on nodal values: SolidFlux
-    )
-    w_trial = ufl.TrialFunction(V["c_s"])
+        cmax * sto, cs_dot, f.u["phi_s"], w_s, r_s, D_s, sigma_a, L, dx(_ACTIVE), dx(_ACTIVE),
+        dx_storage=dx_lumped(_ACTIVE), flux=False,  # on nodal values: SolidFlux
+    )  # fmt: skip
+    w_trial = ufl.TrialFunction(f.V["c_s"])
     stiffness = (FARADAY / i_ref) * cmax * L * ufl.inner(ufl.grad(w_trial), ufl.grad(w_s))
-    if sub_el is not sub_a:
+    if cbd_conducts:
         sigma_c = float(get(params, "CBD conductivity [S.m-1]"))
-        F_phis += sigma_c * ufl.inner(ufl.grad(u["phi_s"]), ufl.grad(r_s)) * L * dx(CBD)
+        F_phis += sigma_c * ufl.inner(ufl.grad(f.u["phi_s"]), ufl.grad(r_s)) * L * dx(_CBD)
+    return F_cs, F_phis, stiffness, theta
 
-    # Interface Butler-Volmer.
-    sto_g = on_solid(sto)
-    ce_g = on_electrolyte(c_e)
+
+def _interface(f: _Fields):
+    """Butler-Volmer current density j [A.m-2] on Γ and its four interface terms.
+
+    The terms are added to the bulk residuals in ``residuals`` and kept out of
+    ``bulk_residuals``: the solver evaluates them vertex by vertex.
+    """
+    params, T, cmax = f.params, f.T, f.scales["c_s"]
+    sto_g = on_solid(stoichiometry(f.u["c_s"]))
+    ce_g = on_electrolyte(f.scales["c_e"] * f.u["c_e"])
     ocp = get(params, "Active material OCP [V]")(sto_g, T)
-    j0 = exchange_current(params, ce_g, on_solid(u["c_s"]), cmax, T)
-    eta = on_solid(u["phi_s"]) - on_electrolyte(phi_e) - ocp
+    j0 = exchange_current(params, ce_g, on_solid(f.u["c_s"]), cmax, T)
+    eta = on_solid(f.u["phi_s"]) - on_electrolyte(f.u["phi_e"]) - ocp
     a_a = float(get(params, "Active material anodic transfer coefficient"))
     a_c = float(get(params, "Active material cathodic transfer coefficient"))
     j = ec.butler_volmer(j0, eta, a_a, a_c, T)
-    terms = ec.interface_exchange(
-        j,
-        on_solid(w_s),
-        on_solid(r_s),
-        on_electrolyte(v_e),
-        on_electrolyte(q_e),
-        L,
-        dGamma(_GAMMA),
-    )
-    # The interface terms are added to the bulk residuals below (``residuals``) and kept
-    # out of them (``bulk_residuals``): the solver evaluates them vertex by vertex.
+    tests = [on_solid(f.test("c_s")), on_solid(f.test("phi_s"))]
+    tests += [on_electrolyte(f.test("c_e")), on_electrolyte(f.test("phi_e"))]
+    dGamma = f.measures["dGamma"](_GAMMA)
+    terms = ec.interface_exchange(j, *tests, f.scales["length"], dGamma)
+    return j, terms
 
-    bcs_common = []
-    if config.counter == "lithium":
+
+def _counter_electrode(f: _Fields, face: tags.BoxFace, box: np.ndarray):
+    """Lithium-metal kinetics on the face opposite the collector, or a reservoir.
+
+    Returns ``(t_ce, t_phie, j_li, bcs)``: the counter terms of the electrolyte
+    residuals (0 for a reservoir), the counter current density (None for a
+    reservoir) and the reservoir's Dirichlet conditions (c_e = c_e0, phi_e = 0).
+    """
+    params, T = f.params, f.T
+    c_e, phi_e = f.scales["c_e"] * f.u["c_e"], f.u["phi_e"]
+    if f.config.counter == "lithium":
         j0_li = get(params, "Counter electrode exchange-current density [A.m-2]")(c_e, T)
         j_li = ec.butler_volmer(
             j0_li,
@@ -844,62 +904,114 @@ def build_half_cell(dmesh, params: dict[str, Any], config: HalfCellConfig) -> Ha
             float(get(params, "Counter electrode cathodic transfer coefficient")),
             T,
         )
-        t_c, t_phi = ec.counter_electrode(j_li, v_e, q_e, L, ds(_COUNTER))
-        F_ce += t_c
-        F_phie += t_phi
-    else:
-        j_li = None
-        one = dolfinx.fem.Constant(sub_e, 1.0)
-        zero = dolfinx.fem.Constant(sub_e, 0.0)
-        bcs_common = [
-            dolfinx.fem.dirichletbc(one, _face_dofs(V["c_e"], far, box), V["c_e"]),
-            dolfinx.fem.dirichletbc(zero, _face_dofs(V["phi_e"], far, box), V["phi_e"]),
-        ]
-
-    # Equipotential collector at V = mean(phi_s) - i/G, so that the contact passes the
-    # applied current in total; the solver updates the mean before every residual and
-    # adds the rank-one Jacobian term of its dependence on phi_s (collector_load).
-    G = 1.0 / float(config.collector_resistance)
-    V_cc = const["collector_mean_potential"] - const["collector_current_density"] / G
-    F_gal = F_phis + ec.collector_contact(u["phi_s"], V_cc, G, r_s, L, ds(_COLLECTOR))
-    # The same contact held at the constant collector potential "voltage": its total
-    # current is a function I(V) of the state, and I(V) = applied current is the
-    # galvanostatic solution exactly (the solver's fallback searches V, see
-    # tomofem.solvers.discharge.HalfCellSolver.solve_by_voltage).
-    contact = ec.collector_contact(u["phi_s"], const["voltage"], G, r_s, L, ds(_COLLECTOR))
-    scale_mass, scale_charge = FARADAY / i_ref, 1.0 / i_ref
-    bulk_residuals = {
-        "galvanostatic": [
-            scale_mass * F_ce,
-            scale_charge * F_phie,
-            scale_mass * F_cs,
-            scale_charge * F_gal,
-        ],
-        "potentiostatic": [
-            scale_mass * F_ce,
-            scale_charge * F_phie,
-            scale_mass * F_cs,
-            scale_charge * F_phis,
-        ],
-        "contact": [
-            scale_mass * F_ce,
-            scale_charge * F_phie,
-            scale_mass * F_cs,
-            scale_charge * (F_phis + contact),
-        ],
-    }
-    iface = [
-        scale_mass * terms["c_e"],
-        scale_charge * terms["phi_e"],
-        scale_mass * terms["c_s"],
-        scale_charge * terms["phi_s"],
+        ds = f.measures["ds"](_COUNTER)
+        t_c, t_phi = ec.counter_electrode(
+            j_li, f.test("c_e"), f.test("phi_e"), f.scales["length"], ds
+        )
+        return t_c, t_phi, j_li, []
+    far = tags.BoxFace.of(face.axis, not face.is_max)
+    sub_e = f.V["c_e"].mesh
+    one, zero = dolfinx.fem.Constant(sub_e, 1.0), dolfinx.fem.Constant(sub_e, 0.0)
+    bcs = [
+        dolfinx.fem.dirichletbc(one, _face_dofs(f.V["c_e"], far, box), f.V["c_e"]),
+        dolfinx.fem.dirichletbc(zero, _face_dofs(f.V["phi_e"], far, box), f.V["phi_e"]),
     ]
-    residuals = {
-        mode: [f + t for f, t in zip(forms, iface, strict=True)]
-        for mode, forms in bulk_residuals.items()
+    return None, None, None, bcs
+
+
+def _mode_residuals(f: _Fields, F: dict[str, Any], terms: dict[str, Any]):
+    """Scaled block residuals of the three collector modes, without and with Γ terms.
+
+    Equipotential collector at V = mean(phi_s) - i/G, so that the contact passes the
+    applied current in total; the solver updates the mean before every residual and
+    adds the rank-one Jacobian term of its dependence on phi_s (``collector_load``).
+    The same contact held at the constant collector potential ``voltage`` gives the
+    ``"contact"`` mode: its total current I(V) = applied current is the galvanostatic
+    solution exactly (the solver's fallback searches V, see
+    :meth:`tomofem.solvers.discharge.HalfCellSolver.solve_by_voltage`).
+    """
+    const, L, i_ref = f.const, f.scales["length"], f.scales["i_ref"]
+    G = f.scales["collector_conductance"]
+    r_s, ds = f.test("phi_s"), f.measures["ds"](_COLLECTOR)
+    V_cc = const["collector_mean_potential"] - const["collector_current_density"] / G
+    F_gal = F["phi_s"] + ec.collector_contact(f.u["phi_s"], V_cc, G, r_s, L, ds)
+    contact = ec.collector_contact(f.u["phi_s"], const["voltage"], G, r_s, L, ds)
+    mass, charge = FARADAY / i_ref, 1.0 / i_ref
+    common = [mass * F["c_e"], charge * F["phi_e"], mass * F["c_s"]]
+    bulk = {
+        "galvanostatic": [*common, charge * F_gal],
+        "potentiostatic": [*common, charge * F["phi_s"]],
+        "contact": [*common, charge * (F["phi_s"] + contact)],
     }
-    nodal = NodalInterface.build(mesh, gamma, V, entity_maps, L**2 / i_ref, params, c0, cmax, T)
-    v_bc = dolfinx.fem.dirichletbc(const["voltage"], _face_dofs(V["phi_s"], face, box), V["phi_s"])
+    iface = [mass * terms["c_e"], charge * terms["phi_e"], mass * terms["c_s"]]
+    iface.append(charge * terms["phi_s"])
+    full = {
+        mode: [g + t for g, t in zip(forms, iface, strict=True)] for mode, forms in bulk.items()
+    }
+    return bulk, full
+
+
+def _diagnostics(mesh, f: _Fields, form, j, j_li, eps_cbd: float) -> dict[str, Any]:
+    """Compiled functionals the loop records: Li inventories, currents, areas, means."""
+    L, c_e = f.scales["length"], f.scales["c_e"] * f.u["c_e"]
+    sto = stoichiometry(f.u["c_s"])
+    G = f.scales["collector_conductance"]
+    dx, dx_lumped = f.measures["dx"], f.measures["dx_lumped"]
+    dGamma, ds = f.measures["dGamma"](_GAMMA), f.measures["ds"]
+    one = dolfinx.fem.Constant(mesh, 1.0)
+    elyte = c_e * L**3 * dx(_PORE)
+    if f.config.cbd == "electrolyte":
+        elyte = elyte + eps_cbd * c_e * L**3 * dx(_CBD)
+    diag = {
+        "li_solid": form(f.scales["c_s"] * sto * L**3 * dx_lumped(_ACTIVE)),
+        "li_electrolyte": form(elyte),
+        "interface_current": form(j * L**2 * dGamma),
+        "interface_current_sq": form(j**2 * L**2 * dGamma),
+        "interface_area": form(on_solid(one) * L**2 * dGamma),
+        "collector_area": form(one * L**2 * ds(_COLLECTOR)),
+        "collector_potential": form(f.u["phi_s"] * L**2 * ds(_COLLECTOR)),
+        "contact_current": form(G * (f.u["phi_s"] - f.const["voltage"]) * L**2 * ds(_COLLECTOR)),
+        "active_volume": form(one * L**3 * dx(_ACTIVE)),
+        "sto_mean": form(sto * L**3 * dx_lumped(_ACTIVE)),
+    }
+    if j_li is not None:
+        diag["counter_current"] = form(j_li * L**2 * ds(_COUNTER))
+    return diag
+
+
+def build_half_cell(dmesh, params: dict[str, Any], config: HalfCellConfig) -> HalfCellProblem:
+    """Build the coupled half-cell residuals on a tagged, shared-facet-ghosted mesh.
+
+    Parameters
+    ----------
+    dmesh
+        A :class:`tomofem.meshing.DolfinxMesh` (``mesh``, ``cell_tags`` with
+        phase ids, ``box``). Facet tags are not needed: interfaces and box faces
+        are derived from the cell phases and the box, as the tagger does.
+    params
+        Parameter mapping (:func:`tomofem.materials.half_cell`).
+    config
+        Geometry and model choices.
+    """
+    config.validate()
+    mesh = dmesh.mesh
+    phases = _phases(dmesh, config)
+    submeshes, entity_maps, V = _spaces(mesh, phases)
+    measures, gamma = _measures(dmesh, phases, config)
+    scales = _scales(params, config)
+    f = _Fields.create(params, config, V, _constants(mesh), scales, measures)
+    F_ce, F_phie, eps_cbd = _electrolyte_residuals(f)
+    F_cs, F_phis, stiffness, theta = _solid_residuals(f, phases.has_cbd_conductor)
+    j, terms = _interface(f)
+    face, box = tags.BoxFace(config.collector_face), np.asarray(dmesh.box, dtype=float)
+    t_ce, t_phie, j_li, bcs_common = _counter_electrode(f, face, box)
+    if j_li is not None:
+        F_ce, F_phie = F_ce + t_ce, F_phie + t_phie
+    F = {"c_e": F_ce, "phi_e": F_phie, "c_s": F_cs, "phi_s": F_phis}
+    bulk_residuals, residuals = _mode_residuals(f, F, terms)
+    v_bc = dolfinx.fem.dirichletbc(
+        f.const["voltage"], _face_dofs(V["phi_s"], face, box), V["phi_s"]
+    )
     bcs = {
         "galvanostatic": bcs_common,
         "potentiostatic": [*bcs_common, v_bc],
@@ -909,68 +1021,45 @@ def build_half_cell(dmesh, params: dict[str, Any], config: HalfCellConfig) -> Ha
     def form(expr):
         return dolfinx.fem.form(expr, entity_maps=entity_maps)
 
-    diag = {
-        "li_solid": form(c_s * L**3 * dx_lumped(ACTIVE)),
-        "li_electrolyte": form(
-            c_e * L**3 * dx(PORE)
-            + (eps_cbd * c_e * L**3 * dx(CBD) if config.cbd == "electrolyte" else 0)
-        ),
-        "interface_current": form(j * L**2 * dGamma(_GAMMA)),
-        "interface_current_sq": form(j**2 * L**2 * dGamma(_GAMMA)),
-        "interface_area": form(on_solid(dolfinx.fem.Constant(mesh, 1.0)) * L**2 * dGamma(_GAMMA)),
-        "collector_area": form(dolfinx.fem.Constant(mesh, 1.0) * L**2 * ds(_COLLECTOR)),
-        "collector_potential": form(u["phi_s"] * L**2 * ds(_COLLECTOR)),
-        "contact_current": form(G * (u["phi_s"] - const["voltage"]) * L**2 * ds(_COLLECTOR)),
-        "active_volume": form(dolfinx.fem.Constant(mesh, 1.0) * L**3 * dx(ACTIVE)),
-        "sto_mean": form(sto * L**3 * dx_lumped(ACTIVE)),
-    }
-    if j_li is not None:
-        diag["counter_current"] = form(j_li * L**2 * ds(_COUNTER))
-
+    L, i_ref, ds = scales["length"], scales["i_ref"], measures["ds"]
     problem = HalfCellProblem(
-        mesh=mesh,
-        config=config,
-        params=params,
-        submeshes={"electrolyte": sub_e, "active": sub_a, "electronic": sub_el},
-        entity_maps=entity_maps,
-        spaces=V,
-        u=u,
-        u_n=u_n,
-        u_nm1=u_nm1,
-        constants=const,
-        residuals=residuals,
-        bcs=bcs,
-        diagnostics=diag,
-        scales=scales,
-        capacity_C=0.0,
-        collector_area=0.0,
-        active_volume=0.0,
-        interface_data=gamma,
-        cell_marker=marker,
-        submesh_cells=cells,
-        measures={"dx": dx, "dx_lumped": dx_lumped, "dGamma": dGamma, "ds": ds},
-        expressions={"sto": sto, "j": j},
-        collector_load=form(scale_charge * r_s * L**2 * ds(_COLLECTOR)),
-        bdf_weight=theta,
-        bulk_residuals=bulk_residuals,
-        interface=nodal,
-        solid_flux=SolidFlux.build(form(stiffness * dx(ACTIVE)), params),
-    )
+        mesh=mesh, config=config, params=params, submeshes=submeshes,
+        entity_maps=entity_maps, spaces=V, u=f.u, u_n=f.u_n, u_nm1=f.u_nm1,
+        constants=f.const, residuals=residuals, bcs=bcs,
+        diagnostics=_diagnostics(mesh, f, form, j, j_li, eps_cbd), scales=scales,
+        capacity_C=0.0, collector_area=0.0, active_volume=0.0, interface_data=gamma,
+        cell_marker=phases.marker, submesh_cells=phases.cells, measures=measures,
+        expressions={"sto": stoichiometry(f.u["c_s"]), "j": j},
+        collector_load=form((1.0 / i_ref) * f.test("phi_s") * L**2 * ds(_COLLECTOR)),
+        bdf_weight=theta, bulk_residuals=bulk_residuals,
+        interface=NodalInterface.build(
+            mesh, gamma, V, entity_maps, L**2 / i_ref, params, scales["c_e"], scales["c_s"], f.T
+        ),
+        solid_flux=SolidFlux.build(form(stiffness * measures["dx"](_ACTIVE)), params),
+    )  # fmt: skip
+    _measure_capacity(problem)
+    return problem
+
+
+def _measure_capacity(problem: HalfCellProblem) -> None:
+    """Set the collector area [m2], active volume [m3] and capacity [C] (collective)."""
+    params = problem.params
     problem.collector_area = problem.assemble("collector_area")
     problem.active_volume = problem.assemble("active_volume")
     window = abs(
         float(get(params, "Stoichiometry at 100% SOC"))
         - float(get(params, "Stoichiometry at 0% SOC"))
     )
+    cmax = problem.scales["c_s"]
     problem.capacity_C = FARADAY * cmax * problem.active_volume * window
-    if comm.rank == 0:
+    n_gamma = _global_sum(problem.comm, len(problem.interface_data) // 4)
+    if problem.comm.rank == 0:
         log.info(
             "half cell: %d interface facets, active volume %.3e m3, capacity %.4e mAh",
             n_gamma,
             problem.active_volume,
             problem.capacity_C / 3.6,
         )
-    return problem
 
 
 def collector_connected(problem: HalfCellProblem) -> np.ndarray:

@@ -2,10 +2,12 @@
 
 DOLFINx integrates an interior facet over the pair ``(cell0, local_facet0,
 cell1, local_facet1)`` and calls the first cell's side ``"+"``. For an interface
-between a solid and an electrolyte we build these quadruples ourselves so that
-the solid cell always comes first: :data:`SOLID_SIDE` is ``"+"`` here and
-nowhere else, and :func:`on_solid` / :func:`on_electrolyte` are the only way
-the rest of tomofem restricts interface quantities.
+between two groups of cells (solid and electrolyte, or two phases of a cell
+problem) we build these quadruples ourselves so that the first group's cell
+always comes first: :data:`FIRST_SIDE` is ``"+"`` here and nowhere else, and
+the restrictions below are the only way the rest of tomofem restricts interface
+quantities. Every physics that couples submeshes across an interface
+(electrochemistry, contact resistance in homogenization) uses this module.
 """
 
 from __future__ import annotations
@@ -13,10 +15,14 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-SOLID_SIDE = "+"
-"""Restriction of the solid (first) cell of every interface facet."""
-ELECTROLYTE_SIDE = "-"
-"""Restriction of the electrolyte (second) cell of every interface facet."""
+FIRST_SIDE = "+"
+"""Restriction of the first group's cell of every interface facet."""
+SECOND_SIDE = "-"
+"""Restriction of the second group's cell of every interface facet."""
+SOLID_SIDE = FIRST_SIDE
+"""Restriction of the solid (first) cell of every solid-electrolyte facet."""
+ELECTROLYTE_SIDE = SECOND_SIDE
+"""Restriction of the electrolyte (second) cell of every solid-electrolyte facet."""
 
 
 def on_solid(expr):
@@ -27,6 +33,29 @@ def on_solid(expr):
 def on_electrolyte(expr):
     """``expr`` evaluated on the electrolyte side of the interface."""
     return expr(ELECTROLYTE_SIDE)
+
+
+def phase_sides(a: int, b: int) -> dict[int, str]:
+    """Restriction of each phase on the facets of :func:`phase_interface_data` ``(a, b)``."""
+    return {a: FIRST_SIDE, b: SECOND_SIDE}
+
+
+def phase_interface_data(
+    mesh, cell_phase: npt.NDArray[np.integer], a: int, b: int
+) -> npt.NDArray[np.int32]:
+    """Integration entities of the facets between phases ``a`` and ``b``, ``a`` first.
+
+    Parameters
+    ----------
+    mesh
+        Parent ``dolfinx.mesh.Mesh`` (shared-facet ghosting).
+    cell_phase
+        Phase tag of every local cell (owned and ghost).
+    a, b
+        The two phases; ``a``'s cells are on :data:`FIRST_SIDE`
+        (:func:`phase_sides`).
+    """
+    return interface_integration_data(mesh, cell_phase == a, cell_phase == b)
 
 
 def interface_integration_data(

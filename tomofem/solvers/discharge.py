@@ -4,7 +4,9 @@ Public entry: :func:`run_half_cell` -> :class:`DischargeResult`. The loop
 advances the coupled system of :mod:`tomofem.problems.electrochem` with
 variable-step BDF1/BDF2, grows the step when Newton converges fast, cuts and
 retries on divergence or NaN, lands on cut-off voltages, and stops cleanly
-(last good state kept and checkpointed) when the step falls below its floor.
+(last good state kept, and handed to the observers that checkpoint it) when the
+step falls below its floor. The loop writes no files: it hands every accepted
+state to observers (:mod:`tomofem.solvers.observers`).
 """
 
 from __future__ import annotations
@@ -12,10 +14,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -37,6 +38,7 @@ from tomofem.problems.electrochem import (
     set_equilibrium,
 )
 from tomofem.problems.particles import particle_labels
+from tomofem.solvers.observers import Observer, RunState
 from tomofem.solvers.presets import electrochem_newton, layered
 from tomofem.solvers.timestepping import StepControl, bdf_coefficients
 
@@ -291,16 +293,6 @@ class DischargeResult:
         return json.dumps(dataclasses.asdict(self))
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    except BaseException:  # a full disk must not leave a partial temporary file behind
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 class _Interface:
     """Facet-wise interface diagnostics (statistics and histogram of j)."""
 
@@ -414,76 +406,6 @@ class _Particles:
             "soc_particle_min": float(soc.min()),
             "soc_particle_max": float(soc.max()),
         }
-
-
-CHECKPOINT_NAME = "checkpoint.h5"
-
-
-def checkpoint_functions(problem: HalfCellProblem) -> dict[str, Any]:
-    """Every function a resumed run needs: the unknowns and the BDF history levels.
-
-    The solid unknown is stored as ``w_s`` (logit of the stoichiometry): a checkpoint
-    of the older ``c_s / c_max`` unknown then fails to load with the missing field
-    named, instead of resuming from values read in the wrong variable.
-    """
-
-    def name(k: str) -> str:
-        return "w_s" if k == "c_s" else k
-
-    out = {name(k): problem.u[k] for k in FIELDS}
-    out.update({f"{name(k)}@n": problem.u_n[k] for k in problem.u_n})
-    out.update({f"{name(k)}@nm1": problem.u_nm1[k] for k in problem.u_nm1})
-    return out
-
-
-def write_checkpoint(
-    problem: HalfCellProblem, path: Path, state: dict[str, Any], dmesh: Any = None
-) -> None:
-    """Write unknowns, histories, loop ``state`` (and the mesh) to ``path`` (atomic, collective).
-
-    The format is :mod:`tomofem.io.checkpoint` (HDF5, values by input vertex
-    index, so a run can resume on any number of ranks and continues bitwise
-    identically on the same number).
-    """
-    from tomofem.io import checkpoint  # file format lives in io; imported only when writing
-
-    checkpoint.write_checkpoint(path, checkpoint_functions(problem), state, dmesh=dmesh)
-
-
-def read_checkpoint(problem: HalfCellProblem, path: Path) -> dict[str, Any]:
-    """Restore unknowns and histories written by :func:`write_checkpoint`; return the state."""
-    from tomofem.io import checkpoint
-
-    return checkpoint.read_checkpoint(path, checkpoint_functions(problem))
-
-
-class _Writer:
-    """VTX (ADIOS2 .bp) time series of the four fields in physical units."""
-
-    def __init__(self, problem: HalfCellProblem, folder: Path):
-        p = problem
-        self.p = p
-        self.out = {k: dolfinx.fem.Function(p.spaces[k], name=k) for k in FIELDS}
-        self.writers = []
-        groups = {"electrolyte": ("c_e", "phi_e"), "active": ("c_s",), "electronic": ("phi_s",)}
-        for name, ks in groups.items():
-            self.writers.append(
-                dolfinx.io.VTXWriter(
-                    p.comm, str(Path(folder) / f"{name}.bp"), [self.out[k] for k in ks], "BP4"
-                )
-            )
-
-    def write(self, t: float) -> None:
-        p = self.p
-        for k in ("c_e", "phi_e", "phi_s"):
-            self.out[k].x.array[:] = p.u[k].x.array * (p.scales["c_e"] if k == "c_e" else 1.0)
-        self.out["c_s"].x.array[:] = p.scales["c_s"] * p.stoichiometry_values(p.u["c_s"].x.array)
-        for w in self.writers:
-            w.write(t)
-
-    def close(self) -> None:
-        for w in self.writers:
-            w.close()
 
 
 class HalfCellSolver:
@@ -1006,16 +928,376 @@ def _restore(problem: HalfCellProblem, snap: dict[str, np.ndarray]) -> None:
         problem.u_nm1[k].x.array[:] = snap[k + "_nm1"]
 
 
+@dataclass
+class _Attempt:
+    """Outcome of the solves of one time step."""
+
+    ok: bool
+    its: int
+    kits: int
+    solved: str
+    """Mode of the solution: ``"galvanostatic"``, ``"potentiostatic"`` or ``"contact"``
+    (found by a voltage search)."""
+
+
+@dataclass
+class _Landing:
+    """An accepted step's terminal voltage [V], current [A] and why its protocol step ends."""
+
+    voltage: float
+    current: float
+    end: str | None
+
+
+class _ProtocolRun:
+    """The time loop of :func:`run_half_cell`, one named step per method."""
+
+    def __init__(self, p, dmesh, params, protocol, solver, observers, stop):
+        self.p, self.comm = p, p.comm
+        self.protocol, self.solver, self.ctl = protocol, solver, solver.control
+        self.observers, self.stop = list(observers), stop
+        self.hc = HalfCellSolver(p, solver)
+        self.iface = _Interface(p)
+        self.parts = _Particles(p)
+        self.one_c = p.capacity_C / 3600.0
+        self.x_window = sorted(
+            float(get(params, k)) for k in ("Stoichiometry at 0% SOC", "Stoichiometry at 100% SOC")
+        )
+        self.predicted = -1  # protocol step whose first guess the switch predictor has set
+        self.state: dict[str, Any] = {}
+        self.view = RunState(p, dmesh, self.state)
+        self.dt = solver.control.dt_initial
+
+    # --- start and diagnostics -----------------------------------------------------------
+
+    def start(self, resume: Callable[[HalfCellProblem], dict[str, Any]] | None) -> None:
+        """Set the initial state: equilibrium at the protocol's SOC, or what ``resume`` restores."""
+        ctl = self.ctl
+        if resume is not None:
+            self.state = resume(self.p)
+        else:
+            self.state = {
+                "t": 0.0, "capacity_C": 0.0, "step_index": 0, "step_start": 0.0,
+                "dt": ctl.dt_initial, "dt_prev": None, "accepted": 0, "rejected": 0,
+                "series": {}, "step_ends": [],
+            }  # fmt: skip
+            set_equilibrium(self.p, self.protocol.initial_soc)
+        self.view.loop = self.state
+        self.dt = float(self.state["dt"])
+        if not self.state["series"]:
+            self.record(0.0, 0, 0, 0.0, "galvanostatic")
+            self.notify("on_accept")
+            self.check_first_cutoff()
+
+    def check_first_cutoff(self) -> None:
+        """Refuse a first step whose cut-off voltage is already passed at the start."""
+        first = self.protocol.steps[0]
+        v0 = self.state["series"]["voltage"][0]
+        if first.kind == "current" and first.until_voltage is not None and first.value != 0:
+            if (v0 - first.until_voltage) * np.sign(first.value) <= 0:  # over before it starts
+                raise ConfigError(
+                    f"steps[0].until_voltage: the cut-off {first.until_voltage} V is already "
+                    f"passed at the start ({v0:.4f} V at SOC {self.protocol.initial_soc}), so the "
+                    f"{'dis' if first.value > 0 else ''}charge would end at once; check the "
+                    "cut-off voltages and the initial state of charge"
+                )
+
+    def record(self, current: float, its: int, kits: int, dt: float, mode: str) -> None:
+        """Append the diagnostics of the current state to the series."""
+        p, state = self.p, self.state
+        row = {
+            "time": state["t"],
+            "voltage": p.terminal_voltage(mode),
+            "current": current,
+            "capacity": state["capacity_C"] / 3.6,
+            "li_solid": p.assemble("li_solid"),
+            "li_electrolyte": p.assemble("li_electrolyte"),
+            "interface_current": p.assemble("interface_current"),
+            "newton_iterations": its,
+            "krylov_iterations": kits,
+            "dt": dt,
+            "step": state["step_index"],
+        }
+        row.update(self.iface.statistics(self.comm))
+        row.update(self.parts.statistics(self.comm))
+        for key, val in row.items():
+            state["series"].setdefault(key, []).append(float(val))
+
+    def notify(self, event: str) -> None:
+        """Hand the current state to every observer (``on_accept`` or ``on_finish``)."""
+        for obs in self.observers:
+            getattr(obs, event)(self.view)
+
+    def exhausted(self, current: float) -> str | None:
+        """Why the active material can take no more of ``current`` (None: it can)."""
+        sto = self.state["series"]["sto_mean"][-1]
+        lithiating = current > 0
+        if (sto >= self.x_window[1]) if lithiating else (sto <= self.x_window[0]):
+            return f"capacity exhausted (mean stoichiometry {sto:.4f})"
+        return None
+
+    # --- one time step ---------------------------------------------------------------------
+
+    def run(self) -> str:
+        """Advance through the protocol; return why the loop stopped."""
+        state = self.state
+        while state["step_index"] < len(self.protocol.steps):
+            step = self.protocol.steps[state["step_index"]]
+            mode, current = self.apply_forcing(step)
+            if state["accepted"] >= self.solver.max_steps:
+                return f"max_steps {self.solver.max_steps} reached"
+            self.predict(mode, current)
+            snap = _snapshot(self.p)
+            attempt = self.solve_step(step, mode, current, snap)
+            if attempt is None:
+                continue
+            if not attempt.ok:
+                reason = self.reject(attempt, snap)
+                if reason is not None:
+                    return reason
+                continue
+            landing = self.land(step, current, snap, attempt)
+            if landing is None:
+                continue
+            self.accept(step, current, attempt, landing)
+            if self.stop.requested(self.comm):
+                return (
+                    f"interrupted by {self.stop.signal_name or 'a signal to another rank'} at "
+                    f"t={state['t']:.6g} s after {state['accepted']} steps"
+                )
+        return "protocol complete"
+
+    def apply_forcing(self, step: Step) -> tuple[str, float]:
+        """Set the step's current or voltage and bound dt; return the mode and current [A]."""
+        p, ctl = self.p, self.ctl
+        mode = "potentiostatic" if step.kind == "voltage" else "galvanostatic"
+        current = step.value * self.one_c if step.kind == "current" else 0.0
+        p.constants["collector_current_density"].value = current / p.collector_area
+        if step.kind == "voltage":
+            p.constants["voltage"].value = step.value
+        dt_cap = ctl.dt_max
+        if step.kind == "current" and current != 0.0:
+            dt_cap = min(dt_cap, self.solver.max_soc_step * p.capacity_C / abs(current))
+        self.dt = min(self.dt, dt_cap)
+        if step.duration is not None:
+            self.dt = min(self.dt, step.duration - (self.state["t"] - self.state["step_start"]))
+        return mode, current
+
+    def predict(self, mode: str, current: float) -> None:
+        """At a jump of the forcing, move the potentials first (retries restart from them)."""
+        state = self.state
+        if self.predicted != state["step_index"] and state["t"] == state["step_start"]:
+            shift = self.hc.predict_potentials(mode, current)
+            self.predicted = state["step_index"]
+            if self.comm.rank == 0:
+                log.info("step %d starts: solid potential moved by %.4f V", self.predicted, shift)
+
+    def set_time_step(self) -> None:
+        """BDF coefficients, the solid's BDF2 weight and dt of the step about to be solved."""
+        p = self.p
+        b = bdf_coefficients(self.solver.time_order, self.dt, self.state["dt_prev"])
+        for name, val in zip(("b0", "b1", "b2"), b, strict=True):
+            p.constants[name].value = val
+        p.bdf_weight.x.array[:] = bdf2_weights(p.u_n["c_s"].x.array, p.u_nm1["c_s"].x.array, b)
+        p.constants["dt"].value = self.dt
+
+    def solve_step(self, step: Step, mode: str, current: float, snap) -> _Attempt | None:
+        """Solve the step by Newton; None: retry it with the dt set here.
+
+        A lagged LU that failed is retried fresh; near a cut-off (or at the last
+        resort) the collector voltage is searched instead.
+        """
+        hc = self.hc
+        self.set_time_step()
+        ok, its, kits = hc.solve(mode, self.one_c)
+        if not ok and hc.lagged:
+            # a stale factorisation may have misled Newton: same step, fresh LU
+            _restore(self.p, snap)
+            ok, its2, kits2 = hc.solve(mode, self.one_c, fresh=True)
+            its, kits = its + its2, kits + kits2
+        attempt = _Attempt(ok, its, kits, mode)
+        near_cutoff = (
+            step.until_voltage is not None
+            and abs(self.state["series"]["voltage"][-1] - step.until_voltage)
+            <= VOLTAGE_SEARCH_WINDOW
+        )
+        last_resort = self.ctl.after_failure(self.dt) < self.ctl.dt_min
+        if not ok and mode == "galvanostatic" and current != 0.0 and (near_cutoff or last_resort):
+            return self.search_voltage(step, current, snap, attempt)
+        return attempt
+
+    def search_voltage(
+        self, step: Step, current: float, snap, attempt: _Attempt
+    ) -> _Attempt | None:
+        """Search the collector voltage where Newton on the coupled constraint failed.
+
+        Returns the attempt, or None: the cut-off lies within the step, which is
+        to be retried with half the dt.
+        """
+        _restore(self.p, snap)
+        v_last = self.state["series"]["voltage"][-1]
+        status, its, kits = self.hc.solve_by_voltage(
+            current, self.one_c, v_last, step.until_voltage
+        )
+        attempt.its, attempt.kits = attempt.its + its, attempt.kits + kits
+        if self.comm.rank == 0:
+            log.info(
+                "t=%.4g s, dt=%.3g s: galvanostatic Newton failed; voltage search: %s",
+                self.state["t"], self.dt, status,
+            )  # fmt: skip
+        if status == "beyond" and self.dt > 4 * self.ctl.dt_min:
+            _restore(self.p, snap)  # the cut-off lies within this step: land on it
+            self.dt *= 0.5
+            return None
+        attempt.ok, attempt.solved = status != "failed", "contact"
+        return attempt
+
+    def reject(self, attempt: _Attempt, snap) -> str | None:
+        """Undo a failed step and cut dt; return the stop reason once dt is below its floor."""
+        hc, ctl, state = self.hc, self.ctl, self.state
+        _restore(self.p, snap)
+        state["rejected"] += 1
+        self.dt = ctl.after_failure(self.dt)
+        if self.comm.rank == 0:
+            log.info(
+                "t=%.4g s: Newton failed after %d its (reason %d, residuals %s), dt -> %.3g s",
+                state["t"], attempt.its, hc.reason, [f"{r:.2e}" for r in hc.residuals], self.dt,
+            )  # fmt: skip
+        if self.dt < ctl.dt_min:
+            res = ", ".join(f"{r:.3e}" for r in hc.residuals)
+            return (
+                f"step below dt_min={ctl.dt_min} s at t={state['t']:.6g} s: Newton failed "
+                f"with dt={self.dt / ctl.cut:.3g} s, residual norms [{res}]; the last good "
+                "state is in the checkpoint (try a smaller max_soc_step or C-rate)"
+            )
+        return None
+
+    def land(self, step: Step, current: float, snap, attempt: _Attempt) -> _Landing | None:
+        """Return the voltage, current and end of a converged step.
+
+        None: the step overshot its cut-off and is to be retried with the shorter
+        dt set here.
+        """
+        p, solver = self.p, self.solver
+        v = p.terminal_voltage(attempt.solved)
+        if attempt.solved == "galvanostatic":
+            i_now = current
+        elif attempt.solved == "contact":  # = current, or less when landed on the cut-off
+            i_now = p.assemble("contact_current")
+        else:
+            i_now = -p.assemble("interface_current")
+        end: str | None = None
+        limit = step.until_voltage
+        if limit is not None and step.kind == "current" and (v - limit) * np.sign(current) <= 0:
+            miss = abs(v - limit) > solver.voltage_tolerance
+            if miss and self.dt > 4 * self.ctl.dt_min:
+                v_old = self.state["series"]["voltage"][-1]
+                frac = (v_old - limit) / max(abs(v_old - v), 1e-300)
+                _restore(p, snap)
+                self.dt = self.dt * float(np.clip(abs(frac), 0.05, 0.9))
+                return None
+            if miss and attempt.solved != "contact":
+                v, i_now = self.land_by_voltage(step, current, snap, attempt, v, i_now)
+            end = f"cut-off voltage {limit} V"
+        if step.until_c_rate is not None and abs(i_now) <= step.until_c_rate * self.one_c:
+            end = f"taper current {step.until_c_rate} C"
+        return _Landing(v, i_now, end)
+
+    def land_by_voltage(self, step, current, snap, attempt, v, i_now) -> tuple[float, float]:
+        """Land on the cut-off itself, the contact solution at that voltage.
+
+        For when dt cannot resolve the collapse (a saturating surface); the crossed
+        state is kept if the search fails.
+        """
+        p = self.p
+        crossed_state = _snapshot(p)
+        _restore(p, snap)
+        v_old = self.state["series"]["voltage"][-1]
+        status, its, kits = self.hc.solve_by_voltage(current, self.one_c, v_old, step.until_voltage)
+        attempt.its, attempt.kits = attempt.its + its, attempt.kits + kits
+        if status == "failed":
+            _restore(p, crossed_state)
+            return v, i_now
+        attempt.solved = "contact"
+        return p.terminal_voltage("contact"), p.assemble("contact_current")
+
+    def accept(self, step: Step, current: float, attempt: _Attempt, landing: _Landing) -> None:
+        """Shift the histories, advance time and charge, record, notify the observers."""
+        p, state = self.p, self.state
+        for k in p.u_n:
+            p.u_nm1[k].x.array[:] = p.u_n[k].x.array
+            p.u_n[k].x.array[:] = p.u[k].x.array
+        state["t"] += self.dt
+        # Charge passed = Li gained by the solid (it exchanges Li only across Γ): exact
+        # for every mode, also where BDF2 weights a varying potentiostatic current.
+        li_before = state["series"]["li_solid"][-1]
+        state["capacity_C"] += FARADAY * (p.assemble("li_solid") - li_before)
+        state["accepted"] += 1
+        state["dt_prev"] = self.dt
+        self.record(landing.current, attempt.its, attempt.kits, self.dt, attempt.solved)
+        end = self.step_end(step, current, landing.end)
+        if end is not None:
+            state.setdefault("step_ends", []).append(f"step {state['step_index']}: {end}")
+        if self.comm.rank == 0:
+            log.info(
+                "t=%.5g s V=%.4f I=%.3e A Q=%.4g mAh: %d Newton, %d Krylov",
+                state["t"], landing.voltage, landing.current, state["capacity_C"] / 3.6,
+                attempt.its, attempt.kits,
+            )  # fmt: skip
+        self.dt = self.ctl.after_success(self.dt, attempt.its)
+        if end is not None:
+            state["step_index"] += 1
+            state["step_start"] = state["t"]
+            state["dt_prev"] = None  # restart BDF at the jump in the forcing
+            self.dt = self.ctl.dt_initial
+        state["dt"] = self.dt  # the next step, so a resumed run takes the same steps
+        self.notify("on_accept")
+
+    def step_end(self, step: Step, current: float, end: str | None) -> str | None:
+        """Why the protocol step ends after this accepted state (None: it goes on)."""
+        if end is None and step.kind == "current" and current != 0.0:
+            end = self.exhausted(current)
+        elapsed = self.state["t"] - self.state["step_start"]
+        if end is None and step.duration is not None and elapsed >= step.duration * (1 - 1e-12):
+            end = f"duration {step.duration} s"
+        return end
+
+    # --- end -------------------------------------------------------------------------------
+
+    def finish(self, stop_reason: str, t_wall: float) -> DischargeResult:
+        """Build the result and hand it, with the final state, to the observers."""
+        state = self.state
+        state["dt"] = self.dt
+        result = DischargeResult(
+            series=state["series"],
+            capacity_mAh=state["capacity_C"] / 3.6,
+            one_c_current_A=self.one_c,
+            dofs=self.hc.dofs,
+            n_particles=self.parts.n,
+            wall_time_s=time.perf_counter() - t_wall,
+            steps_accepted=state["accepted"],
+            steps_rejected=state["rejected"],
+            stop_reason=stop_reason,
+            step_ends=list(state.get("step_ends", [])),
+            j_histogram=self.iface.histogram(self.comm),
+            mpi_size=self.comm.size,
+        )
+        self.view.result = result
+        self.notify("on_finish")
+        if stop_reason.startswith(("step below", "interrupted")) and self.comm.rank == 0:
+            log.warning("run stopped cleanly: %s (last good state kept)", stop_reason)
+        return result
+
+
 def run_half_cell(
     dmesh,
     params: dict[str, Any],
     protocol: Protocol,
     config: HalfCellConfig | None = None,
     solver: SolverOptions | None = None,
-    output_dir: str | Path | None = None,
-    checkpoint_every: int = 0,
-    vtx_every: int = 0,
-    resume_from: str | Path | None = None,
+    *,
+    observers: Sequence[Observer] = (),
+    resume: Callable[[HalfCellProblem], dict[str, Any]] | None = None,
     problem: HalfCellProblem | None = None,
     stop: StopRequest | None = None,
 ) -> DischargeResult:
@@ -1032,22 +1314,20 @@ def run_half_cell(
         Steps and initial state of charge.
     config, solver
         Model and numerical choices (defaults if ``None``).
-    output_dir
-        Folder for ``result.json``, ``checkpoint.h5`` and VTX series; nothing
-        is written if ``None``.
-    checkpoint_every
-        Write ``checkpoint.h5`` every this many accepted steps (0: only at the
-        end or on a clean stop); needs ``output_dir``.
-    vtx_every
-        Write the fields every this many accepted steps (0: never).
-    resume_from
-        A checkpoint to continue from (same mesh; any number of ranks).
+    observers
+        Get the initial state (fresh runs), every accepted state and the final one
+        (:class:`tomofem.solvers.observers.Observer`). The loop writes no files:
+        checkpoints, VTX fields and ``result.json`` are the observers of
+        :func:`tomofem.io.run_observers.run_folder_observers`.
+    resume
+        Restores the unknowns of a stopped run and returns its loop state
+        (:func:`tomofem.io.run_observers.resume_from`; same mesh, any number of ranks).
     problem
         A problem already built from ``dmesh`` (tests reuse compiled forms).
     stop
         Where SIGINT/SIGTERM are caught; by default the run installs its own
         :class:`tomofem.mpi.StopRequest`, so a signal finishes the current
-        step, writes the checkpoint and the partial result, and returns with
+        step, hands the state to the observers (the checkpoint) and returns with
         ``stop_reason`` starting with ``"interrupted"``.
 
     Returns
@@ -1057,8 +1337,8 @@ def run_half_cell(
     if stop is None:
         with StopRequest() as own:
             return run_half_cell(
-                dmesh, params, protocol, config, solver, output_dir, checkpoint_every,
-                vtx_every, resume_from, problem, own,
+                dmesh, params, protocol, config, solver,
+                observers=observers, resume=resume, problem=problem, stop=own,
             )  # fmt: skip
     t_wall = time.perf_counter()
     config = config or HalfCellConfig()
@@ -1066,255 +1346,7 @@ def run_half_cell(
     protocol = protocol.with_default_cutoffs(params)
     protocol.validate()
     solver.control.validate()
-    if (checkpoint_every or vtx_every) and output_dir is None:
-        raise ConfigError("checkpoint_every/vtx_every: need an output_dir to write into")
-    out = Path(output_dir) if output_dir is not None else None
     p = problem or build_half_cell(dmesh, params, config)
-    comm = p.comm
-    if out is not None and comm.rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
-    comm.Barrier()
-    hc = HalfCellSolver(p, solver)
-    iface = _Interface(p)
-    parts = _Particles(p)
-    writer = _Writer(p, out) if (out is not None and vtx_every) else None
-    one_c = p.capacity_C / 3600.0
-    ctl = solver.control
-
-    series: dict[str, list[float]] = {}
-    state: dict[str, Any] = {
-        "t": 0.0, "capacity_C": 0.0, "step_index": 0, "step_start": 0.0, "dt": ctl.dt_initial,
-        "dt_prev": None, "accepted": 0, "rejected": 0, "series": series, "step_ends": [],
-    }  # fmt: skip
-    if resume_from is not None:
-        state = read_checkpoint(p, Path(resume_from))
-        series = state["series"]
-    else:
-        set_equilibrium(p, protocol.initial_soc)
-
-    x_window = sorted(
-        float(get(params, k)) for k in ("Stoichiometry at 0% SOC", "Stoichiometry at 100% SOC")
-    )
-
-    def exhausted(current: float) -> str | None:
-        """Why the active material can take no more of ``current`` (None: it can)."""
-        sto = series["sto_mean"][-1]
-        lithiating = current > 0
-        if (sto >= x_window[1]) if lithiating else (sto <= x_window[0]):
-            return f"capacity exhausted (mean stoichiometry {sto:.4f})"
-        return None
-
-    def record(current: float, its: int, kits: int, dt: float, mode: str) -> None:
-        row = {
-            "time": state["t"],
-            "voltage": p.terminal_voltage(mode),
-            "current": current,
-            "capacity": state["capacity_C"] / 3.6,
-            "li_solid": p.assemble("li_solid"),
-            "li_electrolyte": p.assemble("li_electrolyte"),
-            "interface_current": p.assemble("interface_current"),
-            "newton_iterations": its,
-            "krylov_iterations": kits,
-            "dt": dt,
-            "step": state["step_index"],
-        }
-        row.update(iface.statistics(comm))
-        row.update(parts.statistics(comm))
-        for key, val in row.items():
-            series.setdefault(key, []).append(float(val))
-
-    if not series:
-        record(0.0, 0, 0, 0.0, "galvanostatic")
-        if writer:
-            writer.write(0.0)
-        first = protocol.steps[0]
-        v0 = series["voltage"][0]
-        if first.kind == "current" and first.until_voltage is not None and first.value != 0:
-            if (v0 - first.until_voltage) * np.sign(first.value) <= 0:  # over before it starts
-                raise ConfigError(
-                    f"steps[0].until_voltage: the cut-off {first.until_voltage} V is already "
-                    f"passed at the start ({v0:.4f} V at SOC {protocol.initial_soc}), so the "
-                    f"{'dis' if first.value > 0 else ''}charge would end at once; check the "
-                    "cut-off voltages and the initial state of charge"
-                )
-
-    stop_reason = "protocol complete"
-    dt = float(state["dt"])
-    predicted = -1  # protocol step whose first guess the switch predictor has set
-    while state["step_index"] < len(protocol.steps):
-        step = protocol.steps[state["step_index"]]
-        mode = "potentiostatic" if step.kind == "voltage" else "galvanostatic"
-        current = step.value * one_c if step.kind == "current" else 0.0
-        p.constants["collector_current_density"].value = current / p.collector_area
-        if step.kind == "voltage":
-            p.constants["voltage"].value = step.value
-        dt_cap = ctl.dt_max
-        if step.kind == "current" and current != 0.0:
-            dt_cap = min(dt_cap, solver.max_soc_step * p.capacity_C / abs(current))
-        dt = min(dt, dt_cap)
-        if step.duration is not None:
-            dt = min(dt, step.duration - (state["t"] - state["step_start"]))
-        if state["accepted"] >= solver.max_steps:
-            stop_reason = f"max_steps {solver.max_steps} reached"
-            break
-        if predicted != state["step_index"] and state["t"] == state["step_start"]:
-            # the forcing jumps here: potentials first (the retries restart from them)
-            shift = hc.predict_potentials(mode, current)
-            predicted = state["step_index"]
-            if comm.rank == 0:
-                log.info("step %d starts: solid potential moved by %.4f V", predicted, shift)
-        snap = _snapshot(p)
-        b = bdf_coefficients(solver.time_order, dt, state["dt_prev"])
-        for name, val in zip(("b0", "b1", "b2"), b, strict=True):
-            p.constants[name].value = val
-        p.bdf_weight.x.array[:] = bdf2_weights(p.u_n["c_s"].x.array, p.u_nm1["c_s"].x.array, b)
-        p.constants["dt"].value = dt
-        ok, its, kits = hc.solve(mode, one_c)
-        if not ok and hc.lagged:
-            # a stale factorisation may have misled Newton: same step, fresh LU
-            _restore(p, snap)
-            ok, its2, kits2 = hc.solve(mode, one_c, fresh=True)
-            its, kits = its + its2, kits + kits2
-        solved = mode
-        near_cutoff = (
-            step.until_voltage is not None
-            and abs(series["voltage"][-1] - step.until_voltage) <= VOLTAGE_SEARCH_WINDOW
-        )
-        last_resort = ctl.after_failure(dt) < ctl.dt_min
-        if not ok and mode == "galvanostatic" and current != 0.0 and (near_cutoff or last_resort):
-            # Newton on the coupled constraint failed: search the collector voltage instead
-            _restore(p, snap)
-            limit = step.until_voltage
-            status, its2, kits2 = hc.solve_by_voltage(current, one_c, series["voltage"][-1], limit)
-            its, kits = its + its2, kits + kits2
-            if comm.rank == 0:
-                log.info(
-                    "t=%.4g s, dt=%.3g s: galvanostatic Newton failed; voltage search: %s",
-                    state["t"], dt, status,
-                )  # fmt: skip
-            if status == "beyond" and dt > 4 * ctl.dt_min:
-                _restore(p, snap)  # the cut-off lies within this step: land on it
-                dt *= 0.5
-                continue
-            ok, solved = status != "failed", "contact"
-        if not ok:
-            _restore(p, snap)
-            state["rejected"] += 1
-            dt = ctl.after_failure(dt)
-            if comm.rank == 0:
-                log.info(
-                    "t=%.4g s: Newton failed after %d its (reason %d, residuals %s), dt -> %.3g s",
-                    state["t"], its, hc.reason, [f"{r:.2e}" for r in hc.residuals], dt,
-                )  # fmt: skip
-            if dt < ctl.dt_min:
-                res = ", ".join(f"{r:.3e}" for r in hc.residuals)
-                stop_reason = (
-                    f"step below dt_min={ctl.dt_min} s at t={state['t']:.6g} s: Newton failed "
-                    f"with dt={dt / ctl.cut:.3g} s, residual norms [{res}]; the last good "
-                    "state is in the checkpoint (try a smaller max_soc_step or C-rate)"
-                )
-                break
-            continue
-        v = p.terminal_voltage(solved)
-        if solved == "galvanostatic":
-            i_now = current
-        elif solved == "contact":  # = current, or less when landed on the cut-off
-            i_now = p.assemble("contact_current")
-        else:
-            i_now = -p.assemble("interface_current")
-        end: str | None = None
-        if step.until_voltage is not None and step.kind == "current":
-            v_old = series["voltage"][-1]
-            crossed = (v - step.until_voltage) * np.sign(current) <= 0.0
-            if crossed:
-                if abs(v - step.until_voltage) > solver.voltage_tolerance and dt > 4 * ctl.dt_min:
-                    frac = (v_old - step.until_voltage) / max(abs(v_old - v), 1e-300)
-                    _restore(p, snap)
-                    dt = dt * float(np.clip(abs(frac), 0.05, 0.9))
-                    continue
-                if abs(v - step.until_voltage) > solver.voltage_tolerance and solved != "contact":
-                    # dt cannot resolve the collapse (a saturating surface): land on the
-                    # cut-off itself, the contact solution at that voltage
-                    crossed_state = _snapshot(p)
-                    _restore(p, snap)
-                    status, its2, kits2 = hc.solve_by_voltage(
-                        current, one_c, v_old, step.until_voltage
-                    )
-                    its, kits = its + its2, kits + kits2
-                    if status == "failed":
-                        _restore(p, crossed_state)
-                    else:
-                        solved = "contact"
-                        v = p.terminal_voltage(solved)
-                        i_now = p.assemble("contact_current")
-                end = f"cut-off voltage {step.until_voltage} V"
-        if step.until_c_rate is not None and abs(i_now) <= step.until_c_rate * one_c:
-            end = f"taper current {step.until_c_rate} C"
-        # accept
-        for k in p.u_n:
-            p.u_nm1[k].x.array[:] = p.u_n[k].x.array
-            p.u_n[k].x.array[:] = p.u[k].x.array
-        state["t"] += dt
-        # Charge passed = Li gained by the solid (it exchanges Li only across Γ): exact
-        # for every mode, also where BDF2 weights a varying potentiostatic current.
-        state["capacity_C"] += FARADAY * (p.assemble("li_solid") - series["li_solid"][-1])
-        state["accepted"] += 1
-        state["dt_prev"] = dt
-        record(i_now, its, kits, dt, solved)
-        if end is None and step.kind == "current" and current != 0.0:
-            end = exhausted(current)
-        if (
-            end is None
-            and step.duration is not None
-            and (state["t"] - state["step_start"] >= step.duration * (1 - 1e-12))
-        ):
-            end = f"duration {step.duration} s"
-        done = end is not None
-        if done:
-            state.setdefault("step_ends", []).append(f"step {state['step_index']}: {end}")
-        if comm.rank == 0:
-            log.info(
-                "t=%.5g s V=%.4f I=%.3e A Q=%.4g mAh: %d Newton, %d Krylov",
-                state["t"], v, i_now, state["capacity_C"] / 3.6, its, kits,
-            )  # fmt: skip
-        if writer and state["accepted"] % vtx_every == 0:
-            writer.write(state["t"])
-        dt = ctl.after_success(dt, its)
-        if done:
-            state["step_index"] += 1
-            state["step_start"] = state["t"]
-            state["dt_prev"] = None  # restart BDF at the jump in the forcing
-            dt = ctl.dt_initial
-        if out is not None and checkpoint_every and state["accepted"] % checkpoint_every == 0:
-            state["dt"] = dt  # the next step, so a resumed run takes the same steps
-            write_checkpoint(p, out / CHECKPOINT_NAME, state, dmesh)
-        if stop.requested(comm):
-            stop_reason = (
-                f"interrupted by {stop.signal_name or 'a signal to another rank'} at "
-                f"t={state['t']:.6g} s after {state['accepted']} steps"
-            )
-            break
-    state["dt"] = dt
-    if writer:
-        writer.close()
-    if out is not None:
-        write_checkpoint(p, out / CHECKPOINT_NAME, state, dmesh)
-    result = DischargeResult(
-        series=series,
-        capacity_mAh=state["capacity_C"] / 3.6,
-        one_c_current_A=one_c,
-        dofs=hc.dofs,
-        n_particles=parts.n,
-        wall_time_s=time.perf_counter() - t_wall,
-        steps_accepted=state["accepted"],
-        steps_rejected=state["rejected"],
-        stop_reason=stop_reason,
-        step_ends=list(state.get("step_ends", [])),
-        j_histogram=iface.histogram(comm),
-        mpi_size=comm.size,
-    )
-    if out is not None and comm.rank == 0:
-        _atomic_write_bytes(out / "result.json", result.to_json().encode())
-    if stop_reason.startswith(("step below", "interrupted")) and comm.rank == 0:
-        log.warning("run stopped cleanly: %s (last good state kept)", stop_reason)
-    return result
+    run = _ProtocolRun(p, dmesh, params, protocol, solver, observers, stop)
+    run.start(resume)
+    return run.finish(run.run(), t_wall)

@@ -1,4 +1,4 @@
-"""Linear-algebra plumbing of the cell problems: KSP set-up and periodic reduction.
+"""Periodic cell problems, imposed algebraically: master dofs and the reduced operator.
 
 DOLFINx has no periodic boundary conditions (and dolfinx_mpc is not available
 with this stack), so periodicity is imposed algebraically: a prolongation
@@ -6,57 +6,17 @@ matrix ``P`` maps the reduced unknowns (every dof not on an upper box face)
 to all dofs, copying each master value onto its periodic images, and the
 reduced operator is ``P^T A P``. Rows of dropped dofs (periodic slaves, and
 pinned dofs of isolated clusters) get an identity diagonal so the layout of
-``A`` is kept and everything stays parallel.
+``A`` is kept and everything stays parallel. The KSPs that solve these systems
+come from :func:`tomofem.solvers.linear.make_ksp`.
 """
 
 from __future__ import annotations
-
-from collections.abc import Mapping
 
 import numpy as np
 from scipy.spatial import cKDTree
 
 from tomofem._fenics import PETSc, dolfinx
-from tomofem.errors import ConvergenceError, MeshingError
-
-
-def make_ksp(A: PETSc.Mat, prefix: str, options: Mapping[str, object]) -> PETSc.KSP:
-    """Create a KSP on ``A`` configured from ``options`` under ``prefix``.
-
-    ``prefix`` is a stable name (``"tomofem_tortuosity_"``), so ``-log_view``
-    and command-line options can address the solver: an option the user gave
-    (``-tomofem_tortuosity_ksp_monitor``) wins over ``options``. The options
-    set here are removed from the global database again, so two problems
-    never see each other's settings, but only after ``KSPSetUp``: the
-    multigrid levels and the coarse solver are created during set-up and
-    read their options (``mg_levels_*``, ``mg_coarse_*``) then. (Removed
-    before it, as until now, those options never applied.)
-    """
-    ksp = PETSc.KSP().create(A.getComm())
-    ksp.setOptionsPrefix(prefix)
-    opts = PETSc.Options()
-    mine = [key for key in options if not opts.hasName(prefix + key)]
-    for key in mine:
-        opts[prefix + key] = options[key]
-    ksp.setOperators(A)
-    ksp.setFromOptions()
-    ksp.setUp()
-    for key in mine:
-        opts.delValue(prefix + key)
-    return ksp
-
-
-def checked_solve(ksp: PETSc.KSP, b: PETSc.Vec, x: PETSc.Vec, what: str) -> int:
-    """Solve and raise :class:`ConvergenceError` on divergence; return the iterations."""
-    ksp.solve(b, x)
-    reason = ksp.getConvergedReason()
-    if reason <= 0:
-        raise ConvergenceError(
-            f"{what}: {ksp.getType()}+{ksp.getPC().getType()} did not converge "
-            f"(reason {reason}, {ksp.getIterationNumber()} iterations); "
-            "try petsc_options=tomofem.solvers.presets.direct_mumps() on a small mesh"
-        )
-    return ksp.getIterationNumber()
+from tomofem.errors import MeshingError
 
 
 def periodic_masters(

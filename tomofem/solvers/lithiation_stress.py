@@ -20,7 +20,6 @@ import numpy as np
 from tomofem._fenics import MPI, PETSc, dolfinx, ufl
 from tomofem.errors import ConfigError
 from tomofem.forms.elasticity import eigenstrain_load, elastic_bilinear, strain, traction_load
-from tomofem.homogenization.linalg import checked_solve, make_ksp
 from tomofem.problems.elasticity import (
     ElasticPhase,
     SolidMesh,
@@ -28,6 +27,7 @@ from tomofem.problems.elasticity import (
     solid_submesh,
     stress_laws,
 )
+from tomofem.solvers.linear import checked_solve, make_ksp
 from tomofem.solvers.presets import elasticity_cg_gamg
 from tomofem.tags import BoxFace
 
