@@ -37,6 +37,7 @@ from tomofem.problems.electrochem import (
     set_equilibrium,
 )
 from tomofem.problems.particles import particle_labels
+from tomofem.solvers import electrochem_pc
 from tomofem.solvers.presets import electrochem_newton, layered
 from tomofem.solvers.timestepping import StepControl, bdf_coefficients
 
@@ -246,7 +247,7 @@ class SolverOptions:
         tolerance on nearly saturated surfaces).
     """
 
-    linear: Literal["auto", "direct", "fieldsplit", "fieldsplit-coupled"] = "auto"
+    linear: Literal["auto", "direct", "fieldsplit", "fieldsplit-coupled", "salt-schur"] = "auto"
     time_order: int = 2
     control: StepControl = field(default_factory=StepControl)
     max_soc_step: float = 0.01
@@ -522,18 +523,20 @@ class HalfCellSolver:
                 entity_maps=p.entity_maps,
                 kind="mpi",
             )
+            start = nl.A.getOwnershipRange()[0]
+            rows = {}  # global matrix rows of each field's owned dofs
+            for k in FIELDS:
+                n = p.spaces[k].dofmap.index_map.size_local
+                rows[k] = np.arange(start, start + n, dtype=PETSc.IntType)
+                start += n
             if self.linear in SPLITS:
-                start = nl.A.getOwnershipRange()[0]
-                rows = {}
-                for k in FIELDS:
-                    n = p.spaces[k].dofmap.index_map.size_local
-                    rows[k] = np.arange(start, start + n, dtype=PETSc.IntType)
-                    start += n
                 sets = [
                     (str(i), PETSc.IS().createGeneral(np.concatenate([rows[k] for k in g]), p.comm))
                     for i, g in enumerate(SPLITS[self.linear])
                 ]
                 nl.solver.getKSP().getPC().setFieldSplitIS(*sets)
+            elif self.linear == "salt-schur":
+                electrochem_pc.attach(nl.solver.getKSP(), p, rows, self._petsc)
             self._callbacks(nl, mode)
             self._bound_logit(nl)
             nl.solver.setConvergenceTest(self._converged)
