@@ -1,20 +1,37 @@
-"""Benchmark: Krylov iterations per Newton iteration of the two fieldsplit designs vs mesh size.
+"""Benchmark: Krylov iterations per Newton iteration of the half-cell preconditioners vs mesh size.
 
 Usage (from the repository root)::
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/discharge_fieldsplit_study.py
+    OMP_NUM_THREADS=1 .venv/bin/python bench/discharge_fieldsplit_study.py \
+        [--sizes 2.5,1.25,0.8] [--ranks 1,2] [--steps 12] [--designs salt-schur,direct]
 
 The examples/discharge.toml packing meshed at interface sizes 2.5 (the example's
-mesh), 1.25 and 0.8 voxels; the first ``--steps`` steps of its 2C discharge with
-``linear="fieldsplit"`` (GMRES, multiplicative fieldsplit over the four fields, one
-GAMG V-cycle each) and ``linear="fieldsplit-coupled"`` (concentrations | potentials,
-full Schur factorisation with selfp, one GAMG V-cycle each). Recorded with the
-common schema (bench/_record.py) in ``bench/results/discharge_fieldsplit_study.json``.
+mesh), 1.25 and 0.8 voxels (5.8k, 13k, 24k unknowns); the first ``--steps`` steps
+of its 2C discharge (dt from 0.5 s growing to 30 s) with each design, on each rank
+count (one ``mpirun`` worker process per mesh, rank count and design). Designs:
+
+* ``fieldsplit``: GMRES, multiplicative fieldsplit over the four fields, one GAMG
+  V-cycle each;
+* ``fieldsplit-coupled``: concentrations | potentials, full Schur factorisation with
+  selfp, one GAMG V-cycle each;
+* ``salt-schur``: the same split of ``T J`` (the salt rows plus t+ times the
+  electrolyte charge rows, :mod:`tomofem.solvers.electrochem_pc`), applied to ``T r``;
+* ``salt-lower`` / ``salt-multiplicative``: ``salt-schur`` with a lower block-triangular
+  Schur factorisation / a block Gauss-Seidel instead of the full factorisation;
+* ``direct``: the direct preset ``auto`` chooses today (full-rank MUMPS LU per Newton
+  iteration up to 8,000 unknowns, lagged block-low-rank LU above).
+
+CPU seconds are rank 0's ``time.process_time`` over the run; wall seconds beside them.
+Recorded with the common schema (bench/_record.py) in
+``bench/results/discharge_fieldsplit_study.json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
 import sys
 import time
 from dataclasses import replace
@@ -26,10 +43,18 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
+DESIGNS: dict[str, tuple[str, dict[str, object]]] = {
+    "fieldsplit": ("fieldsplit", {}),
+    "fieldsplit-coupled": ("fieldsplit-coupled", {}),
+    "salt-schur": ("salt-schur", {}),
+    "salt-lower": ("salt-schur", {"salt_pc_fieldsplit_schur_fact_type": "lower"}),
+    "salt-multiplicative": ("salt-schur", {"salt_pc_fieldsplit_type": "multiplicative"}),
+    "direct": ("direct", {}),
+}
 
-def main() -> None:
-    from _record import record
 
+def worker(size: float, design: str, steps: int) -> None:
+    """Run one design on one mesh; rank 0 prints one JSON row."""
     from tomofem._fenics import MPI
     from tomofem.config import load_config
     from tomofem.materials import half_cell
@@ -38,45 +63,78 @@ def main() -> None:
     from tomofem.solvers.discharge import Protocol, SolverOptions, Step, run_half_cell
     from tomofem.solvers.timestepping import StepControl
 
+    comm = MPI.COMM_WORLD
+    base = load_config(REPO / "examples" / "discharge.toml")
+    mesh = replace(base.mesh, interface_size=size, max_size=max(size, base.mesh.max_size))
+    dm = run(replace(base, stages=["segment", "mesh"], mesh=mesh), comm=comm).outputs["dmesh"]
+    linear, extra = DESIGNS[design]
+    params = half_cell()
+    cfg = HalfCellConfig(length_scale=1e-6)
+    prob = build_half_cell(dm, params, cfg)
+    opts = SolverOptions(
+        linear=linear,
+        control=StepControl(dt_initial=0.5, dt_max=30.0),
+        max_steps=steps,
+        petsc_options=extra,
+    )
+    proto = Protocol((Step("current", 2.0, until_voltage=3.0),), 1.0)
+    comm.Barrier()
+    c0, w0 = time.process_time(), time.perf_counter()
+    res = run_half_cell(dm, params, proto, cfg, opts, problem=prob)
+    cpu, wall = time.process_time() - c0, time.perf_counter() - w0
+    s = res.series
+    newton = np.asarray(s["newton_iterations"], dtype=float)
+    krylov = np.asarray(s["krylov_iterations"], dtype=float)
+    per_step = krylov / np.maximum(newton, 1)
+    row = {
+        "interface_size_voxels": size,
+        "dofs": res.dofs,
+        "ranks": comm.size,
+        "design": design,
+        "steps": res.steps_accepted,
+        "newton": int(newton.sum()),
+        "krylov": int(krylov.sum()),
+        "krylov_per_newton": float(krylov.sum() / max(newton.sum(), 1)),
+        "krylov_per_newton_worst_step": float(per_step.max()),
+        "cpu_s": cpu,
+        "wall_s": wall,
+        "cpu_s_per_newton": cpu / max(newton.sum(), 1),
+        "voltage_end_V": float(s["voltage"][-1]),
+    }
+    if comm.rank == 0:
+        print("ROW " + json.dumps(row), flush=True)
+
+
+def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="2.5,1.25,0.8", help="mesh interface sizes [voxels]")
-    ap.add_argument("--steps", type=int, default=4)
+    ap.add_argument("--ranks", default="1,2")
+    ap.add_argument("--steps", type=int, default=12)
+    ap.add_argument("--designs", default=",".join(DESIGNS))
+    ap.add_argument("--worker", nargs=2, metavar=("SIZE", "DESIGN"), help=argparse.SUPPRESS)
     args = ap.parse_args()
-    base = load_config(REPO / "examples" / "discharge.toml")
+    if args.worker:
+        worker(float(args.worker[0]), args.worker[1], args.steps)
+        return
+    from _record import record
+
+    mpirun = Path(sys.executable).with_name("mpirun")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     rows = []
-    for size in (float(s) for s in args.sizes.split(",")):
-        mesh = replace(base.mesh, interface_size=size, max_size=max(size, base.mesh.max_size))
-        cfg = replace(base, stages=["segment", "mesh"], mesh=mesh)
-        dm = run(cfg, comm=MPI.COMM_WORLD).outputs["dmesh"]
-        for linear in ("fieldsplit", "fieldsplit-coupled"):
-            params = half_cell()
-            prob = build_half_cell(dm, params, HalfCellConfig(length_scale=1e-6))
-            opts = SolverOptions(
-                linear=linear,
-                control=StepControl(dt_initial=0.5, dt_max=30.0),
-                max_steps=args.steps,
-            )
-            proto = Protocol((Step("current", 2.0, until_voltage=3.0),), 1.0)
-            c0 = time.process_time()
-            res = run_half_cell(dm, params, proto, HalfCellConfig(length_scale=1e-6), opts,
-                                problem=prob)  # fmt: skip
-            s = res.series
-            newton = int(np.sum(s["newton_iterations"]))
-            krylov = int(np.sum(s["krylov_iterations"]))
-            row = {
-                "interface_size_voxels": size,
-                "dofs": res.dofs,
-                "linear": linear,
-                "steps": res.steps_accepted,
-                "newton": newton,
-                "krylov": krylov,
-                "krylov_per_newton": krylov / max(newton, 1),
-                "cpu_s": time.process_time() - c0,
-                "voltage_end_V": s["voltage"][-1],
-            }
-            print(row, flush=True)
-            rows.append(row)
-            record("discharge_fieldsplit_study", rows, ranks=MPI.COMM_WORLD.size)
+    for ranks in (int(r) for r in args.ranks.split(",")):
+        for size in args.sizes.split(","):
+            for design in args.designs.split(","):
+                cmd = [str(mpirun), "-n", str(ranks), sys.executable, __file__,
+                       "--steps", str(args.steps), "--worker", size, design]  # fmt: skip
+                out = subprocess.run(cmd, env=env, capture_output=True, text=True)
+                found = [ln[4:] for ln in out.stdout.splitlines() if ln.startswith("ROW ")]
+                if not found:
+                    print(out.stdout[-2000:], out.stderr[-2000:], file=sys.stderr)
+                    continue
+                row = json.loads(found[0])
+                print(row, flush=True)
+                rows.append(row)
+                record("discharge_fieldsplit_study", rows, ranks=max(r["ranks"] for r in rows))
 
 
 if __name__ == "__main__":
