@@ -3,12 +3,12 @@
 Usage (from the repository root)::
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/discharge_fieldsplit_study.py \
-        [--sizes 2.5,1.25,0.8] [--ranks 1,2] [--steps 12] [--designs salt-schur,direct]
+        [--sizes 2.5,1.25,0.8] [--ranks 1,2] [--steps 10] [--designs salt-schur,direct]
 
 The examples/discharge.toml packing meshed at interface sizes 2.5 (the example's
 mesh), 1.25 and 0.8 voxels (5.8k, 13k, 24k unknowns); the first ``--steps`` steps
 of its 2C discharge (dt from 0.5 s growing to 30 s) with each design, on each rank
-count (one ``mpirun`` worker process per mesh, rank count and design). Designs:
+count (one ``mpirun`` worker process per mesh and rank count). Designs:
 
 * ``fieldsplit``: GMRES, multiplicative fieldsplit over the four fields, one GAMG
   V-cycle each;
@@ -53,68 +53,90 @@ DESIGNS: dict[str, tuple[str, dict[str, object]]] = {
 }
 
 
-def worker(size: float, design: str, steps: int) -> None:
-    """Run one design on one mesh; rank 0 prints one JSON row."""
-    from tomofem._fenics import MPI
+def _mesh(size: str, comm):
+    """The example packing at interface size ``size`` [voxels], or ``voxel:<refine>``: the
+    two-particle voxel cell of tests/electrochem/test_preconditioner.py."""
     from tomofem.config import load_config
-    from tomofem.materials import half_cell
     from tomofem.pipeline import run
+
+    if size.startswith("voxel:"):
+        sys.path.insert(0, str(REPO / "tests" / "electrochem"))
+        from test_preconditioner import _cell
+
+        return _cell(int(size.split(":")[1]))
+    base = load_config(REPO / "examples" / "discharge.toml")
+    h = float(size)
+    mesh = replace(base.mesh, interface_size=h, max_size=max(h, base.mesh.max_size))
+    return run(replace(base, stages=["segment", "mesh"], mesh=mesh), comm=comm).outputs["dmesh"]
+
+
+def worker(size: str, designs: list[str], steps: int) -> None:
+    """Run the designs on one mesh; rank 0 prints one JSON row each."""
+    from tomofem._fenics import MPI
+    from tomofem.materials import half_cell
     from tomofem.problems.electrochem import HalfCellConfig, build_half_cell
     from tomofem.solvers.discharge import Protocol, SolverOptions, Step, run_half_cell
     from tomofem.solvers.timestepping import StepControl
 
     comm = MPI.COMM_WORLD
-    base = load_config(REPO / "examples" / "discharge.toml")
-    mesh = replace(base.mesh, interface_size=size, max_size=max(size, base.mesh.max_size))
-    dm = run(replace(base, stages=["segment", "mesh"], mesh=mesh), comm=comm).outputs["dmesh"]
-    linear, extra = DESIGNS[design]
-    params = half_cell()
-    cfg = HalfCellConfig(length_scale=1e-6)
-    prob = build_half_cell(dm, params, cfg)
-    opts = SolverOptions(
-        linear=linear,
-        control=StepControl(dt_initial=0.5, dt_max=30.0),
-        max_steps=steps,
-        petsc_options=extra,
-    )
-    proto = Protocol((Step("current", 2.0, until_voltage=3.0),), 1.0)
-    comm.Barrier()
-    c0, w0 = time.process_time(), time.perf_counter()
-    res = run_half_cell(dm, params, proto, cfg, opts, problem=prob)
-    cpu, wall = time.process_time() - c0, time.perf_counter() - w0
-    s = res.series
-    newton = np.asarray(s["newton_iterations"], dtype=float)
-    krylov = np.asarray(s["krylov_iterations"], dtype=float)
-    per_step = krylov / np.maximum(newton, 1)
-    row = {
-        "interface_size_voxels": size,
-        "dofs": res.dofs,
-        "ranks": comm.size,
-        "design": design,
-        "steps": res.steps_accepted,
-        "newton": int(newton.sum()),
-        "krylov": int(krylov.sum()),
-        "krylov_per_newton": float(krylov.sum() / max(newton.sum(), 1)),
-        "krylov_per_newton_worst_step": float(per_step.max()),
-        "cpu_s": cpu,
-        "wall_s": wall,
-        "cpu_s_per_newton": cpu / max(newton.sum(), 1),
-        "voltage_end_V": float(s["voltage"][-1]),
-    }
-    if comm.rank == 0:
-        print("ROW " + json.dumps(row), flush=True)
+    dm = _mesh(size, comm)
+    for design in designs:
+        linear, extra = DESIGNS[design]
+        params = half_cell()
+        cfg = HalfCellConfig(length_scale=1e-6)
+        prob = build_half_cell(dm, params, cfg)
+        opts = SolverOptions(
+            linear=linear,
+            control=StepControl(dt_initial=0.5, dt_max=30.0),
+            max_steps=steps,
+            petsc_options=extra,
+        )
+        proto = Protocol((Step("current", 2.0, until_voltage=3.0),), 1.0)
+        comm.Barrier()
+        c0, w0 = time.process_time(), time.perf_counter()
+        res = run_half_cell(dm, params, proto, cfg, opts, problem=prob)
+        cpu, wall = time.process_time() - c0, time.perf_counter() - w0
+        s = res.series
+        newton = np.asarray(s["newton_iterations"], dtype=float)
+        krylov = np.asarray(s["krylov_iterations"], dtype=float)
+        per_step = krylov / np.maximum(newton, 1)
+        row = {
+            **(
+                {"voxel_cell_refine": int(size.split(":")[1])}
+                if size.startswith("voxel:")
+                else {"interface_size_voxels": float(size)}
+            ),
+            "dofs": res.dofs,
+            "ranks": comm.size,
+            "design": design,
+            "steps": res.steps_accepted,
+            "newton": int(newton.sum()),
+            "krylov": int(krylov.sum()),
+            "krylov_per_newton": float(krylov.sum() / max(newton.sum(), 1)),
+            "krylov_per_newton_worst_step": float(per_step.max()),
+            "cpu_s": cpu,
+            "wall_s": wall,
+            "cpu_s_per_newton": cpu / max(newton.sum(), 1),
+            "voltage_end_V": float(s["voltage"][-1]),
+        }
+        if comm.rank == 0:
+            print("ROW " + json.dumps(row), flush=True)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", default="2.5,1.25,0.8", help="mesh interface sizes [voxels]")
+    ap.add_argument(
+        "--sizes",
+        default="voxel:1,voxel:2,voxel:3,2.5,1.25,0.8",
+        help="example-packing interface sizes [voxels] or voxel:<refine> test cells",
+    )
     ap.add_argument("--ranks", default="1,2")
-    ap.add_argument("--steps", type=int, default=12)
-    ap.add_argument("--designs", default=",".join(DESIGNS))
-    ap.add_argument("--worker", nargs=2, metavar=("SIZE", "DESIGN"), help=argparse.SUPPRESS)
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--designs", default="salt-schur,salt-multiplicative,fieldsplit-coupled,direct")
+    ap.add_argument("--worker", nargs=2, metavar=("SIZE", "DESIGNS"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        worker(float(args.worker[0]), args.worker[1], args.steps)
+        worker(args.worker[0], args.worker[1].split(","), args.steps)
         return
     from _record import record
 
@@ -123,18 +145,16 @@ def main() -> None:
     rows = []
     for ranks in (int(r) for r in args.ranks.split(",")):
         for size in args.sizes.split(","):
-            for design in args.designs.split(","):
-                cmd = [str(mpirun), "-n", str(ranks), sys.executable, __file__,
-                       "--steps", str(args.steps), "--worker", size, design]  # fmt: skip
-                out = subprocess.run(cmd, env=env, capture_output=True, text=True)
-                found = [ln[4:] for ln in out.stdout.splitlines() if ln.startswith("ROW ")]
-                if not found:
-                    print(out.stdout[-2000:], out.stderr[-2000:], file=sys.stderr)
-                    continue
-                row = json.loads(found[0])
+            cmd = [str(mpirun), "-n", str(ranks), sys.executable, __file__,
+                   "--steps", str(args.steps), "--worker", size, args.designs]  # fmt: skip
+            out = subprocess.run(cmd, env=env, capture_output=True, text=True)
+            found = [json.loads(ln[4:]) for ln in out.stdout.splitlines() if ln.startswith("ROW ")]
+            if len(found) < len(args.designs.split(",")):
+                print(out.stdout[-2000:], out.stderr[-2000:], file=sys.stderr)
+            for row in found:
                 print(row, flush=True)
-                rows.append(row)
-                record("discharge_fieldsplit_study", rows, ranks=max(r["ranks"] for r in rows))
+            rows.extend(found)
+            record("discharge_fieldsplit_study", rows, ranks=max(r["ranks"] for r in rows))
 
 
 if __name__ == "__main__":

@@ -235,6 +235,27 @@ def electrochem_newton(
                     f"fieldsplit_{i}_mg_levels_pc_type": "jacobi",
                 }
             )
+    elif linear == "salt-fieldsplit":
+        opts.update(
+            {
+                "ksp_type": "gmres",
+                "ksp_gmres_restart": 200,
+                "ksp_rtol": 1e-8,
+                "ksp_max_it": 400,
+                "salt_pc_type": "fieldsplit",
+                "salt_pc_fieldsplit_type": "multiplicative",
+            }
+        )
+        for i in range(2):
+            opts.update(
+                {
+                    f"salt_fieldsplit_{i}_ksp_type": "preonly",
+                    f"salt_fieldsplit_{i}_pc_type": "gamg",
+                    f"salt_fieldsplit_{i}_pc_gamg_threshold": 0.02,
+                    f"salt_fieldsplit_{i}_mg_levels_ksp_type": "chebyshev",
+                    f"salt_fieldsplit_{i}_mg_levels_pc_type": "jacobi",
+                }
+            )
     elif linear == "salt-schur":
         opts.update(
             {
