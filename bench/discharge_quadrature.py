@@ -10,8 +10,9 @@ integrated at degree ``flux`` and the storage terms at degree ``storage``
 (:data:`tomofem.problems.electrochem.FLUX_QUADRATURE_DEGREE`,
 :data:`~tomofem.problems.electrochem.BULK_QUADRATURE_DEGREE`). Reports the capacity
 passed to the cut-off, the largest voltage difference against the (3, 3) run on the
-same mesh over the common time span, and the CPU seconds of the run. The mesh-refinement difference of the capacity (same
-degrees, half the interface size) is the scale the quadrature effect is compared with.
+same mesh over the common time span, and the CPU seconds of the run. The mesh-refinement
+difference of the capacity (same degrees, half the interface size) is the scale the
+quadrature effect is compared with.
 Recorded with the common schema (bench/_record.py) in
 ``bench/results/discharge_quadrature.json``.
 """

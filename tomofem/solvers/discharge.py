@@ -255,9 +255,15 @@ class SolverOptions:
     max_soc_step: float = 0.01
     petsc_options: dict[str, Any] = field(default_factory=dict)
     max_steps: int = 100000
-    direct_max_dofs: int = 2000000
+    direct_max_dofs: int = 1000
     refactorise_max_dofs: int = 8000
     voltage_tolerance: float = 2e-3
+
+    def resolved_linear(self, dofs: int) -> str:
+        """Return the preset :attr:`linear` names for ``dofs`` unknowns (``"auto"`` resolved)."""
+        if self.linear != "auto":
+            return self.linear
+        return "direct" if dofs <= self.direct_max_dofs else "salt-fieldsplit"
 
 
 @dataclass(frozen=True)
@@ -496,10 +502,7 @@ class HalfCellSolver:
         self.problem = problem
         self.options = options
         self.dofs = sum(problem.spaces[k].dofmap.index_map.size_global for k in FIELDS)
-        linear = options.linear
-        if linear == "auto":
-            linear = "direct" if self.dofs <= options.direct_max_dofs else "fieldsplit"
-        self.linear = linear
+        self.linear = linear = options.resolved_linear(self.dofs)
         small = linear == "direct" and self.dofs <= options.refactorise_max_dofs
         self._petsc = layered(electrochem_newton(linear, refactorise=small), options.petsc_options)
         self._prefix = prefix
