@@ -3,21 +3,23 @@
 Usage (from the repository root)::
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/discharge_fieldsplit_study.py \
-        [--sizes 2.5,1.25,0.8] [--ranks 1,2] [--steps 10] [--designs salt-schur,direct]
+        [--sizes voxel:1,2.5,1.25,0.8] [--ranks 1,2] [--steps 8] [--designs salt-fieldsplit,direct]
 
-The examples/discharge.toml packing meshed at interface sizes 2.5 (the example's
-mesh), 1.25 and 0.8 voxels (5.8k, 13k, 24k unknowns); the first ``--steps`` steps
-of its 2C discharge (dt from 0.5 s growing to 30 s) with each design, on each rank
-count (one ``mpirun`` worker process per mesh and rank count). Designs:
+The two-particle voxel cell of tests/electrochem/test_preconditioner.py at 1, 1/2 and
+1/3 voxel (582, 3.2k, 9.4k unknowns) and the examples/discharge.toml packing meshed at
+interface sizes 2.5 (the example's mesh), 1.25 and 0.8 voxels (5.8k, 13k, 24k unknowns;
+gmsh's meshes differ by a few % between runs); the first ``--steps`` steps of a 2C
+discharge from full (dt from 0.5 s growing to 30 s) with each design, on each rank count
+(one ``mpirun`` worker process per mesh and rank count). Designs:
 
 * ``fieldsplit``: GMRES, multiplicative fieldsplit over the four fields, one GAMG
   V-cycle each;
 * ``fieldsplit-coupled``: concentrations | potentials, full Schur factorisation with
   selfp, one GAMG V-cycle each;
-* ``salt-schur``: the same split of ``T J`` (the salt rows plus t+ times the
-  electrolyte charge rows, :mod:`tomofem.solvers.electrochem_pc`), applied to ``T r``;
-* ``salt-lower`` / ``salt-multiplicative``: ``salt-schur`` with a lower block-triangular
-  Schur factorisation / a block Gauss-Seidel instead of the full factorisation;
+* ``salt-fieldsplit``: the same split of ``T J`` (the salt rows plus t+ times the
+  electrolyte charge rows, :mod:`tomofem.solvers.electrochem_pc`), applied to ``T r``,
+  as a block Gauss-Seidel (multiplicative), one GAMG V-cycle per block;
+* ``salt-schur``: ``salt-fieldsplit`` with the full Schur factorisation (selfp) instead;
 * ``direct``: the direct preset ``auto`` chooses today (full-rank MUMPS LU per Newton
   iteration up to 8,000 unknowns, lagged block-low-rank LU above).
 
@@ -46,9 +48,15 @@ sys.path.insert(0, str(REPO / "bench"))
 DESIGNS: dict[str, tuple[str, dict[str, object]]] = {
     "fieldsplit": ("fieldsplit", {}),
     "fieldsplit-coupled": ("fieldsplit-coupled", {}),
-    "salt-schur": ("salt-schur", {}),
-    "salt-lower": ("salt-schur", {"salt_pc_fieldsplit_schur_fact_type": "lower"}),
-    "salt-multiplicative": ("salt-schur", {"salt_pc_fieldsplit_type": "multiplicative"}),
+    "salt-fieldsplit": ("salt-fieldsplit", {}),
+    "salt-schur": (
+        "salt-fieldsplit",
+        {
+            "salt_pc_fieldsplit_type": "schur",
+            "salt_pc_fieldsplit_schur_fact_type": "full",
+            "salt_pc_fieldsplit_schur_precondition": "selfp",
+        },
+    ),
     "direct": ("direct", {}),
 }
 
@@ -131,8 +139,8 @@ def main() -> None:
         help="example-packing interface sizes [voxels] or voxel:<refine> test cells",
     )
     ap.add_argument("--ranks", default="1,2")
-    ap.add_argument("--steps", type=int, default=10)
-    ap.add_argument("--designs", default="salt-schur,salt-multiplicative,fieldsplit-coupled,direct")
+    ap.add_argument("--steps", type=int, default=8)
+    ap.add_argument("--designs", default="salt-fieldsplit,salt-schur,fieldsplit-coupled,direct")
     ap.add_argument("--worker", nargs=2, metavar=("SIZE", "DESIGNS"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:

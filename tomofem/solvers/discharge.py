@@ -247,9 +247,9 @@ class SolverOptions:
         tolerance on nearly saturated surfaces).
     """
 
-    linear: Literal[
-        "auto", "direct", "fieldsplit", "fieldsplit-coupled", "salt-schur", "salt-fieldsplit"
-    ] = "auto"
+    linear: Literal["auto", "direct", "salt-fieldsplit", "fieldsplit", "fieldsplit-coupled"] = (
+        "auto"
+    )
     time_order: int = 2
     control: StepControl = field(default_factory=StepControl)
     max_soc_step: float = 0.01
@@ -540,7 +540,7 @@ class HalfCellSolver:
                     for i, g in enumerate(SPLITS[self.linear])
                 ]
                 nl.solver.getKSP().getPC().setFieldSplitIS(*sets)
-            elif self.linear in ("salt-schur", "salt-fieldsplit"):
+            elif self.linear == "salt-fieldsplit":
                 electrochem_pc.attach(nl.solver.getKSP(), p, rows, self._petsc)
             self._callbacks(nl, mode)
             self._bound_logit(nl)

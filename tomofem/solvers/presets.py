@@ -256,29 +256,6 @@ def electrochem_newton(
                     f"salt_fieldsplit_{i}_mg_levels_pc_type": "jacobi",
                 }
             )
-    elif linear == "salt-schur":
-        opts.update(
-            {
-                "ksp_type": "gmres",
-                "ksp_gmres_restart": 200,
-                "ksp_rtol": 1e-8,
-                "ksp_max_it": 400,
-                "salt_pc_type": "fieldsplit",
-                "salt_pc_fieldsplit_type": "schur",
-                "salt_pc_fieldsplit_schur_fact_type": "full",
-                "salt_pc_fieldsplit_schur_precondition": "selfp",
-            }
-        )
-        for i in range(2):
-            opts.update(
-                {
-                    f"salt_fieldsplit_{i}_ksp_type": "preonly",
-                    f"salt_fieldsplit_{i}_pc_type": "gamg",
-                    f"salt_fieldsplit_{i}_pc_gamg_threshold": 0.02,
-                    f"salt_fieldsplit_{i}_mg_levels_ksp_type": "chebyshev",
-                    f"salt_fieldsplit_{i}_mg_levels_pc_type": "jacobi",
-                }
-            )
     else:
         raise ConfigError(f"linear: 'direct', 'fieldsplit' or 'fieldsplit-coupled', got {linear!r}")
     return opts
