@@ -125,6 +125,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--out", type=Path, default=None, help="parent of a fresh folder of runs")
+    ap.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="an earlier discharge_overhead.json (e.g. of the parent revision) kept as 'before'",
+    )
     args = ap.parse_args()
     base = Path(tempfile.mkdtemp(prefix="tomofem_overhead_", dir=args.out))
     runs = []
@@ -150,6 +156,15 @@ def main() -> None:
         )
     }
     out = {"median": med, "runs": runs}
+    if args.baseline is not None:
+        import json
+
+        base = json.loads(args.baseline.read_text())
+        out["before"] = {
+            "git_revision": base["git_revision"],
+            "date_utc": base["date_utc"],
+            "median": base["results"]["median"],
+        }
     print(out)
     record("discharge_overhead", out)
 
