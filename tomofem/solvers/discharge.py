@@ -212,12 +212,10 @@ class SolverOptions:
     Attributes
     ----------
     linear
-        ``"direct"``, ``"fieldsplit"``, ``"fieldsplit-coupled"`` (Schur complement on
-        the potentials, see :func:`tomofem.solvers.presets.electrochem_newton`) or
-        ``"auto"`` (direct below ``direct_max_dofs``).
-        The fieldsplit/GAMG preset needs 150-400 GMRES iterations per Newton
-        iteration on a 40^3 electrode (bench/results/discharge_fieldsplit.json), so
-        ``"auto"`` keeps the block-low-rank MUMPS preset up to 2e6 unknowns.
+        ``"direct"``, ``"salt-fieldsplit"`` (the coupled block preconditioner of
+        :mod:`tomofem.solvers.electrochem_pc`), the references ``"fieldsplit"`` and
+        ``"fieldsplit-coupled"`` (see :func:`tomofem.solvers.presets.electrochem_newton`),
+        or ``"auto"``: direct up to ``direct_max_dofs`` unknowns, salt-fieldsplit above.
     time_order
         1 (BDF1) or 2 (variable-step BDF2).
     control
@@ -233,7 +231,13 @@ class SolverOptions:
     voltage_tolerance
         A cut-off is hit when the voltage lands within this of it [V].
     direct_max_dofs
-        ``"auto"`` takes the direct preset up to this many unknowns.
+        ``"auto"`` takes the direct preset up to this many unknowns. Measured CPU s per
+        Newton iteration, everything included, first 8 steps of a 2C discharge
+        (bench/results/discharge_fieldsplit_study.json, serial), direct vs
+        salt-fieldsplit: 582 unknowns 0.019 vs 0.028; 3,200: 0.056 vs 0.051; 5,692 (the
+        examples/discharge.toml mesh): 0.092 vs 0.075; 9,394: 0.172 vs 0.178. The
+        crossover lies between 582 and 3,200 unknowns; the iterative preset is as fast
+        (within 4 %) or faster from there, and its cost grows linearly.
     refactorise_max_dofs
         Up to this many unknowns the direct preset factorises the Jacobian at every
         Newton iteration (full rank) instead of reusing a block-low-rank LU for 20
@@ -255,7 +259,7 @@ class SolverOptions:
     max_soc_step: float = 0.01
     petsc_options: dict[str, Any] = field(default_factory=dict)
     max_steps: int = 100000
-    direct_max_dofs: int = 1000
+    direct_max_dofs: int = 3000
     refactorise_max_dofs: int = 8000
     voltage_tolerance: float = 2e-3
 
