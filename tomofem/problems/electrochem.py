@@ -54,7 +54,10 @@ P1 unknowns their gradients are constant per cell, so only the laws D(c), kappa(
 chi(c) / c vary: the midpoint rule is O(h^2), the order of the P1 error itself. UFL
 estimates degree 9 for these integrands (the default set, tomofem.materials.half_cell);
 the former fixed degree 3 spent ~40 % of a Jacobian evaluation in their
-kernels."""
+kernels. Measured on the examples/discharge.toml mesh, 2C to 3.0 V
+(bench/results/discharge_quadrature.json): against degree 3 everywhere, the capacity to
+the cut-off moved by 9e-13 (relative) and the voltage by at most 4e-9 V; halving the mesh
+size moved the capacity by 1.9 %."""
 _GAMMA, _COLLECTOR, _COUNTER = 1, 2, 3
 LOGIT_BOUND = 200.0
 """Largest ``|w|`` a Newton update may reach (1 - x or x = e^-200). Deep in a saturated
