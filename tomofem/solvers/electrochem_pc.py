@@ -6,7 +6,7 @@ migration's diffusion-potential part) partly cancel. On the voxel cell of
 tests/electrochem/test_preconditioner.py (1 µm voxels, dt = 10 s) the largest salt-row
 entry is 1.6e3 in the ``c_e`` columns and 2.7e6 in the ``phi_e`` columns. A split of
 concentrations from potentials then drops (or approximates by a diagonal) a coupling three
-orders larger than the block it acts on: 24-66 GMRES iterations per Newton iteration with
+orders larger than the block it acts on: 24-54 GMRES iterations per Newton iteration with
 a Schur complement (bench/results/discharge_fieldsplit_study.json; 41 with exact block
 solves on the example packing). Adding ``t+``
 times the charge row to the salt row (left multiplication by ``T = I + t+ E``, ``E``

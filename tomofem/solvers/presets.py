@@ -113,14 +113,15 @@ def electrochem_newton(
         ``"salt-fieldsplit"`` (GMRES preconditioned by
         :class:`tomofem.solvers.electrochem_pc.SaltTransformPC`: the salt rows plus
         t+ times the electrolyte charge rows, then a block Gauss-Seidel over
-        concentrations | potentials with one GAMG V-cycle per block; 11-17 GMRES
-        iterations per Newton iteration from 582 to 24k unknowns, serial and on 2
-        ranks, bench/results/discharge_fieldsplit_study.json), or the two
-        references it replaced: ``"fieldsplit"`` (multiplicative over the four
-        fields, one GAMG V-cycle each; 115-139 iterations) and
-        ``"fieldsplit-coupled"`` (concentrations | potentials of the untransformed
-        Jacobian with a full Schur factorisation; 24-66). The index sets and the
-        Python PC are attached by :mod:`tomofem.solvers.discharge`.
+        concentrations | potentials with one GAMG V-cycle per block; 11-18 GMRES
+        iterations per Newton iteration from 582 to 24k unknowns,
+        bench/results/discharge_fieldsplit_study.json), or the two references it
+        replaced: ``"fieldsplit"`` (multiplicative over the four fields, one GAMG
+        V-cycle each; 115-139 iterations on the example packing in that study's
+        previous record) and ``"fieldsplit-coupled"`` (concentrations | potentials of
+        the untransformed Jacobian with a full Schur factorisation; 24-54, worst step
+        71). The index sets and the Python PC are attached by
+        :mod:`tomofem.solvers.discharge`.
     rtol, atol
         Relative and absolute tolerances on the residual, whose rows are
         currents scaled by 1 A/m2 x (mesh unit)^2: atol 1e-9 means a current
