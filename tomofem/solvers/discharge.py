@@ -235,9 +235,9 @@ class SolverOptions:
         Newton iteration, everything included, first 8 steps of a 2C discharge
         (bench/results/discharge_fieldsplit_study.json, serial), direct vs
         salt-fieldsplit: 582 unknowns 0.019 vs 0.028; 3,200: 0.056 vs 0.051; 5,692 (the
-        examples/discharge.toml mesh): 0.092 vs 0.075; 9,394: 0.172 vs 0.178. The
-        crossover lies between 582 and 3,200 unknowns; the iterative preset is as fast
-        (within 4 %) or faster from there, and its cost grows linearly.
+        examples/discharge.toml mesh): 0.092 vs 0.075; 9,394: 0.172 vs 0.178; 12,968:
+        0.198 vs 0.207; 24,314: 0.358 vs 0.320. The crossover lies between 582 and 3,200
+        unknowns; from there the iterative preset is within 5 % or faster.
     refactorise_max_dofs
         Up to this many unknowns the direct preset factorises the Jacobian at every
         Newton iteration (full rank) instead of reusing a block-low-rank LU for 20
