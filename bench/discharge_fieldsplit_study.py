@@ -62,11 +62,27 @@ DESIGNS: dict[str, tuple[str, dict[str, object]]] = {
 
 
 def _mesh(size: str, comm):
-    """The example packing at interface size ``size`` [voxels], or ``voxel:<refine>``: the
-    two-particle voxel cell of tests/electrochem/test_preconditioner.py."""
+    """The example packing at interface size ``size`` [voxels], ``voxel:<refine>`` (the
+    two-particle voxel cell of tests/electrochem/test_preconditioner.py) or ``real:<n>``
+    (the n^3 crop at [78:78+n]^3 of the shared three-phase electrode.tiff,
+    ``$TOMOFEM_SHARED_DATA``, default ../shared/data; CBD lumped into
+    the electrolyte, meshed by the level-set route)."""
     from tomofem.config import load_config
     from tomofem.pipeline import run
 
+    if size.startswith("real:"):
+        from tomofem.image.io import load_electrode
+        from tomofem.meshing import mesh_image, to_dolfinx
+        from tomofem.meshing.options import MeshOptions
+
+        tm = None
+        if comm.rank == 0:
+            n = int(size.split(":")[1])
+            data = Path(os.environ.get("TOMOFEM_SHARED_DATA", REPO.parent / "shared" / "data"))
+            lab = load_electrode(data / "electrode.tiff").data
+            crop = np.ascontiguousarray(lab[78 : 78 + n, 78 : 78 + n, 78 : 78 + n]).astype(np.int8)
+            tm = mesh_image(crop, options=MeshOptions(routes=("levelset",)))
+        return to_dolfinx(tm, comm)
     if size.startswith("voxel:"):
         sys.path.insert(0, str(REPO / "tests" / "electrochem"))
         from test_preconditioner import _cell
@@ -88,10 +104,11 @@ def worker(size: str, designs: list[str], steps: int) -> None:
 
     comm = MPI.COMM_WORLD
     dm = _mesh(size, comm)
+    real = size.startswith("real:")
     for design in designs:
         linear, extra = DESIGNS[design]
         params = half_cell()
-        cfg = HalfCellConfig(length_scale=1e-6)
+        cfg = HalfCellConfig(length_scale=1e-6, counter="lithium" if real else "reservoir")
         prob = build_half_cell(dm, params, cfg)
         opts = SolverOptions(
             linear=linear,
@@ -112,6 +129,8 @@ def worker(size: str, designs: list[str], steps: int) -> None:
             **(
                 {"voxel_cell_refine": int(size.split(":")[1])}
                 if size.startswith("voxel:")
+                else {"real_crop": int(size.split(":")[1])}
+                if size.startswith("real:")
                 else {"interface_size_voxels": float(size)}
             ),
             "dofs": res.dofs,
@@ -141,6 +160,7 @@ def main() -> None:
     ap.add_argument("--ranks", default="1,2")
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--designs", default="salt-fieldsplit,salt-schur,fieldsplit-coupled,direct")
+    ap.add_argument("--study", default="discharge_fieldsplit_study", help="bench/results name")
     ap.add_argument("--worker", nargs=2, metavar=("SIZE", "DESIGNS"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
@@ -162,7 +182,7 @@ def main() -> None:
             for row in found:
                 print(row, flush=True)
             rows.extend(found)
-            record("discharge_fieldsplit_study", rows, ranks=max(r["ranks"] for r in rows))
+            record(args.study, rows, ranks=max(r["ranks"] for r in rows))
 
 
 if __name__ == "__main__":
