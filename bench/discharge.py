@@ -157,9 +157,7 @@ def worker(args) -> None:
         "max_soc_step": args.max_soc_step,
         "newton_per_step_max": int(np.max(s["newton_iterations"][1:])) if newton else 0,
         "linear": args.linear,
-        "linear_used": args.linear
-        if args.linear != "auto"
-        else ("direct" if res.dofs <= opts.direct_max_dofs else "fieldsplit"),
+        "linear_used": opts.resolved_linear(res.dofs),
         "ranks": comm.size,
         "voltage_every_5_steps": s["voltage"][::5],
     }

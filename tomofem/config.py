@@ -246,7 +246,9 @@ class SimulateConfig:
     )
     dilute: bool = _f(False, "ideal-solution electrolyte (thermodynamic factor 1)")
     time_order: int = _f(2, "BDF order (1 or 2)", ge=1, le=2)
-    linear: Literal["auto", "direct", "fieldsplit"] = _f("auto", "linear solver of Newton")
+    linear: Literal["auto", "direct", "salt-fieldsplit", "fieldsplit"] = _f(
+        "auto", "linear solver of Newton"
+    )
     max_soc_step: float = _f(0.01, "largest SOC change per step [-]", gt=0.0, le=0.5)
     checkpoint_every: int = _f(10, "steps between checkpoints (0 = only at the end)", ge=0)
     vtx_every: int = _f(0, "steps between field outputs for ParaView (0 = none)", ge=0)

@@ -45,7 +45,7 @@ def electrolyte_current(c, phi, kappa, t_plus, chi, T, L: float):
     return -kappa * _grad(phi, L) + 2.0 * kappa * rt_f * (1.0 - t_plus) * chi * _grad(c, L) / c
 
 
-def electrolyte_bulk(c, c_dot, phi, v, q, D, kappa, t_plus, chi, T, L: float, dx):
+def electrolyte_bulk(c, c_dot, phi, v, q, D, kappa, t_plus, chi, T, L: float, dx, dx_flux=None):
     """Bulk salt and charge balances of the electrolyte.
 
     Parameters
@@ -66,6 +66,10 @@ def electrolyte_bulk(c, c_dot, phi, v, q, D, kappa, t_plus, chi, T, L: float, dx
         Metres per mesh unit.
     dx
         Cell measure (or sum of measures) of the electrolyte-filled cells.
+    dx_flux
+        Measure of the same cells for the flux terms (default ``dx``): with P1 unknowns
+        every gradient is constant per cell and only the material laws vary, so a
+        lower degree than the storage term's may do (the caller states the error).
 
     Returns
     -------
@@ -75,8 +79,10 @@ def electrolyte_bulk(c, c_dot, phi, v, q, D, kappa, t_plus, chi, T, L: float, dx
     """
     i = electrolyte_current(c, phi, kappa, t_plus, chi, T, L)
     vol = L**3
-    F_c = (c_dot * v + ufl.inner(D * _grad(c, L) - t_plus * i / FARADAY, _grad(v, L))) * vol * dx
-    F_phi = ufl.inner(i, _grad(q, L)) * vol * dx
+    dx_f = dx if dx_flux is None else dx_flux
+    F_c = c_dot * v * vol * dx
+    F_c = F_c + ufl.inner(D * _grad(c, L) - t_plus * i / FARADAY, _grad(v, L)) * vol * dx_f
+    F_phi = ufl.inner(i, _grad(q, L)) * vol * dx_f
     return F_c, F_phi
 
 

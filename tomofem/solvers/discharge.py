@@ -38,6 +38,7 @@ from tomofem.problems.electrochem import (
     set_equilibrium,
 )
 from tomofem.problems.particles import particle_labels
+from tomofem.solvers import electrochem_pc
 from tomofem.solvers.observers import Observer, RunState
 from tomofem.solvers.presets import electrochem_newton, layered
 from tomofem.solvers.timestepping import StepControl, bdf_coefficients
@@ -213,12 +214,10 @@ class SolverOptions:
     Attributes
     ----------
     linear
-        ``"direct"``, ``"fieldsplit"``, ``"fieldsplit-coupled"`` (Schur complement on
-        the potentials, see :func:`tomofem.solvers.presets.electrochem_newton`) or
-        ``"auto"`` (direct below ``direct_max_dofs``).
-        The fieldsplit/GAMG preset needs 150-400 GMRES iterations per Newton
-        iteration on a 40^3 electrode (bench/results/discharge_fieldsplit.json), so
-        ``"auto"`` keeps the block-low-rank MUMPS preset up to 2e6 unknowns.
+        ``"direct"``, ``"salt-fieldsplit"`` (the coupled block preconditioner of
+        :mod:`tomofem.solvers.electrochem_pc`), the references ``"fieldsplit"`` and
+        ``"fieldsplit-coupled"`` (see :func:`tomofem.solvers.presets.electrochem_newton`),
+        or ``"auto"``: direct up to ``direct_max_dofs`` unknowns, salt-fieldsplit above.
     time_order
         1 (BDF1) or 2 (variable-step BDF2).
     control
@@ -234,7 +233,13 @@ class SolverOptions:
     voltage_tolerance
         A cut-off is hit when the voltage lands within this of it [V].
     direct_max_dofs
-        ``"auto"`` takes the direct preset up to this many unknowns.
+        ``"auto"`` takes the direct preset up to this many unknowns. Measured CPU s per
+        Newton iteration, everything included, first 8 steps of a 2C discharge
+        (bench/results/discharge_fieldsplit_study.json, serial), direct vs
+        salt-fieldsplit: 582 unknowns 0.019 vs 0.028; 3,200: 0.056 vs 0.051; 5,692 (the
+        examples/discharge.toml mesh): 0.092 vs 0.075; 9,394: 0.172 vs 0.178; 12,968:
+        0.198 vs 0.207; 24,314: 0.358 vs 0.320. The crossover lies between 582 and 3,200
+        unknowns; from there the iterative preset is within 5 % or faster.
     refactorise_max_dofs
         Up to this many unknowns the direct preset factorises the Jacobian at every
         Newton iteration (full rank) instead of reusing a block-low-rank LU for 20
@@ -248,15 +253,23 @@ class SolverOptions:
         tolerance on nearly saturated surfaces).
     """
 
-    linear: Literal["auto", "direct", "fieldsplit", "fieldsplit-coupled"] = "auto"
+    linear: Literal["auto", "direct", "salt-fieldsplit", "fieldsplit", "fieldsplit-coupled"] = (
+        "auto"
+    )
     time_order: int = 2
     control: StepControl = field(default_factory=StepControl)
     max_soc_step: float = 0.01
     petsc_options: dict[str, Any] = field(default_factory=dict)
     max_steps: int = 100000
-    direct_max_dofs: int = 2000000
+    direct_max_dofs: int = 3000
     refactorise_max_dofs: int = 8000
     voltage_tolerance: float = 2e-3
+
+    def resolved_linear(self, dofs: int) -> str:
+        """Return the preset :attr:`linear` names for ``dofs`` unknowns (``"auto"`` resolved)."""
+        if self.linear != "auto":
+            return self.linear
+        return "direct" if dofs <= self.direct_max_dofs else "salt-fieldsplit"
 
 
 @dataclass(frozen=True)
@@ -415,10 +428,7 @@ class HalfCellSolver:
         self.problem = problem
         self.options = options
         self.dofs = sum(problem.spaces[k].dofmap.index_map.size_global for k in FIELDS)
-        linear = options.linear
-        if linear == "auto":
-            linear = "direct" if self.dofs <= options.direct_max_dofs else "fieldsplit"
-        self.linear = linear
+        self.linear = linear = options.resolved_linear(self.dofs)
         small = linear == "direct" and self.dofs <= options.refactorise_max_dofs
         self._petsc = layered(electrochem_newton(linear, refactorise=small), options.petsc_options)
         self._prefix = prefix
@@ -444,18 +454,20 @@ class HalfCellSolver:
                 entity_maps=p.entity_maps,
                 kind="mpi",
             )
+            start = nl.A.getOwnershipRange()[0]
+            rows = {}  # global matrix rows of each field's owned dofs
+            for k in FIELDS:
+                n = p.spaces[k].dofmap.index_map.size_local
+                rows[k] = np.arange(start, start + n, dtype=PETSc.IntType)
+                start += n
             if self.linear in SPLITS:
-                start = nl.A.getOwnershipRange()[0]
-                rows = {}
-                for k in FIELDS:
-                    n = p.spaces[k].dofmap.index_map.size_local
-                    rows[k] = np.arange(start, start + n, dtype=PETSc.IntType)
-                    start += n
                 sets = [
                     (str(i), PETSc.IS().createGeneral(np.concatenate([rows[k] for k in g]), p.comm))
                     for i, g in enumerate(SPLITS[self.linear])
                 ]
                 nl.solver.getKSP().getPC().setFieldSplitIS(*sets)
+            elif self.linear == "salt-fieldsplit":
+                electrochem_pc.attach(nl.solver.getKSP(), p, rows, self._petsc)
             self._callbacks(nl, mode)
             self._bound_logit(nl)
             nl.solver.setConvergenceTest(self._converged)
@@ -852,6 +864,26 @@ class HalfCellSolver:
         phi[self._connected] += shift
         return shift
 
+    def fall_back_to_direct(self) -> None:
+        """Use the direct solver from now on (after an iterative linear solve failed).
+
+        Collective: the SNES reason is the same on every rank. The Newton
+        problems are rebuilt with the direct preset at the next solve; the
+        failed step is then retried by the time loop as any failed step.
+        """
+        log.warning(
+            "the %s linear solve failed (SNES reason %d): direct solver from now on",
+            self.linear,
+            self.reason,
+        )
+        small = self.dofs <= self.options.refactorise_max_dofs
+        self.linear = "direct"
+        self._petsc = layered(
+            electrochem_newton("direct", refactorise=small), self.options.petsc_options
+        )
+        self._nl.clear()  # freed by the garbage collector (destroying the SNES here crashed)
+        self._lag.clear()
+
     @property
     def lagged(self) -> bool:
         """Whether the preset reuses factorisations across Newton iterations."""
@@ -898,6 +930,8 @@ class HalfCellSolver:
         reason = nl.solver.getConvergedReason()
         self.reason = int(reason)
         self.residuals = [float(r) for r in nl.solver.getConvergenceHistory()[0]]
+        if reason == PETSc.SNES.ConvergedReason.DIVERGED_LINEAR_SOLVE and self.linear != "direct":
+            self.fall_back_to_direct()  # the step is retried (smaller) by the caller
         if (
             reason == PETSc.SNES.ConvergedReason.DIVERGED_LINE_SEARCH
             and len(self.residuals) > 1

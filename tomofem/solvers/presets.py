@@ -109,12 +109,18 @@ def electrochem_newton(
     ----------
     linear
         ``"direct"`` (GMRES preconditioned by a lagged block-low-rank MUMPS LU;
-        measured up to 4.3e5 unknowns in 5.4 GB per process on 2 ranks) or
-        ``"fieldsplit"`` (GMRES + multiplicative fieldsplit over the four fields
-        with one GAMG V-cycle each). The fieldsplit preset is NOT fit for real
-        meshes: 150-400 GMRES iterations per Newton iteration on a 40^3 electrode
-        (bench/results/discharge_fieldsplit.json); it is kept as the starting point
-        for a coupled preconditioner. The field index sets are attached by
+        measured up to 4.3e5 unknowns in 5.4 GB per process on 2 ranks),
+        ``"salt-fieldsplit"`` (GMRES preconditioned by
+        :class:`tomofem.solvers.electrochem_pc.SaltTransformPC`: the salt rows plus
+        t+ times the electrolyte charge rows, then a block Gauss-Seidel over
+        concentrations | potentials with one GAMG V-cycle per block; 11-18 GMRES
+        iterations per Newton iteration from 582 to 24k unknowns,
+        bench/results/discharge_fieldsplit_study.json), or the two references it
+        replaced: ``"fieldsplit"`` (multiplicative over the four fields, one GAMG
+        V-cycle each; 115-139 iterations on the example packing in that study's
+        previous record) and ``"fieldsplit-coupled"`` (concentrations | potentials of
+        the untransformed Jacobian with a full Schur factorisation; 24-54, worst step
+        71). The index sets and the Python PC are attached by
         :mod:`tomofem.solvers.discharge`.
     rtol, atol
         Relative and absolute tolerances on the residual, whose rows are
@@ -233,6 +239,33 @@ def electrochem_newton(
                     f"fieldsplit_{i}_pc_gamg_threshold": 0.02,
                     f"fieldsplit_{i}_mg_levels_ksp_type": "chebyshev",
                     f"fieldsplit_{i}_mg_levels_pc_type": "jacobi",
+                }
+            )
+    elif linear == "salt-fieldsplit":
+        # Inner PC (prefix "salt_") of SaltTransformPC on T P. After the transform the
+        # salt rows couple to the potentials only through the interfacial dj/d(eta), so
+        # a block Gauss-Seidel (concentrations first) needs the same GMRES iterations as
+        # a full Schur factorisation with selfp (13.1 vs 13.0 per Newton iteration at
+        # 9.4k unknowns) at 0.66 of its CPU time: one concentration solve instead of two
+        # and no Schur matrix to form. Measured designs: bench/discharge_fieldsplit_study.py.
+        opts.update(
+            {
+                "ksp_type": "gmres",
+                "ksp_gmres_restart": 200,
+                "ksp_rtol": 1e-8,
+                "ksp_max_it": 400,
+                "salt_pc_type": "fieldsplit",
+                "salt_pc_fieldsplit_type": "multiplicative",
+            }
+        )
+        for i in range(2):
+            opts.update(
+                {
+                    f"salt_fieldsplit_{i}_ksp_type": "preonly",
+                    f"salt_fieldsplit_{i}_pc_type": "gamg",
+                    f"salt_fieldsplit_{i}_pc_gamg_threshold": 0.02,
+                    f"salt_fieldsplit_{i}_mg_levels_ksp_type": "chebyshev",
+                    f"salt_fieldsplit_{i}_mg_levels_pc_type": "jacobi",
                 }
             )
     else:
