@@ -8,7 +8,7 @@ conformally by those regions one phase at a time (warp then cut,
 :mod:`tomofem.meshing.cutting`); the few slivers left are collapsed
 (:mod:`tomofem.meshing.slivers`). The biases ``b_k`` are adjusted until
 each phase's meshed volume equals its voxel count: between full cuts they
-come from Newton steps on a voxel surrogate (:func:`voxel_fractions`, the
+come from Newton steps on a voxel surrogate (:func:`voxel_counts`, the
 fractions of voxels where each biased field wins) aimed at the target minus
 the last measured mesh-minus-voxel difference, which varies slowly with the
 biases (real 128^3 crop: the calibration block needs 3 cuts instead of 5,
@@ -265,7 +265,7 @@ class LevelSetStats:
         still differ).
     fraction_offsets
         Mesh minus voxel-surrogate fraction per label index at the last
-        adjustment (:func:`voxel_fractions`); carries a calibration to the
+        adjustment (:func:`voxel_counts`); carries a calibration to the
         whole image.
     """
 
