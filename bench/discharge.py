@@ -107,7 +107,7 @@ def build_mesh(case: str, cache: Path) -> dict:
 
 
 def worker(args) -> None:
-    from tomofem._fenics import MPI
+    from tomofem._fenics import MPI, PETSc
     from tomofem.materials import half_cell
     from tomofem.meshing import TetMesh, to_dolfinx
     from tomofem.problems.electrochem import HalfCellConfig
@@ -134,7 +134,21 @@ def worker(args) -> None:
         linear=args.linear, max_steps=args.max_steps, max_soc_step=args.max_soc_step
     )
     cfg = HalfCellConfig(length_scale=1e-6, counter="lithium")
+    PETSc.Log.begin()
+    c0 = time.process_time()
     res = run_half_cell(dm, half_cell(), Protocol.discharge(args.c_rate, args.cutoff), cfg, opts)
+    cpu = comm.gather(time.process_time() - c0)
+    # wall seconds per rank inside PETSc events: residual and Jacobian assembly (the
+    # SNES callbacks) against the linear solve (KSPSolve includes the factorisations)
+    events = {
+        k: comm.gather(PETSc.Log.Event(e).getPerfInfo()["time"])
+        for k, e in (
+            ("residual_assembly_s", "SNESFunctionEval"),
+            ("jacobian_assembly_s", "SNESJacobianEval"),
+            ("linear_solve_s", "KSPSolve"),
+            ("factorisation_s", "MatLUFactorNum"),
+        )
+    }
     s = res.series
     newton = int(np.sum(s["newton_iterations"]))
     krylov = int(np.sum(s["krylov_iterations"]))
@@ -162,6 +176,8 @@ def worker(args) -> None:
         else ("direct" if res.dofs <= opts.direct_max_dofs else "fieldsplit"),
         "ranks": comm.size,
         "voltage_every_5_steps": s["voltage"][::5],
+        "cpu_s_per_rank_loop": cpu,
+        "petsc_event_wall_s_per_rank": events,
     }
     if comm.rank == 0:
         print(MARK + json.dumps(out), flush=True)
@@ -292,7 +308,7 @@ def sweep(args) -> None:
 
 
 def run_case(case: str, nprocs: int, mesh: dict, args) -> dict:
-    cmd = ["nice", "-n", "10", "/usr/bin/time", "-v", str(REPO / ".venv" / "bin" / "mpirun"),
+    cmd = ["nice", "-n", "10", "/usr/bin/time", "-v", str(Path(sys.executable).parent / "mpirun"),
            "-n", str(nprocs),
            sys.executable, __file__, "--worker", "--mesh-file", mesh["mesh_file"],
            "--linear", args.linear, "--max-steps", str(args.max_steps),
@@ -358,6 +374,9 @@ def main() -> None:
     if args.sweep:
         sweep(args)
         return
+    sys.path.insert(0, str(REPO / "bench"))
+    from _record import record
+
     with tempfile.TemporaryDirectory() as tmp:
         cache = Path(args.cache or tmp)
         cache.mkdir(parents=True, exist_ok=True)
@@ -381,15 +400,10 @@ def main() -> None:
                 r = run_case(case, n, mesh, args)
                 print(json.dumps({k: v for k, v in r.items() if k != "voltage_every_5_steps"}))
                 # re-read: another bench process may have written meanwhile
-                results = json.loads(OUT.read_text()) if OUT.exists() else {"results": []}
+                old = json.loads(OUT.read_text())["results"] if OUT.exists() else []
                 key = (r["case"], r["ranks"], r["linear"])
-                results["results"] = [
-                    x for x in results["results"] if (x["case"], x["ranks"], x["linear"]) != key
-                ] + [r]
-                OUT.parent.mkdir(parents=True, exist_ok=True)
-                tmpf = OUT.with_suffix(".json.tmp")
-                tmpf.write_text(json.dumps(results, indent=1))
-                os.replace(tmpf, OUT)
+                rows = [x for x in old if (x["case"], x["ranks"], x["linear"]) != key] + [r]
+                record("discharge", rows, ranks=n)
 
 
 if __name__ == "__main__":
