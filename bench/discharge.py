@@ -106,6 +106,16 @@ def build_mesh(case: str, cache: Path) -> dict:
     }
 
 
+def _log_steps(path: str, comm) -> None:
+    """Rank 0 logs every step (INFO) to ``path``: progress of a long run, readable while it runs."""
+    if comm.rank == 0:
+        import logging
+
+        logging.basicConfig(
+            filename=path, level=logging.INFO, format="%(asctime)s %(name)s %(message)s"
+        )
+
+
 def worker(args) -> None:
     from tomofem._fenics import MPI, PETSc
     from tomofem.materials import half_cell
@@ -114,14 +124,7 @@ def worker(args) -> None:
     from tomofem.solvers.discharge import Protocol, SolverOptions, run_half_cell
 
     comm = MPI.COMM_WORLD
-    if comm.rank == 0:
-        import logging
-
-        logging.basicConfig(
-            filename=args.mesh_file + f".np{comm.size}.log",
-            level=logging.INFO,
-            format="%(asctime)s %(name)s %(message)s",
-        )
+    _log_steps(args.mesh_file + f".np{comm.size}.log", comm)
     t0 = time.perf_counter()
     tm = None
     if comm.rank == 0:
@@ -193,6 +196,7 @@ def sweep_worker(args) -> None:
     from tomofem.solvers.timestepping import StepControl
 
     comm = MPI.COMM_WORLD
+    _log_steps(args.mesh_file + f".sweep{args.c_rate:g}C.np{comm.size}.log", comm)
     z = np.load(args.mesh_file)
     tm = TetMesh(z["points"], z["cells"], z["cell_tags"], z["facets"], z["facet_tags"], z["box"])
     dm = to_dolfinx(tm if comm.rank == 0 else None, comm)
