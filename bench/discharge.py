@@ -283,7 +283,7 @@ def sweep(args) -> None:
             cached = cache / f"{case}.npz"
             mesh = {"mesh_file": str(cached)} if cached.exists() else build_mesh(case, cache)
             for rate in (float(r) for r in args.c_rates.split(",")):
-                cmd = ["nice", "-n", "10", "/usr/bin/time", "-v", sys.executable, __file__,
+                cmd = ["nice", "-n", "5", "/usr/bin/time", "-v", sys.executable, __file__,
                        "--sweep-worker", "--mesh-file", mesh["mesh_file"],
                        "--c-rate", str(rate), "--max-soc-step", str(args.max_soc_step),
                        "--v-max", str(args.v_max)]  # fmt: skip
@@ -312,7 +312,7 @@ def sweep(args) -> None:
 
 
 def run_case(case: str, nprocs: int, mesh: dict, args) -> dict:
-    cmd = ["nice", "-n", "10", "/usr/bin/time", "-v", str(Path(sys.executable).parent / "mpirun"),
+    cmd = ["nice", "-n", "5", "/usr/bin/time", "-v", str(Path(sys.executable).parent / "mpirun"),
            "-n", str(nprocs),
            sys.executable, __file__, "--worker", "--mesh-file", mesh["mesh_file"],
            "--linear", args.linear, "--max-steps", str(args.max_steps),
