@@ -355,7 +355,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cases", default="syn64")
     ap.add_argument("--nprocs", default="1,2")
-    ap.add_argument("--linear", default="auto", choices=["auto", "direct", "fieldsplit"])
+    ap.add_argument(
+        "--linear", default="auto", choices=["auto", "direct", "fieldsplit", "fieldsplit-coupled"]
+    )
     ap.add_argument("--max-steps", type=int, default=100000)
     ap.add_argument("--c-rate", type=float, default=1.0)
     ap.add_argument("--cutoff", type=float, default=None, help="V; default: the set's")
