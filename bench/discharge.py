@@ -15,7 +15,8 @@ capacity is used up (``--max-steps`` caps long cases; the result says so).
 Meshes use the level-set route (the surface-nets-gmsh route fails on these
 packings after minutes, see bench/results/meshing*.json).
 
-Sweep (``--sweep``): one cycle per C-rate on one rank — CC discharge to
+Sweep (``--sweep``): one cycle per C-rate on the first ``--nprocs`` count of ranks
+(real100's direct solve needs more than 6.5 GiB on one rank: use ``--nprocs 2``) — CC discharge to
 ``--cutoff`` (default 3.0 V), a 600 s rest, CC charge to ``--v-max`` (4.3 V), CV
 at 4.3 V until the current tapers to C/20 (at most 2 h) — on ``demo`` (the mesh
 of examples/discharge.toml: 32^3 sphere packing, 0.5 µm voxels, reservoir
@@ -283,8 +284,10 @@ def sweep(args) -> None:
             cached = cache / f"{case}.npz"
             mesh = {"mesh_file": str(cached)} if cached.exists() else build_mesh(case, cache)
             for rate in (float(r) for r in args.c_rates.split(",")):
-                cmd = ["nice", "-n", "5", "/usr/bin/time", "-v", sys.executable, __file__,
-                       "--sweep-worker", "--mesh-file", mesh["mesh_file"],
+                ranks = int(args.nprocs.split(",")[0])
+                mpi = [str(Path(sys.executable).parent / "mpirun"), "-n", str(ranks)]
+                cmd = ["nice", "-n", "5", "/usr/bin/time", "-v", *(mpi if ranks > 1 else []),
+                       sys.executable, __file__, "--sweep-worker", "--mesh-file", mesh["mesh_file"],
                        "--c-rate", str(rate), "--max-soc-step", str(args.max_soc_step),
                        "--v-max", str(args.v_max)]  # fmt: skip
                 if args.cutoff is not None:
