@@ -39,15 +39,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
-from scipy.spatial import cKDTree
 
 from tomofem._fenics import MPI, PETSc, dolfinx, ufl
-from tomofem.errors import ConvergenceError, MeshingError
+from tomofem.errors import MeshingError
 from tomofem.forms.stokes import pressure_mass, stokes_blocks
 from tomofem.homogenization.domain import dof_clusters
 from tomofem.meshing.distributed_checks import merge_components
-from tomofem.problems.periodic import prolongation
-from tomofem.solvers.linear import make_ksp, prefixed_options
+from tomofem.problems.periodic import match_periodic, prolongation
+from tomofem.solvers.linear import checked_solve, make_ksp, prefixed_options
 
 #: Name of the KSP of each Stokes problem (``-tomofem_stokes_ksp_monitor`` addresses it).
 PREFIX = "tomofem_stokes_"
@@ -128,7 +127,10 @@ def _targets(
     if periodic is None:
         mnode = gnode.astype(np.int64)
     else:
-        mnode, unmatched = _masters(space, *periodic)
+        # an upper-face node without a lower image (a box facet in a pore-solid
+        # interface of a periodic image mesh, a known limit of
+        # tomofem.meshing.periodic) is its own master: a no-slip node, checked below
+        mnode, unmatched, _ = match_periodic(space, *periodic)
     comp = np.arange(bs)
     masters = (bs * mnode[:, None] + comp[None, :]).ravel()
     own = (bs * gnode[:, None] + comp[None, :]).ravel()
@@ -153,41 +155,6 @@ def _targets(
 def _any_rank(space, flag: bool) -> bool:
     """``flag`` on any rank (collective)."""
     return bool(space.mesh.comm.allreduce(flag, op=MPI.LOR))
-
-
-def _masters(space, box_lo: np.ndarray, box_hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Master node of every owned node, tolerating images that are walls.
-
-    As :func:`tomofem.problems.periodic.periodic_masters` (which raises on
-    the ranks that hold such a node only, so it cannot be retried
-    collectively), but a node on an upper face without an image on the lower
-    face is its own master and is returned in the second array: on the fluid
-    submesh of a periodic image mesh
-    that happens where a box facet lies in a pore-solid interface
-    (:mod:`tomofem.meshing.periodic`, known limit), whose nodes are no-slip
-    nodes, as the caller checks.
-    """
-    comm = space.mesh.comm
-    imap = space.dofmap.index_map
-    n_owned = imap.size_local
-    x = space.tabulate_dof_coordinates()[:n_owned]
-    gidx = imap.local_to_global(np.arange(n_owned, dtype=np.int32))
-    span = box_hi - box_lo
-    tol = 1e-7 * float(np.linalg.norm(span))
-    on_hi = np.abs(x - box_hi) <= tol
-    on_lo = np.abs(x - box_lo) <= tol
-    cand = np.any(on_lo, axis=1) & ~np.any(on_hi, axis=1)
-    all_x = np.concatenate(comm.allgather(x[cand]))
-    all_g = np.concatenate(comm.allgather(gidx[cand]))
-    masters = gidx.astype(np.int64).copy()
-    slaves = np.flatnonzero(np.any(on_hi, axis=1))
-    if slaves.size == 0 or all_x.shape[0] == 0:
-        return masters, slaves.astype(np.int64)
-    wrapped = np.where(on_hi[slaves], x[slaves] - span, x[slaves])
-    dist, j = cKDTree(all_x).query(wrapped)
-    ok = dist <= tol
-    masters[slaves[ok]] = all_g[j[ok]]
-    return masters, slaves[~ok].astype(np.int64)
 
 
 def constraints(
@@ -605,15 +572,7 @@ def _solve_loads(ksp, op, isets, prolong, spaces, loads) -> StokesSolution:
         sub = b.getSubVector(is_u)
         Pu.multTranspose(bu_full, sub)
         b.restoreSubVector(is_u, sub)
-        ksp.solve(b, x)
-        reason = ksp.getConvergedReason()
-        if reason <= 0:
-            raise ConvergenceError(
-                f"Stokes solve: {ksp.getType()}+{ksp.getPC().getType()} did not converge "
-                f"(reason {reason}, {ksp.getIterationNumber()} iterations); try "
-                "petsc_options=tomofem.solvers.presets.direct_mumps() on a small mesh"
-            )
-        sol.iterations.append(int(ksp.getIterationNumber()))
+        sol.iterations.append(checked_solve(ksp, b, x, "Stokes solve"))
         uh, ph = dolfinx.fem.Function(V, name="velocity"), dolfinx.fem.Function(Q, name="pressure")
         for isx, P, f in ((is_u, Pu, uh), (is_p, Pp, ph)):
             sub = x.getSubVector(isx)

@@ -19,20 +19,25 @@ from tomofem._fenics import PETSc, dolfinx
 from tomofem.errors import MeshingError
 
 
-def periodic_masters(
+def match_periodic(
     V: dolfinx.fem.FunctionSpace, box_lo: np.ndarray, box_hi: np.ndarray
-) -> np.ndarray:
-    """Global master dof of every owned dof (itself unless on an upper box face).
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Global master dof of every owned dof, and the upper-face dofs without a lower image.
 
     A dof on an upper face (or edge, corner) is the periodic image of the dof
     at its coordinates wrapped onto the lower faces. Candidate masters on the
     lower faces are shared with every rank (a boundary layer, small next to
-    the volume) and matched with a k-d tree.
+    the volume) and matched with a k-d tree. A dof without an image keeps
+    itself as master.
 
-    Raises
-    ------
-    MeshingError
-        A dof on an upper face has no partner: the mesh is not periodic.
+    Returns
+    -------
+    masters
+        Global master of each owned dof.
+    unmatched
+        Local indices of the owned upper-face dofs without an image.
+    coordinates
+        The owned dofs' coordinates (for messages).
     """
     comm = V.mesh.comm
     imap = V.dofmap.index_map
@@ -48,19 +53,34 @@ def periodic_masters(
     all_g = np.concatenate(comm.allgather(gidx[cand]))
     masters = gidx.astype(np.int64).copy()
     slaves = np.flatnonzero(np.any(on_hi, axis=1))
-    if slaves.size:
-        wrapped = np.where(on_hi[slaves], x[slaves] - span, x[slaves])
-        if all_x.shape[0] == 0:
-            raise MeshingError("periodic cell problem: no dofs on the lower box faces")
-        dist, j = cKDTree(all_x).query(wrapped)
-        bad = dist > tol
-        if np.any(bad):
-            raise MeshingError(
-                f"mesh is not periodic: {int(bad.sum())} dofs on the upper box faces have no "
-                f"image on the lower faces (first at {x[slaves[bad][0]].tolist()}); build the "
-                "mesh with matching opposite faces (gmsh setPeriodic) or use bc='dirichlet'"
-            )
-        masters[slaves] = all_g[j]
+    if slaves.size == 0 or all_x.shape[0] == 0:
+        return masters, slaves.astype(np.int64), x
+    wrapped = np.where(on_hi[slaves], x[slaves] - span, x[slaves])
+    dist, j = cKDTree(all_x).query(wrapped)
+    ok = dist <= tol
+    masters[slaves[ok]] = all_g[j[ok]]
+    return masters, slaves[~ok].astype(np.int64), x
+
+
+def periodic_masters(
+    V: dolfinx.fem.FunctionSpace, box_lo: np.ndarray, box_hi: np.ndarray
+) -> np.ndarray:
+    """Global master dof of every owned dof (itself unless on an upper box face).
+
+    :func:`match_periodic`, requiring every upper-face dof to have an image.
+
+    Raises
+    ------
+    MeshingError
+        A dof on an upper face has no partner: the mesh is not periodic.
+    """
+    masters, unmatched, x = match_periodic(V, box_lo, box_hi)
+    if unmatched.size:
+        raise MeshingError(
+            f"mesh is not periodic: {unmatched.size} dofs on the upper box faces have no "
+            f"image on the lower faces (first at {x[unmatched[0]].tolist()}); build the "
+            "mesh with matching opposite faces (gmsh setPeriodic) or use bc='dirichlet'"
+        )
     return masters
 
 
