@@ -141,9 +141,7 @@ def test_distributed_matches_serial(comm, phases):
     # the angles the sliver collapse kept up to date are the mesh's
     from tomofem.meshing.distributed_checks import check_distributed
 
-    assert stats.min_dihedral_deg == pytest.approx(
-        check_distributed(dm).min_dihedral_deg, rel=1e-9
-    )
+    assert stats.min_dihedral_deg == pytest.approx(check_distributed(dm).min_dihedral_deg, rel=1e-9)
     if comm.size > 1:  # freezing the shared faces costs at most a little quality
         assert (
             stats.min_dihedral_block_faces_deg
