@@ -432,11 +432,27 @@ def voxel_counts(g: np.ndarray, bias: np.ndarray, rows: slice = slice(None)) -> 
     return counts
 
 
+def _limited_step(jac: np.ndarray, err: np.ndarray, opts: LevelSetOptions) -> np.ndarray:
+    """Bias step solving ``jac @ step[:-1] = -err[:-1]`` (the last bias stays fixed), limited.
+
+    The largest component is at most 0.5 (distance fields, voxel units) or
+    0.1 (smoothed indicators).
+    """
+    limit = 0.5 if opts.field == "distance" else 0.1
+    step = np.zeros(len(err))
+    step[:-1] = np.linalg.lstsq(jac, -err[:-1], rcond=None)[0]
+    biggest = float(np.max(np.abs(step)))
+    if biggest > limit:
+        step *= limit / biggest
+    return step
+
+
 def surrogate_biases(
     fractions: Callable[[np.ndarray], np.ndarray],
     bias: np.ndarray,
     goal: np.ndarray,
     opts: LevelSetOptions,
+    now: np.ndarray | None = None,
 ) -> np.ndarray | None:
     """Biases at which ``fractions(bias)`` (the voxel surrogate) reaches ``goal``.
 
@@ -444,19 +460,19 @@ def surrogate_biases(
     step limit), the last phase's bias fixed (fractions sum to one), each
     step limited as in the cut loop (0.5 voxel for distance fields, 0.1 for
     smoothed indicators); stops at a tenth of ``opts.volume_tolerance`` or
-    after eight steps. Costs ``len(bias)`` evaluations per step. Returns
+    after eight steps. Costs ``len(bias)`` evaluations per step (``now``:
+    ``fractions(bias)`` if the caller has it already). Returns
     None where the surrogate cannot steer: a Jacobian with a non-positive
     diagonal (raising a phase's bias must grow it), as on unsmoothed fields,
     whose voxel winners do not change under sub-voxel biases.
     """
     k = len(bias)
-    limit = 0.5 if opts.field == "distance" else 0.1
-    delta = 0.1 * limit
+    delta = 0.1 * (0.5 if opts.field == "distance" else 0.1)  # a tenth of the step limit
     bias = np.array(bias, dtype=float)
     for _ in range(8):
-        now = fractions(bias)
-        res = (now - goal)[:-1]
-        if float(np.max(np.abs(res))) <= 0.1 * opts.volume_tolerance:
+        now = fractions(bias) if now is None else now
+        err = now - goal
+        if float(np.max(np.abs(err[:-1]))) <= 0.1 * opts.volume_tolerance:
             break
         jac = np.empty((k - 1, k - 1))
         for i in range(k - 1):
@@ -465,12 +481,8 @@ def surrogate_biases(
             jac[:, i] = (fractions(moved) - now)[:-1] / delta
         if np.any(np.diag(jac) <= 0):
             return None
-        step = np.zeros(k)
-        step[:-1] = np.linalg.lstsq(jac, -res, rcond=None)[0]
-        biggest = float(np.max(np.abs(step)))
-        if biggest > limit:
-            step *= limit / biggest
-        bias = bias + step
+        bias = bias + _limited_step(jac, err, opts)
+        now = None
     return bias
 
 
@@ -525,8 +537,10 @@ class BiasSteps:
         worst = float(np.max(np.abs(frac - self.target)))
         if self.use_surrogate and (self.worst is None or worst < self.worst):
             self.worst = worst
-            self.offset = frac - self.surrogate(bias)
-            found = surrogate_biases(self.surrogate, bias, self.target - self.offset, self.opts)
+            here = self.surrogate(bias)
+            self.offset = frac - here
+            goal = self.target - self.offset
+            found = surrogate_biases(self.surrogate, bias, goal, self.opts, now=here)
             if found is not None:
                 return found
         if self.use_surrogate:
@@ -540,13 +554,7 @@ class BiasSteps:
             if db @ db > 0:
                 self.jac = self.jac + np.outer(df - self.jac @ db, db) / (db @ db)
         self.last = (bias.copy(), frac.copy())
-        step = np.zeros(len(bias))
-        step[:-1] = np.linalg.lstsq(self.jac, -err[:-1], rcond=None)[0]
-        limit = 0.5 if self.opts.field == "distance" else 0.1
-        biggest = float(np.max(np.abs(step)))
-        if biggest > limit:
-            step *= limit / biggest
-        return bias + step
+        return bias + _limited_step(self.jac, err, self.opts)
 
 
 def _cut_all(
