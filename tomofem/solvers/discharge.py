@@ -428,9 +428,7 @@ class HalfCellSolver:
         self.problem = problem
         self.options = options
         self.dofs = sum(problem.spaces[k].dofmap.index_map.size_global for k in FIELDS)
-        self.linear = linear = options.resolved_linear(self.dofs)
-        small = linear == "direct" and self.dofs <= options.refactorise_max_dofs
-        self._petsc = layered(electrochem_newton(linear, refactorise=small), options.petsc_options)
+        self._use(options.resolved_linear(self.dofs))
         self._prefix = prefix
         self._nl: dict[str, Any] = {}
         self.residuals: list[float] = []  # SNES residual norms of the last solve
@@ -864,6 +862,14 @@ class HalfCellSolver:
         phi[self._connected] += shift
         return shift
 
+    def _use(self, linear: str) -> None:
+        """Take the Newton/linear preset ``linear`` (with the user's PETSc options on top)."""
+        small = linear == "direct" and self.dofs <= self.options.refactorise_max_dofs
+        self.linear = linear
+        self._petsc = layered(
+            electrochem_newton(linear, refactorise=small), self.options.petsc_options
+        )
+
     def fall_back_to_direct(self) -> None:
         """Use the direct solver from now on (after an iterative linear solve failed).
 
@@ -876,11 +882,7 @@ class HalfCellSolver:
             self.linear,
             self.reason,
         )
-        small = self.dofs <= self.options.refactorise_max_dofs
-        self.linear = "direct"
-        self._petsc = layered(
-            electrochem_newton("direct", refactorise=small), self.options.petsc_options
-        )
+        self._use("direct")
         self._nl.clear()  # freed by the garbage collector (destroying the SNES here crashed)
         self._lag.clear()
 
