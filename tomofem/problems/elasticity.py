@@ -81,16 +81,6 @@ class SolidMesh:
         return ufl.Measure("dx", domain=self.mesh, subdomain_data=self.cell_tags, **kw)
 
 
-def solid_cells(
-    mesh: dolfinx.mesh.Mesh, cell_tags: dolfinx.mesh.MeshTags, phases: Iterable[int]
-) -> np.ndarray:
-    """Mask of the local cells (owned and ghost) whose tag is in ``phases``."""
-    imap = mesh.topology.index_map(mesh.topology.dim)
-    tags = np.full(imap.size_local + imap.num_ghosts, -1, dtype=np.int32)
-    tags[cell_tags.indices] = cell_tags.values
-    return np.isin(tags, list(phases))
-
-
 def solid_submesh(
     mesh: dolfinx.mesh.Mesh,
     cell_tags: dolfinx.mesh.MeshTags,
@@ -99,8 +89,7 @@ def solid_submesh(
 ) -> SolidMesh:
     """Submesh of the cells whose tag is in ``phases`` (collective).
 
-    The submesh has no ghost cells (DOLFINx 0.11): cell neighbours across
-    ranks are found on the parent mesh.
+    The submesh has no ghost cells (DOLFINx 0.11).
 
     Parameters
     ----------
@@ -113,7 +102,7 @@ def solid_submesh(
     n_local = imap.size_local + imap.num_ghosts
     tags = np.full(n_local, -1, dtype=np.int32)
     tags[cell_tags.indices] = cell_tags.values
-    wanted = solid_cells(mesh, cell_tags, phases)
+    wanted = np.isin(tags, list(phases))
     if keep is not None:
         wanted &= np.asarray(keep, dtype=bool)
     owned = np.flatnonzero(wanted[: imap.size_local]).astype(np.int32)

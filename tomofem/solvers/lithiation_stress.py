@@ -35,7 +35,6 @@ from tomofem.problems.elasticity import (
     cell_field,
     dof_bodies,
     rigid_body_modes,
-    solid_cells,
     solid_submesh,
     stress_laws,
 )
@@ -122,32 +121,24 @@ def _box_face(box: tuple[np.ndarray, np.ndarray], face: BoxFace) -> tuple[int, f
     return face.axis, float(hi[face.axis] if face.is_max else lo[face.axis])
 
 
-def _bodies(mesh, solid: np.ndarray) -> tuple[np.ndarray, int]:
-    """Body ``0 .. n - 1`` of every local cell of ``mesh`` (-1 off ``solid``), and ``n``.
+def _bodies(msh) -> tuple[np.ndarray, int]:
+    """Body of every local cell (cells joined through shared facets) and their number.
 
-    A body is a set of solid cells joined through shared facets (a vertex or
-    an edge is a hinge, not a joint). Found on the parent mesh, whose ghost
-    cells link the ranks (a submesh has none); collective.
+    A vertex or an edge is a hinge, not a joint: it does not join two bodies
+    (collective).
     """
-    labels, _ = facet_components(mesh, solid.astype(np.int64))
-    ids = np.unique(np.concatenate(mesh.comm.allgather(np.unique(labels[solid]))))
-    return np.where(solid, np.searchsorted(ids, labels), -1), int(ids.size)
+    imap = msh.topology.index_map(msh.topology.dim)
+    return facet_components(msh, np.zeros(imap.size_local + imap.num_ghosts, dtype=np.int64))
 
 
-def _floating(
-    mesh, body: np.ndarray, n_bodies: int, solid: SolidMesh, clamp: np.ndarray
-) -> tuple[np.ndarray, int]:
-    """Local parent cells of the bodies with no facet in ``clamp``, and their number.
-
-    ``clamp`` are facets of ``solid``; ``body`` is from :func:`_bodies` (collective).
-    """
-    msh = solid.mesh
+def _floating(msh, clamp: np.ndarray) -> tuple[np.ndarray, int, int]:
+    """Local cells of the bodies with no facet in ``clamp``, their number and the total."""
+    body, n = _bodies(msh)
     tdim = msh.topology.dim
     f2c = msh.topology.connectivity(tdim - 1, tdim)
     cells = np.asarray(f2c.array)[np.asarray(f2c.offsets)[clamp]]  # one cell per boundary facet
-    mine = np.unique(body[solid.parent_cells[cells]])
-    anchored = np.unique(np.concatenate(mesh.comm.allgather(mine)))
-    return (body >= 0) & ~np.isin(body, anchored), n_bodies - anchored.size
+    anchored = np.unique(np.concatenate(msh.comm.allgather(np.unique(body[cells]))))
+    return ~np.isin(body, anchored), n - anchored.size, n
 
 
 def _volume(msh, indicator: np.ndarray) -> float:
@@ -161,12 +152,11 @@ def _volume(msh, indicator: np.ndarray) -> float:
 def _drop_floating(mesh, cell_tags, phases, solid, clamp_face, tol):
     """Solid submesh without its floating bodies, their count and volume (collective)."""
     msh = solid.mesh
-    body, n_bodies = _bodies(mesh, solid_cells(mesh, cell_tags, phases))
-    floating, n_float = _floating(mesh, body, n_bodies, solid, _face_facets(msh, *clamp_face, tol))
+    floating, n_float, n_bodies = _floating(msh, _face_facets(msh, *clamp_face, tol))
     if n_float == 0:
         return solid, 0, 0.0
-    vol = _volume(msh, floating[solid.parent_cells])
-    total = _volume(msh, np.ones(solid.parent_cells.size))
+    vol = _volume(msh, floating)
+    total = _volume(msh, np.ones(floating.size))
     if msh.comm.rank == 0:
         log.warning(
             "lithiation stress: %d of %d solid bodies (volume %.4g, %.3g %% of the solid) "
@@ -178,7 +168,10 @@ def _drop_floating(mesh, cell_tags, phases, solid, clamp_face, tol):
             vol,
             100 * vol / total,
         )
-    return solid_submesh(mesh, cell_tags, phases, ~floating), n_float, vol
+    imap = mesh.topology.index_map(mesh.topology.dim)
+    keep = np.ones(imap.size_local + imap.num_ghosts, dtype=bool)
+    keep[solid.parent_cells[floating]] = False
+    return solid_submesh(mesh, cell_tags, phases, keep), n_float, vol
 
 
 def solve_lithiation_stress(
@@ -276,9 +269,9 @@ def solve_lithiation_stress(
     A.setNearNullSpace(nns)
     null, null_modes = nns, []
     if collector is None:
-        body, n_bodies = _bodies(mesh, solid_cells(mesh, cell_tags, phases))
+        body, n_bodies = _bodies(msh)
         if n_bodies > 1:  # six modes per body
-            null_modes = rigid_body_modes(V, bodies=dof_bodies(V, body[solid.parent_cells]))
+            null_modes = rigid_body_modes(V, bodies=dof_bodies(V, body))
             null = PETSc.NullSpace().create(vectors=null_modes, comm=msh.comm)
         A.setNullSpace(null)
         null.remove(b)
