@@ -54,7 +54,7 @@ def _hinged(with_b: bool):
 
 
 def _summary(sol) -> tuple[float, float]:
-    """Strain energy ``int sigma : (eps - eps*) / 2`` and the peak von Mises stress."""
+    """``int sigma : sigma`` over the solid and the peak nodal von Mises stress."""
     msh = sol.solid.mesh
     dx = ufl.Measure("dx", domain=msh)
     energy = msh.comm.allreduce(
