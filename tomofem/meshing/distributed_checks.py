@@ -74,28 +74,41 @@ def _cell_values(dm: DolfinxMesh) -> tuple[np.ndarray, int, int]:
     return phase, n_owned, n_local
 
 
-def cell_components(dm: DolfinxMesh) -> tuple[np.ndarray, int]:
-    """Cluster id of every local cell: cells of one phase joined through shared facets.
+def facet_components(msh: Any, group: np.ndarray) -> tuple[np.ndarray, int]:
+    """Cluster id of every local cell: cells of one group joined through shared facets.
+
+    Works with and without ghost cells (a submesh has none): two ranks are
+    linked through a ghost cell and its owner, and through a facet they share
+    that each sees with one cell.
+
+    Parameters
+    ----------
+    msh
+        A DOLFINx mesh.
+    group
+        Group of every local cell (owned and ghost), e.g. its phase: cells of
+        different groups are never joined.
 
     Returns
     -------
     labels, n
         Global cluster id per local cell (owned and ghost), consistent across
-        ranks, and the number of clusters.
+        ranks, and the number of clusters (collective).
     """
     from tomofem._fenics import dolfinx
 
-    msh = dm.mesh
     comm = msh.comm
     tdim = msh.topology.dim
-    phase, n_owned, n_local = _cell_values(dm)
+    imap = msh.topology.index_map(tdim)
+    n_owned, n_local = imap.size_local, imap.size_local + imap.num_ghosts
     msh.topology.create_connectivity(tdim - 1, tdim)
     f2c = msh.topology.connectivity(tdim - 1, tdim)
     off = np.asarray(f2c.offsets)
     arr = np.asarray(f2c.array)
-    two = np.flatnonzero(np.diff(off) == 2)
+    count = np.diff(off)
+    two = np.flatnonzero(count == 2)
     a, b = arr[off[two]], arr[off[two] + 1]
-    same = phase[a] == phase[b]
+    same = group[a] == group[b]
     g = sparse.coo_matrix(
         (np.ones(int(same.sum()), dtype=np.int8), (a[same], b[same])), shape=(n_local, n_local)
     )
@@ -107,8 +120,37 @@ def cell_components(dm: DolfinxMesh) -> tuple[np.ndarray, int]:
     f.x.array[dof[:n_owned]] = gcomp[:n_owned]
     f.x.scatter_forward()
     owner = np.rint(f.x.array[dof[n_owned:n_local]]).astype(np.int64)
-    root, n = merge_components(comm, n_comp, np.stack([gcomp[n_owned:], owner], axis=1))
+    links = [np.stack([gcomp[n_owned:], owner], axis=1)]
+    # facets seen with one cell here and one cell on the facet's owner: the owner's
+    # component (+1, 0 where it has none) comes to the ghost copy of the facet
+    fmap = msh.topology.index_map(tdim - 1)
+    one = count == 1
+    cell = arr[off[:-1][one]]
+    side, side_group = dolfinx.la.vector(fmap), dolfinx.la.vector(fmap)
+    side.array[:] = 0.0
+    side.array[one] = gcomp[cell] + 1.0
+    side_group.array[one] = group[cell]
+    side.scatter_forward()
+    side_group.scatter_forward()
+    ghost = np.flatnonzero(one[fmap.size_local :]) + fmap.size_local
+    other = np.rint(side.array[ghost]).astype(np.int64) - 1
+    mine = arr[off[ghost]]
+    joined = (other >= 0) & (np.rint(side_group.array[ghost]) == group[mine])
+    links.append(np.stack([gcomp[mine][joined], other[joined]], axis=1))
+    root, n = merge_components(comm, n_comp, np.concatenate(links))
     return root[comp], n
+
+
+def cell_components(dm: DolfinxMesh) -> tuple[np.ndarray, int]:
+    """Cluster id of every local cell: cells of one phase joined through shared facets.
+
+    Returns
+    -------
+    labels, n
+        Global cluster id per local cell (owned and ghost), consistent across
+        ranks, and the number of clusters.
+    """
+    return facet_components(dm.mesh, _cell_values(dm)[0])
 
 
 def mesh_spanning(dm: DolfinxMesh) -> dict[int, list[bool]]:
@@ -305,6 +347,7 @@ __all__ = [
     "cell_components",
     "check_distributed",
     "connectivity_report",
+    "facet_components",
     "image_spanning",
     "merge_components",
     "mesh_spanning",

@@ -82,15 +82,29 @@ class SolidMesh:
 
 
 def solid_submesh(
-    mesh: dolfinx.mesh.Mesh, cell_tags: dolfinx.mesh.MeshTags, phases: Iterable[int]
+    mesh: dolfinx.mesh.Mesh,
+    cell_tags: dolfinx.mesh.MeshTags,
+    phases: Iterable[int],
+    keep: np.ndarray | None = None,
 ) -> SolidMesh:
-    """Submesh of the cells whose tag is in ``phases`` (collective)."""
+    """Submesh of the cells whose tag is in ``phases`` (collective).
+
+    The submesh has no ghost cells (DOLFINx 0.11).
+
+    Parameters
+    ----------
+    keep
+        Optional mask over the local cells of ``mesh``: only the cells it
+        selects are taken (e.g. to leave floating bodies out).
+    """
     tdim = mesh.topology.dim
     imap = mesh.topology.index_map(tdim)
     n_local = imap.size_local + imap.num_ghosts
     tags = np.full(n_local, -1, dtype=np.int32)
     tags[cell_tags.indices] = cell_tags.values
     wanted = np.isin(tags, list(phases))
+    if keep is not None:
+        wanted &= np.asarray(keep, dtype=bool)
     owned = np.flatnonzero(wanted[: imap.size_local]).astype(np.int32)
     if mesh.comm.allreduce(owned.size, op=MPI.SUM) == 0:
         raise ConfigError(f"no cells of the solid phases {sorted(phases)} in the mesh")
@@ -161,8 +175,50 @@ def stress_laws(
     return laws
 
 
+def dof_bodies(V: dolfinx.fem.FunctionSpace, cell_body: np.ndarray) -> np.ndarray:
+    """Body of every owned dof block of ``V``, from the body of every local cell (collective).
+
+    Parameters
+    ----------
+    cell_body
+        Global body id (``0 .. n - 1``) of every local cell, owned and ghost,
+        e.g. from :func:`tomofem.meshing.distributed_checks.facet_components`.
+
+    Raises
+    ------
+    ConfigError
+        When a dof belongs to cells of two bodies: bodies joined at a vertex or
+        an edge only are a hinge, whose free rotations are not rigid-body modes
+        of either body.
+    """
+    imap = V.dofmap.index_map
+    n = imap.size_local
+    cdofs = np.asarray(V.dofmap.list)
+    lab = np.repeat(np.asarray(cell_body, dtype=float), cdofs.shape[1])
+    # count, sum and sum of squares of the body ids over the cells of each dof:
+    # exact integers in float64 below 2^53, and all ids agree iff count * sq == sum^2
+    acc = dolfinx.la.vector(imap, 3)
+    arr = acc.array.reshape(-1, 3)
+    np.add.at(arr, cdofs.ravel(), np.stack([np.ones_like(lab), lab, lab**2], axis=1))
+    acc.scatter_reverse(dolfinx.la.InsertMode.add)
+    own = arr[:n]
+    hinges = int(np.sum(own[:, 0] * own[:, 2] != own[:, 1] ** 2))
+    hinges = V.mesh.comm.allreduce(hinges, op=MPI.SUM)
+    if hinges:
+        raise ConfigError(
+            f"{hinges} nodes join solid bodies through a vertex or an edge only (hinges): "
+            "the free rotations about them make the stiffness singular; clamp a face "
+            "or remove the touching bodies from the image"
+        )
+    return np.rint(own[:, 1] / np.maximum(own[:, 0], 1.0)).astype(np.int64)
+
+
 def rigid_body_modes(
-    V: dolfinx.fem.FunctionSpace, drop_rows: np.ndarray | None = None, *, rotations: bool = True
+    V: dolfinx.fem.FunctionSpace,
+    drop_rows: np.ndarray | None = None,
+    *,
+    rotations: bool = True,
+    bodies: np.ndarray | None = None,
 ) -> list[PETSc.Vec]:
     """Orthonormal rigid-body modes (3 translations, 3 rotations) of a vector space.
 
@@ -176,38 +232,50 @@ def rigid_body_modes(
     rotations
         Include the three rotations (not a null space of a periodic problem,
         but still the right near null space).
+    bodies
+        Body (``0 .. n - 1``) of every owned dof block (:func:`dof_bodies`):
+        six modes per body, each supported on its body only, the null space of
+        ``n`` free bodies. Default: one body, six modes.
     """
+    comm = V.mesh.comm
     imap = V.dofmap.index_map
     bs = V.dofmap.index_map_bs
     n = imap.size_local
     x = V.tabulate_dof_coordinates()[:n]
-    x = x - np.asarray(V.mesh.comm.allreduce(x.sum(axis=0), op=MPI.SUM)) / max(
-        V.mesh.comm.allreduce(n, op=MPI.SUM), 1
-    )
-    modes = []
-    for c in range(bs):
-        m = np.zeros((n, bs))
-        m[:, c] = 1.0
-        modes.append(m)
-    if rotations and bs == 3:
-        for a, b in ((0, 1), (1, 2), (0, 2)):
-            m = np.zeros((n, 3))
-            m[:, a], m[:, b] = -x[:, b], x[:, a]
-            modes.append(m)
+    body = np.zeros(n, dtype=np.int64) if bodies is None else np.asarray(bodies, dtype=np.int64)
+    n_bodies = comm.allreduce(int(body.max(initial=-1)), op=MPI.MAX) + 1
+    sums = np.zeros((n_bodies, 4))
+    np.add.at(sums, body, np.c_[x, np.ones(n)])
+    comm.Allreduce(MPI.IN_PLACE, sums, op=MPI.SUM)
+    x = x - (sums[:, :3] / np.maximum(sums[:, 3:], 1.0))[body]
     vecs: list[PETSc.Vec] = []
-    for m in modes:
-        arr = m.ravel()
-        if drop_rows is not None:
-            arr[drop_rows] = 0.0
-        v = PETSc.Vec().createMPI((n * bs, PETSc.DECIDE), bsize=bs, comm=V.mesh.comm)
-        v.array[:] = arr
-        n0 = v.norm()
-        for w in vecs:  # modified Gram-Schmidt, collective dots
-            v.axpy(-v.dot(w), w)
-        nrm = v.norm()
-        if nrm > 1e-8 * n0:
-            v.scale(1.0 / nrm)
-            vecs.append(v)
-        else:
-            v.destroy()
+    for k in range(n_bodies):
+        on = body == k
+        modes = []
+        for c in range(bs):
+            m = np.zeros((n, bs))
+            m[on, c] = 1.0
+            modes.append(m)
+        if rotations and bs == 3:
+            for a, b in ((0, 1), (1, 2), (0, 2)):
+                m = np.zeros((n, 3))
+                m[on, a], m[on, b] = -x[on, b], x[on, a]
+                modes.append(m)
+        mine: list[PETSc.Vec] = []  # bodies do not overlap: orthogonalise within one
+        for m in modes:
+            arr = m.ravel()
+            if drop_rows is not None:
+                arr[drop_rows] = 0.0
+            v = PETSc.Vec().createMPI((n * bs, PETSc.DECIDE), bsize=bs, comm=comm)
+            v.array[:] = arr
+            n0 = v.norm()
+            for w in mine:  # modified Gram-Schmidt, collective dots
+                v.axpy(-v.dot(w), w)
+            nrm = v.norm()
+            if nrm > 1e-8 * n0:
+                v.scale(1.0 / nrm)
+                mine.append(v)
+            else:
+                v.destroy()
+        vecs += mine
     return vecs

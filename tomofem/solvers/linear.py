@@ -78,14 +78,30 @@ def make_ksp(
     return ksp
 
 
+_INDEFINITE = (
+    "the operator or its preconditioner is not positive definite: a singular matrix "
+    "(a body or a phase with no Dirichlet condition and no null space, a zero "
+    "stiffness) or inverted cells; "
+)
+
+
 def checked_solve(ksp: PETSc.KSP, b: PETSc.Vec, x: PETSc.Vec, what: str) -> int:
-    """Solve and raise :class:`ConvergenceError` on divergence; return the iterations."""
+    """Solve and raise :class:`ConvergenceError` on divergence; return the iterations.
+
+    The message names PETSc's reason and, for an indefinite operator or
+    preconditioner (CG's reasons -8 and -10), its usual causes.
+    """
     ksp.solve(b, x)
     reason = ksp.getConvergedReason()
     if reason <= 0:
+        names = PETSc.KSP.ConvergedReason
+        name = next(
+            (k for k in dir(names) if k.startswith("DIV") and getattr(names, k) == reason), ""
+        )
+        why = _INDEFINITE if "INDEFINITE" in name else ""
         raise ConvergenceError(
             f"{what}: {ksp.getType()}+{ksp.getPC().getType()} did not converge "
-            f"(reason {reason}, {ksp.getIterationNumber()} iterations); "
+            f"(reason {reason} {name}, {ksp.getIterationNumber()} iterations); {why}"
             "try petsc_options=tomofem.solvers.presets.direct_mumps() on a small mesh"
         )
     return ksp.getIterationNumber()
