@@ -77,7 +77,8 @@ def main() -> None:
     lab = real_labels(args.size)
     comm.Barrier()
     t0, c0 = time.perf_counter(), time.process_time()
-    dm, stats = distributed_levelset(lab, 1.0, LevelSetOptions(lattice_step=args.interface_size), comm)
+    opts_mesh = LevelSetOptions(lattice_step=args.interface_size)
+    dm, stats = distributed_levelset(lab, 1.0, opts_mesh, comm)
     del lab
     mesh_wall, mesh_cpu = time.perf_counter() - t0, comm.gather(time.process_time() - c0)
     mesh_peak = comm.gather(_peak_mb())
