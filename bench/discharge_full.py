@@ -19,7 +19,7 @@ Recorded (common schema, ``bench/results/discharge_full.json``, one row per
 loop's wall and CPU seconds per rank, accepted / rejected steps, Newton iterations per
 step and Krylov iterations per Newton iteration (per step as well), capacity, final
 voltage, stop reason, peak RSS per rank (``getrusage``; ``time -v`` gives the largest
-process). Rank 0 logs every step to ``<out>.log`` while it runs.
+process). Rank 0 logs every step to ``<temp dir>/discharge_full_<key>.log`` while it runs.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import logging
 import os
 import resource
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -70,7 +71,7 @@ def main() -> None:
     key = f"real{args.size}_step{args.interface_size:g}_np{comm.size}"
     if comm.rank == 0:
         logging.basicConfig(
-            filename=RESULTS / f"{STUDY}_{key}.log",
+            filename=Path(tempfile.gettempdir()) / f"{STUDY}_{key}.log",
             level=logging.INFO,
             format="%(asctime)s %(name)s %(message)s",
         )
