@@ -13,7 +13,9 @@ electrode on x-max, Valøen-Reimers electrolyte, Chen 2020 NMC811, start at
 SOC 1, 1C to the set's cut-off (3.561 V, the OCP at 0 % SOC) or until the
 capacity is used up (``--max-steps`` caps long cases; the result says so).
 Meshes use the level-set route (the surface-nets-gmsh route fails on these
-packings after minutes, see bench/results/meshing*.json).
+packings after minutes, see bench/results/meshing*.json). ``real<n>`` is the
+[78:78+n]^3 crop (``real40`` is the crop of tests and of
+bench/discharge_fieldsplit_study.py).
 
 Sweep (``--sweep``): one cycle per C-rate on the first ``--nprocs`` count of ranks
 (real100's direct solve needs more than 6.5 GiB on one rank: use ``--nprocs 2``) — CC discharge to
@@ -77,11 +79,12 @@ def labels_of(case: str) -> np.ndarray:
         n = int(case[3:])
         solid = random_overlapping_spheres(n, porosity=0.45, radius=6.0, seed=1)
         return solid.astype(np.int8)
-    if case == "real100":
+    if case.startswith("real"):
         from tomofem.image.io import load_electrode
 
+        n = int(case[4:])
         lab = load_electrode(DATA / "electrode.tiff").data
-        return np.ascontiguousarray(lab[78:178, 78:178, 78:178]).astype(np.int8)
+        return np.ascontiguousarray(lab[78 : 78 + n, 78 : 78 + n, 78 : 78 + n]).astype(np.int8)
     raise SystemExit(f"unknown case {case!r}")
 
 
