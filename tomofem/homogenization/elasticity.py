@@ -42,8 +42,6 @@ from tomofem._fenics import MPI, PETSc, dolfinx, ufl
 from tomofem.errors import ConfigError
 from tomofem.forms.elasticity import macroscopic_strain_load, strain
 from tomofem.homogenization.domain import (
-    clusters_touching,
-    dof_clusters,
     mesh_box,
     phase_volumes,
 )
@@ -56,6 +54,7 @@ from tomofem.homogenization.elastic_bounds import (
     voigt_bound,
 )
 from tomofem.materials.mechanics import VOIGT_PAIRS, bulk_shear
+from tomofem.problems.clusters import clusters_touching, dof_clusters
 from tomofem.problems.elasticity import (
     ElasticPhase,
     SolidMesh,

@@ -50,7 +50,6 @@ from tomofem.forms.stokes import body_force_load, pressure_load
 from tomofem.homogenization.domain import (
     PhaseDomain,
     box_face_facets,
-    clusters_touching,
     phase_domain,
 )
 from tomofem.homogenization.stokes import (
@@ -60,6 +59,7 @@ from tomofem.homogenization.stokes import (
     solve_stokes,
     taylor_hood,
 )
+from tomofem.problems.clusters import clusters_touching
 from tomofem.solvers.presets import stokes_direct, stokes_fieldsplit
 
 log = logging.getLogger(__name__)

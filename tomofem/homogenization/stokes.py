@@ -43,8 +43,8 @@ from scipy.sparse.csgraph import connected_components
 from tomofem._fenics import MPI, PETSc, dolfinx, ufl
 from tomofem.errors import MeshingError
 from tomofem.forms.stokes import pressure_mass, stokes_blocks
-from tomofem.homogenization.domain import dof_clusters
 from tomofem.meshing.distributed_checks import merge_components
+from tomofem.problems.clusters import clusters_touching, dof_clusters
 from tomofem.problems.periodic import match_periodic, prolongation
 from tomofem.solvers.linear import checked_solve, make_ksp, prefixed_options
 
@@ -204,8 +204,6 @@ def constraints(
     labels, n_clusters = dof_clusters(Q, pairs)
     free: set[int] = set()
     if pressure_facets is not None:
-        from tomofem.homogenization.domain import clusters_touching
-
         free = clusters_touching(V.mesh, labels, pressure_facets)
     dof_cluster = np.full(n_owned + imap.num_ghosts, -1, dtype=np.int64)
     cd = np.asarray(Q.dofmap.list)

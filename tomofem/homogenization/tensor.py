@@ -27,21 +27,21 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from tomofem._fenics import MPI, PETSc, dolfinx, ufl
+from tomofem._fenics import MPI, dolfinx, ufl
 from tomofem.errors import ConfigError
 from tomofem.forms.conduction import conduction_bilinear, macroscopic_gradient_load
 from tomofem.homogenization.bounds import check_bounds
 from tomofem.homogenization.domain import (
     PhaseDomain,
     box_face_facets,
-    clusters_touching,
-    dof_clusters,
     phase_domain,
     space_and_clusters,
 )
 from tomofem.homogenization.results import TensorResult, tensor_summary
-from tomofem.problems.periodic import periodic_masters, reduced_operator
-from tomofem.solvers.linear import checked_solve, make_ksp
+from tomofem.problems.cell import CellSystem
+from tomofem.problems.clusters import cluster_modes, clusters_touching, dof_clusters
+from tomofem.problems.periodic import periodic_masters
+from tomofem.solvers.cell import CellSolver
 from tomofem.solvers.presets import conduction_cg_gamg
 
 log = logging.getLogger(__name__)
@@ -51,29 +51,6 @@ BCS = ("periodic", "dirichlet", "flux")
 
 def _scalar(form, comm) -> float:
     return comm.allreduce(dolfinx.fem.assemble_scalar(dolfinx.fem.form(form)), op=MPI.SUM)
-
-
-def _zero(b: PETSc.Vec) -> None:
-    """Zero a ghosted vector including its ghost entries (assembly adds into them)."""
-    with b.localForm() as loc:
-        loc.set(0.0)
-
-
-def _null_space(V, labels, clusters, exclude_rows: np.ndarray | None, like: PETSc.Vec):
-    """Orthonormal indicator vectors of the given clusters (dofs of their cells)."""
-    n_owned = V.dofmap.index_map.size_local
-    vecs = []
-    for c in sorted(clusters):
-        f = dolfinx.fem.Function(V)
-        f.x.array[np.unique(V.dofmap.list[labels == c].ravel())] = 1.0
-        z = like.duplicate()
-        arr = f.x.array[:n_owned].copy()
-        if exclude_rows is not None:
-            arr[exclude_rows] = 0.0
-        z.array[:] = arr
-        z.normalize()
-        vecs.append(z)
-    return PETSc.NullSpace().create(vectors=vecs, comm=like.getComm()), vecs
 
 
 def effective_tensor(
@@ -235,37 +212,22 @@ def _periodic(dom, V, _labels, opts, timings):
     t0 = time.perf_counter()
     u, v = ufl.TrialFunction(V), ufl.TestFunction(V)
     dx = ufl.Measure("dx", domain=msh)
-    A = dolfinx.fem.petsc.assemble_matrix(dolfinx.fem.form(conduction_bilinear(u, v, dom.k, dx)))
-    A.assemble()
-    Ar, P = reduced_operator(A, targets)
+    system = CellSystem(conduction_bilinear(u, v, dom.k, dx), V, targets=targets)
     dropped = np.flatnonzero(is_slave | (targets < 0))
-    ns, nvecs = _null_space(V, labels, touching, dropped, A.createVecLeft())
-    Ar.setNullSpace(ns)
+    null = cluster_modes(V, labels, touching, system.operator, dropped)
     timings["assemble"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    ksp = make_ksp(Ar, "tomofem_tensor_periodic_", opts)
+    solver = CellSolver(system, "tomofem_tensor_periodic_", opts, null=null)
     chis, its = [], []
-    b = dolfinx.fem.petsc.create_vector(V)
-    br, xr = Ar.createVecLeft(), Ar.createVecRight()
     for j in range(3):
-        g = ufl.unit_vector(j, 3)
-        _zero(b)
-        dolfinx.fem.petsc.assemble_vector(
-            b, dolfinx.fem.form(macroscopic_gradient_load(v, dom.k, g, dx))
-        )
-        b.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
-        P.multTranspose(b, br)
-        ns.remove(br)
-        xr.zeroEntries()
-        its.append(checked_solve(ksp, br, xr, f"periodic cell problem, gradient e_{j}"))
         chi = dolfinx.fem.Function(V)
-        P.mult(xr, chi.x.petsc_vec)
-        chi.x.scatter_forward()
+        load = macroscopic_gradient_load(v, dom.k, ufl.unit_vector(j, 3), dx)
+        its.append(solver.solve(load, chi, f"periodic cell problem, gradient e_{j}"))
         chis.append(chi)
     timings["solve"] = time.perf_counter() - t0
-    for obj in (ksp, A, Ar, P, b, br, xr, ns, *nvecs):
-        obj.destroy()
+    solver.destroy()
+    system.destroy()
     return _average_flux_matrix(dom, chis), its
 
 
@@ -278,30 +240,22 @@ def _dirichlet(dom, V, labels, opts, timings):
     fixed = np.unique(
         np.concatenate([dolfinx.fem.locate_dofs_topological(V, tdim - 1, facets), floating])
     ).astype(np.int32)
-    bcs = [dolfinx.fem.dirichletbc(PETSc.ScalarType(0.0), fixed, V)]
+    bcs = [dolfinx.fem.dirichletbc(dolfinx.default_scalar_type(0.0), fixed, V)]
     u, v = ufl.TrialFunction(V), ufl.TestFunction(V)
     dx = ufl.Measure("dx", domain=msh)
-    a = dolfinx.fem.form(conduction_bilinear(u, v, dom.k, dx))
-    A = dolfinx.fem.petsc.assemble_matrix(a, bcs=bcs)
-    A.assemble()
+    system = CellSystem(conduction_bilinear(u, v, dom.k, dx), V, bcs=bcs)
     timings["assemble"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    ksp = make_ksp(A, "tomofem_tensor_dirichlet_", opts)
-    b = dolfinx.fem.petsc.create_vector(V)
+    solver = CellSolver(system, "tomofem_tensor_dirichlet_", opts)
     chis, its = [], []
     for j in range(3):
-        L = dolfinx.fem.form(macroscopic_gradient_load(v, dom.k, ufl.unit_vector(j, 3), dx))
-        _zero(b)
-        dolfinx.fem.petsc.assemble_vector(b, L)
-        b.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
-        dolfinx.fem.petsc.set_bc(b, bcs)
         chi = dolfinx.fem.Function(V)
-        its.append(checked_solve(ksp, b, chi.x.petsc_vec, f"affine Dirichlet problem e_{j}"))
-        chi.x.scatter_forward()
+        load = macroscopic_gradient_load(v, dom.k, ufl.unit_vector(j, 3), dx)
+        its.append(solver.solve(load, chi, f"affine Dirichlet problem e_{j}"))
         chis.append(chi)
     timings["solve"] = time.perf_counter() - t0
-    for obj in (ksp, A, b):
-        obj.destroy()
+    solver.destroy()
+    system.destroy()
     return _average_flux_matrix(dom, chis), its
 
 
@@ -331,38 +285,30 @@ def _flux(dom, V, labels, opts, timings):
     n_owned = V.dofmap.index_map.size_local
     facets = _face_facets(dom)
     floating, touching = _floating(V, dom, labels, facets)
-    bcs = [dolfinx.fem.dirichletbc(PETSc.ScalarType(0.0), floating, V)]
+    bcs = [dolfinx.fem.dirichletbc(dolfinx.default_scalar_type(0.0), floating, V)]
     ft = dolfinx.mesh.meshtags(msh, tdim - 1, facets, np.ones(facets.size, dtype=np.int32))
     ds = ufl.Measure("ds", domain=msh, subdomain_data=ft)(1)
     _require_conducting_faces(dom, _scalar(1.0 * ds, comm))
     dx = ufl.Measure("dx", domain=msh)
     n = ufl.FacetNormal(msh)
     u, v = ufl.TrialFunction(V), ufl.TestFunction(V)
-    a = dolfinx.fem.form(conduction_bilinear(u, v, dom.k, dx))
-    A = dolfinx.fem.petsc.assemble_matrix(a, bcs=bcs)
-    A.assemble()
-    ns, nvecs = _null_space(V, labels, touching, floating[floating < n_owned], A.createVecLeft())
-    A.setNullSpace(ns)
+    system = CellSystem(conduction_bilinear(u, v, dom.k, dx), V, bcs=bcs)
+    null = cluster_modes(V, labels, touching, system.operator, floating[floating < n_owned])
     timings["assemble"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    ksp = make_ksp(A, "tomofem_tensor_flux_", opts)
-    b = dolfinx.fem.petsc.create_vector(V)
+    # The null space is removed from each right-hand side: exact for balanced faces
+    # (periodic-like samples).
+    solver = CellSolver(system, "tomofem_tensor_flux_", opts, null=null)
     Q, G, its = np.zeros((3, 3)), np.zeros((3, 3)), []
     for j in range(3):
         # Prescribed k grad u . n = e_j . n, i.e. a macroscopic flux -e_j.
-        L = dolfinx.fem.form(ufl.dot(ufl.unit_vector(j, 3), n) * v * ds)
-        _zero(b)
-        dolfinx.fem.petsc.assemble_vector(b, L)
-        b.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
-        dolfinx.fem.petsc.set_bc(b, bcs)
-        ns.remove(b)  # exact for balanced faces (periodic-like samples)
         uh = dolfinx.fem.Function(V)
-        its.append(checked_solve(ksp, b, uh.x.petsc_vec, f"uniform-flux problem e_{j}"))
-        uh.x.scatter_forward()
+        load = ufl.dot(ufl.unit_vector(j, 3), n) * v * ds
+        its.append(solver.solve(load, uh, f"uniform-flux problem e_{j}"))
         for i in range(3):
             Q[i, j] = -_scalar(dom.k * uh.dx(i) * dx, comm) / dom.box_volume
             G[i, j] = _scalar(uh * n[i] * ds, comm) / dom.box_volume
     timings["solve"] = time.perf_counter() - t0
-    for obj in (ksp, A, b, ns, *nvecs):
-        obj.destroy()
+    solver.destroy()
+    system.destroy()
     return -Q @ np.linalg.inv(G), its

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from tomofem._fenics import MPI, PETSc, dolfinx, ufl
+from tomofem._fenics import dolfinx, ufl
 from tomofem.errors import ConfigError
 from tomofem.forms.conduction import conduction_bilinear
 from tomofem.homogenization.bounds import check_bounds
@@ -31,7 +31,6 @@ from tomofem.homogenization.domain import (
     PhaseDomain,
     box_face_facets,
     cell_volumes,
-    clusters_touching,
     phase_domain,
     space_and_clusters,
 )
@@ -41,7 +40,9 @@ from tomofem.homogenization.results import (
     effective_from_flux,
     tortuosity_factor,
 )
-from tomofem.solvers.linear import checked_solve, make_ksp
+from tomofem.problems.clusters import clusters_touching
+from tomofem.problems.sweep import DirichletSweep
+from tomofem.solvers.cell import SweepSolver
 from tomofem.solvers.presets import conduction_cg_gamg
 
 log = logging.getLogger(__name__)
@@ -114,9 +115,8 @@ class _Operator:
 
     Every axis (and every later call on the same domain, conductivities,
     degree and options) reuses them: per axis the Dirichlet rows and columns
-    of the work copy are replaced (``MatZeroRowsColumns``, which also lifts
-    the boundary values into the right-hand side), the nonzero pattern stays,
-    so GAMG keeps its aggregates and prolongators
+    of the work copy are replaced (:class:`tomofem.problems.sweep.DirichletSweep`),
+    the nonzero pattern stays, so GAMG keeps its aggregates and prolongators
     (``pc_gamg_reuse_interpolation``) and recomputes only the Galerkin
     coarse operators.
 
@@ -133,31 +133,17 @@ class _Operator:
         self.V = V
         u, v = ufl.TrialFunction(V), ufl.TestFunction(V)
         dx = ufl.Measure("dx", domain=dom.mesh)
-        a = dolfinx.fem.form(conduction_bilinear(u, v, dom.k, dx))
-        self.A0 = dolfinx.fem.petsc.assemble_matrix(a)
-        self.A0.assemble()
-        self.A = self.A0.duplicate(copy=True)
-        self.opts = opts
-        self.ksp: PETSc.KSP | None = None
-        self.setup_s = 0.0
-        if opts.get("pc_type") == "gamg":
-            t0 = time.perf_counter()
-            d = self.A0.getDiagonal()
-            d.scale(1e-8)
-            self.A.setDiagonal(d, addv=PETSc.InsertMode.ADD_VALUES)
-            d.destroy()
-            # set up now: aggregates and prolongators of the whole (shifted Neumann) domain
-            self.ksp = make_ksp(self.A, PREFIX, opts)
-            self.setup_s = time.perf_counter() - t0
-        # other preconditioners (LU): set up on the first axis's matrix (A0 is singular)
-        self.b = self.A.createVecLeft()
-        self.xbc = self.A.createVecRight()
-        self.r = self.A.createVecLeft()
+        gamg = opts.get("pc_type") == "gamg"
+        self.sweep = DirichletSweep(conduction_bilinear(u, v, dom.k, dx), shift=1e-8 * gamg)
+        t0 = time.perf_counter()
+        # set up now: aggregates and prolongators of the whole (shifted Neumann) domain;
+        # other preconditioners (LU) on the first axis's matrix (the Neumann one is singular)
+        self.solver = SweepSolver(self.sweep, PREFIX, opts)
+        self.setup_s = time.perf_counter() - t0 if gamg else 0.0
 
     def destroy(self) -> None:
-        for obj in (self.ksp, self.A, self.A0, self.b, self.xbc, self.r):
-            if obj is not None:
-                obj.destroy()
+        self.solver.destroy()
+        self.sweep.destroy()
 
 
 #: PETSc options prefix of the tortuosity KSP (``-tomofem_tortuosity_ksp_view`` etc.).
@@ -198,12 +184,10 @@ def _mismatch(flux_in: float, flux_out: float) -> float:
     return abs(flux_in - flux_out) / max(abs(flux_in), abs(flux_out), 1e-300)
 
 
-def _face_fluxes(op: _Operator, uh, own_in, own_out, comm) -> tuple[float, float]:
+def _face_fluxes(op: _Operator, uh, own_in, own_out) -> tuple[float, float]:
     """Inlet and outlet fluxes ``a(u, w)``, ``w`` the nodal indicator of the face: rows of A u."""
-    op.A0.mult(uh.x.petsc_vec, op.r)
-    flux_in = comm.allreduce(float(op.r.array[own_in].sum()), op=MPI.SUM)
-    flux_out = -comm.allreduce(float(op.r.array[own_out].sum()), op=MPI.SUM)
-    return flux_in, flux_out
+    flux_in, flux_out = op.sweep.row_sums(uh, [own_in, own_out])
+    return flux_in, -flux_out
 
 
 def _tortuosity_on_domain(
@@ -252,25 +236,16 @@ def _tortuosity_on_domain(
     dofs_in = dolfinx.fem.locate_dofs_topological(V, tdim - 1, f_in)
     dofs_out = dolfinx.fem.locate_dofs_topological(V, tdim - 1, f_out)
     dofs_float = np.unique(V.dofmap.list[floating].ravel()).astype(np.int32)
-    imap = V.dofmap.index_map
-    nd = imap.size_local
-    start = imap.local_range[0]
+    nd = V.dofmap.index_map.size_local
     own_in, own_out = dofs_in[dofs_in < nd], dofs_out[dofs_out < nd]
     fixed = np.unique(np.concatenate([own_in, own_out, dofs_float[dofs_float < nd]]))
-    op.xbc.set(0.0)
-    op.xbc.array[own_in] = 1.0
-    op.b.set(0.0)
-    op.A0.copy(op.A, structure=PETSc.Mat.Structure.SAME_NONZERO_PATTERN)
-    # Rows and columns of the Dirichlet dofs -> identity; b = -A[:, D] x_D, b_D = x_D.
-    op.A.zeroRowsColumns((fixed + start).astype(PETSc.IntType), 1.0, op.xbc, op.b)
+    values = np.zeros(nd)
+    values[own_in] = 1.0
+    op.sweep.impose(fixed, values)
     timings["assemble"] = time.perf_counter() - t0 - hierarchy
 
     t0 = time.perf_counter()
-    if op.ksp is None:
-        op.ksp = make_ksp(op.A, PREFIX, op.opts)
-    op.ksp.setOperators(op.A)  # new values, same pattern: GAMG rebuilds its coarse operators
-    op.ksp.setUp()
-    op.ksp.setInitialGuessNonzero(True)
+    op.solver.update()  # new values, same pattern: GAMG rebuilds its coarse operators
     timings["pc_setup"] = time.perf_counter() - t0 + hierarchy
     t0 = time.perf_counter()
     uh = dolfinx.fem.Function(V)
@@ -279,20 +254,17 @@ def _tortuosity_on_domain(
     uh.interpolate(lambda x: 1.0 - (x[axis] - lo) / L_ax)
     uh.x.array[dofs_float] = 0.0
     what = f"tortuosity ({method}, axis {axis})"
-    its = checked_solve(op.ksp, op.b, uh.x.petsc_vec, what)
-    flux_in, flux_out = _face_fluxes(op, uh, own_in, own_out, comm)
+    its = op.solver.solve(uh, what)
+    flux_in, flux_out = _face_fluxes(op, uh, own_in, own_out)
     # The residual rtol is relative to ||b||, which the best-conducting phase sets; the
     # flux mismatch is the sum of the residual: continue until it meets flux_tol too.
-    rtol0 = op.ksp.getTolerances()[0]
-    rtol = rtol0
+    rtol = op.solver.rtol
     for _ in range(6):
         if _mismatch(flux_in, flux_out) <= flux_tol or rtol <= 1e-15:
             break
         rtol = max(rtol * min(0.1, flux_tol / _mismatch(flux_in, flux_out)), 1e-15)
-        op.ksp.setTolerances(rtol=rtol)
-        its += checked_solve(op.ksp, op.b, uh.x.petsc_vec, what)
-        flux_in, flux_out = _face_fluxes(op, uh, own_in, own_out, comm)
-    op.ksp.setTolerances(rtol=rtol0)
+        its += op.solver.solve(uh, what, rtol=rtol)
+        flux_in, flux_out = _face_fluxes(op, uh, own_in, own_out)
     uh.x.scatter_forward()
     timings["solve"] = time.perf_counter() - t0
     k_eff = effective_from_flux(0.5 * (flux_in + flux_out), length, area, 1.0)
