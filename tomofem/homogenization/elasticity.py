@@ -38,7 +38,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from tomofem._fenics import MPI, PETSc, dolfinx, ufl
+from tomofem._fenics import MPI, dolfinx, ufl
 from tomofem.errors import ConfigError
 from tomofem.forms.elasticity import macroscopic_strain_load, strain
 from tomofem.homogenization.domain import (
@@ -54,7 +54,8 @@ from tomofem.homogenization.elastic_bounds import (
     voigt_bound,
 )
 from tomofem.materials.mechanics import VOIGT_PAIRS, bulk_shear
-from tomofem.problems.clusters import clusters_touching, dof_clusters
+from tomofem.problems.cell import CellSystem
+from tomofem.problems.clusters import cluster_modes, clusters_touching, dof_clusters
 from tomofem.problems.elasticity import (
     ElasticPhase,
     SolidMesh,
@@ -64,7 +65,7 @@ from tomofem.problems.elasticity import (
     stress_laws,
 )
 from tomofem.problems.periodic import periodic_masters
-from tomofem.solvers.linear import checked_solve, make_ksp
+from tomofem.solvers.cell import CellSolver
 from tomofem.solvers.presets import elasticity_cg_gamg
 
 log = logging.getLogger(__name__)
@@ -200,13 +201,9 @@ class _Forms:
         dofs = self.loaded.function_space.dofmap.list[np.asarray(cells, dtype=np.int32), 0]
         arr[dofs] = 0.0
 
-    def load(self, j: int, b: PETSc.Vec) -> None:
-        """Assemble the right-hand side of load case ``j`` into ``b`` (ghosts summed)."""
+    def set_case(self, j: int) -> None:
+        """Make ``L`` the load of the unit Voigt strain ``e_j``."""
         self.E.value[:] = _voigt_unit(j)
-        with b.localForm() as loc:
-            loc.set(0.0)
-        dolfinx.fem.petsc.assemble_vector(b, self.L)
-        b.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
 
     def column(self, j: int, volume: float) -> np.ndarray:
         """Average Voigt stress of load case ``j`` with the current fluctuation ``w``."""
@@ -389,11 +386,11 @@ def _bounds(C, phases, fractions) -> tuple[dict, float]:
     return out, solid_bulk
 
 
-def _solve_cases(forms, groups, b, volume):
+def _solve_cases(forms, groups, volume):
     """Load cases grouped by operator; ``C`` from the energy, ``S`` from the stress average.
 
-    ``groups`` is a list of ``(cases, A, solve)``: the load cases that share the
-    operator ``A`` (same constraints) and its solver. ``S[:, j] =
+    ``groups`` is a list of ``(cases, system, solver, what)``: the load cases that
+    share the cell system (same constraints) and its solver. ``S[:, j] =
     <sigma(E_j + eps(w_j))>`` is linear in the solver error ``delta_j`` of
     ``w_j``. Within a group the energy form
     ``C[i, j] = a(chi_i + w_i, chi_j + w_j) / V = S[i, j] + (w_i·A w_j - w_i·b_j) / V``
@@ -406,23 +403,14 @@ def _solve_cases(forms, groups, b, volume):
     S = np.zeros((6, 6))
     its = [0] * 6
     C = np.zeros((6, 6))
-    for cases, A, solve in groups:
-        ws, bs = {}, {}
+    for cases, system, solver, what in groups:
         for j in cases:
-            forms.load(j, b)
-            its[j] = solve(j)
-            forms.w.x.scatter_forward()
+            forms.set_case(j)
+            its[j] = solver.solve(forms.L, forms.w, f"{what} elastic cell problem e_{j}")
             S[:, j] = forms.column(j, volume)
-            ws[j] = forms.w.x.petsc_vec.copy()
-            bs[j] = b.copy()
+            system.keep(j, forms.w)
         C[:, cases] = S[:, cases]
-        Aw = A.createVecLeft()
-        for j in cases:
-            A.mult(ws[j], Aw)
-            for i in cases:
-                C[i, j] += (ws[i].dot(Aw) - ws[i].dot(bs[j])) / volume
-        for v in (Aw, *ws.values(), *bs.values()):
-            v.destroy()
+        C[np.ix_(cases, cases)] += system.energy(cases) / volume
     return C, S, its
 
 
@@ -442,27 +430,18 @@ def _dirichlet(forms, V, Vs, facets, box, volume, opts, timings):
             ]
         )
     ).astype(np.int32)
-    bcs = [dolfinx.fem.dirichletbc(np.zeros(3, dtype=PETSc.ScalarType), fixed, V)]
-    A = dolfinx.fem.petsc.assemble_matrix(forms.a, bcs=bcs)
-    A.assemble()
+    bcs = [dolfinx.fem.dirichletbc(np.zeros(3, dtype=dolfinx.default_scalar_type), fixed, V)]
+    system = CellSystem(forms.a, V, bcs=bcs)
     modes = rigid_body_modes(V)
-    nns = PETSc.NullSpace().create(vectors=modes, comm=msh.comm)
-    A.setNearNullSpace(nns)
     timings["assemble"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    ksp = make_ksp(A, "tomofem_stiffness_dirichlet_", opts)
+    solver = CellSolver(system, "tomofem_stiffness_dirichlet_", opts, near_null=modes)
     timings["pc_setup"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    b = dolfinx.fem.petsc.create_vector(V)
-
-    def solve(j):
-        dolfinx.fem.petsc.set_bc(b, bcs)
-        return checked_solve(ksp, b, forms.w.x.petsc_vec, f"affine elastic cell problem e_{j}")
-
-    C, S, its = _solve_cases(forms, [(list(range(6)), A, solve)], b, volume)
+    C, S, its = _solve_cases(forms, [(list(range(6)), system, solver, "affine")], volume)
     timings["solve"] = time.perf_counter() - t0
-    for obj in (ksp, A, b, nns, *modes):
-        obj.destroy()
+    solver.destroy()
+    system.destroy()
     return C, S, its, floating
 
 
@@ -494,49 +473,19 @@ def _periodic(forms, V, Vs, facets, box, volume, opts, timings):
     ).astype(np.int64)
     timings["periodic_map"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    A = dolfinx.fem.petsc.assemble_matrix(forms.a)
-    A.assemble()
-    Ar, P = _reduced(A, targets.ravel())
+    system = CellSystem(forms.a, V, targets=targets.ravel(), block_size=3)
     # null space: the three translations of every face-connected cluster
-    cells_of = {c: np.flatnonzero(labels == c) for c in sorted(touching)}
-    ns_vecs = []
-    dof_list = np.asarray(V.dofmap.list)
-    for cells in cells_of.values():
-        nodes = np.unique(dof_list[cells].ravel())
-        nodes = nodes[nodes < n_owned]
-        for k in range(3):
-            z = A.createVecLeft()
-            arr = np.zeros(3 * n_owned)
-            arr[3 * nodes + k] = 1.0
-            arr[dropped] = 0.0
-            z.array[:] = arr
-            z.normalize()
-            ns_vecs.append(z)
-    ns = PETSc.NullSpace().create(vectors=ns_vecs, comm=msh.comm)
-    Ar.setNullSpace(ns)
+    null = cluster_modes(V, labels, touching, system.operator, dropped)
     modes = rigid_body_modes(V, dropped)
-    nns = PETSc.NullSpace().create(vectors=modes, comm=msh.comm)
-    Ar.setNearNullSpace(nns)
     timings["assemble"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    ksp = make_ksp(Ar, "tomofem_stiffness_periodic_", opts)
+    solver = CellSolver(system, "tomofem_stiffness_periodic_", opts, null=null, near_null=modes)
     timings["pc_setup"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    b = dolfinx.fem.petsc.create_vector(V)
-    br, xr = Ar.createVecLeft(), Ar.createVecRight()
-
-    def solve(j):
-        P.multTranspose(b, br)
-        ns.remove(br)
-        xr.zeroEntries()
-        it = checked_solve(ksp, br, xr, f"periodic elastic cell problem e_{j}")
-        P.mult(xr, forms.w.x.petsc_vec)
-        return it
-
-    C, S, its = _solve_cases(forms, [(list(range(6)), A, solve)], b, volume)
+    C, S, its = _solve_cases(forms, [(list(range(6)), system, solver, "periodic")], volume)
     timings["solve"] = time.perf_counter() - t0
-    for obj in (ksp, A, Ar, P, b, br, xr, ns, nns, *ns_vecs, *modes):
-        obj.destroy()
+    solver.destroy()
+    system.destroy()
     return C, S, its, floating
 
 
@@ -582,8 +531,8 @@ def _mixed(forms, V, Vs, facets, box, volume, opts, timings):
     floating = np.flatnonzero(~np.isin(labels, list(anchored)))
     forms.unload(floating)
     float_nodes = np.unique(np.asarray(V.dofmap.list)[floating].ravel()).astype(np.int32)
-    pin = dolfinx.fem.dirichletbc(np.zeros(3, dtype=PETSc.ScalarType), float_nodes, V)
-    zero = PETSc.ScalarType(0.0)
+    pin = dolfinx.fem.dirichletbc(np.zeros(3, dtype=dolfinx.default_scalar_type), float_nodes, V)
+    zero = dolfinx.default_scalar_type(0.0)
     groups_bcs = []
     for cases in _operator_groups("mixed"):
         bcs = [pin]
@@ -594,38 +543,20 @@ def _mixed(forms, V, Vs, facets, box, volume, opts, timings):
     timings["assemble"] = 0.0
     timings["pc_setup"] = 0.0
     timings["setup"] += time.perf_counter() - t0
-    b = dolfinx.fem.petsc.create_vector(V)
-    modes = rigid_body_modes(V)
-    nns = PETSc.NullSpace().create(vectors=modes, comm=msh.comm)
-    groups, owned = [], []
+    groups = []
     for cases, bcs in groups_bcs:
         t0 = time.perf_counter()
-        A = dolfinx.fem.petsc.assemble_matrix(forms.a, bcs=bcs)
-        A.assemble()
-        A.setNearNullSpace(nns)
+        system = CellSystem(forms.a, V, bcs=bcs)
+        modes = rigid_body_modes(V)
         timings["assemble"] += time.perf_counter() - t0
         t0 = time.perf_counter()
-        ksp = make_ksp(A, "tomofem_stiffness_mixed_", opts)
+        solver = CellSolver(system, "tomofem_stiffness_mixed_", opts, near_null=modes)
         timings["pc_setup"] += time.perf_counter() - t0
-
-        def solve(j, ksp=ksp, bcs=bcs):
-            dolfinx.fem.petsc.set_bc(b, bcs)
-            return checked_solve(ksp, b, forms.w.x.petsc_vec, f"mixed elastic cell problem e_{j}")
-
-        groups.append((cases, A, solve))
-        owned += [ksp, A]
+        groups.append((cases, system, solver, "mixed"))
     t0 = time.perf_counter()
-    C, S, its = _solve_cases(forms, groups, b, volume)
+    C, S, its = _solve_cases(forms, groups, volume)
     timings["solve"] = time.perf_counter() - t0
-    for obj in (*owned, b, nns, *modes):
-        obj.destroy()
+    for _, system, solver, _ in groups:
+        solver.destroy()
+        system.destroy()
     return C, S, its, floating
-
-
-def _reduced(A: PETSc.Mat, targets: np.ndarray) -> tuple[PETSc.Mat, PETSc.Mat]:
-    """``(P^T A P + D, P)`` of :func:`~tomofem.problems.periodic.reduced_operator`, bs 3."""
-    from tomofem.problems.periodic import reduced_operator
-
-    Ar, P = reduced_operator(A, targets)
-    Ar.setBlockSizes(3, 3)
-    return Ar, P
