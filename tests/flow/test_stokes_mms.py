@@ -7,8 +7,9 @@ import pytest
 
 from tomofem._fenics import MPI, dolfinx, ufl
 from tomofem.forms.stokes import body_force_load
-from tomofem.homogenization.stokes import solve_stokes, taylor_hood
+from tomofem.problems.stokes import taylor_hood
 from tomofem.solvers.presets import direct_mumps, stokes_fieldsplit
+from tomofem.solvers.stokes import solve_stokes
 
 
 def _errors(n: int, options) -> tuple[float, float, float, list[int]]:

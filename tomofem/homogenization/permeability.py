@@ -1,7 +1,7 @@
 """Darcy permeability of the pore space from Stokes flow on conformal meshes.
 
 Two set-ups, both Taylor-Hood P2-P1 in the pore submesh with no-slip on every
-pore-solid interface (:mod:`tomofem.homogenization.stokes`):
+pore-solid interface (:mod:`tomofem.problems.stokes`, :mod:`tomofem.solvers.stokes`):
 
 * **periodic cell** (:func:`permeability_tensor`): velocity and pressure
   periodic across opposite box faces, a unit body force ``f = e_j`` (the
@@ -52,15 +52,10 @@ from tomofem.homogenization.domain import (
     box_face_facets,
     phase_domain,
 )
-from tomofem.homogenization.stokes import (
-    StokesSolution,
-    exclusive_dofs,
-    hydraulic_clusters,
-    solve_stokes,
-    taylor_hood,
-)
 from tomofem.problems.clusters import clusters_touching
+from tomofem.problems.stokes import exclusive_dofs, hydraulic_clusters, taylor_hood
 from tomofem.solvers.presets import stokes_direct, stokes_fieldsplit
+from tomofem.solvers.stokes import StokesSolution, solve_stokes
 
 log = logging.getLogger(__name__)
 
@@ -343,7 +338,7 @@ def permeability_tensor(
     petsc_options
         Full PETSc options instead of a preset.
     keep_fields
-        Also return the :class:`~tomofem.homogenization.stokes.StokesSolution`
+        Also return the :class:`~tomofem.solvers.stokes.StokesSolution`
         (velocity fields for output).
     axes
         Body-force directions to solve (columns of ``K``); the others stay 0.
@@ -424,7 +419,7 @@ def permeability_axis(
         Pressure drop (Pa); ``K`` does not depend on it.
     drop_pockets
         Solve only on the cells that a flow path joins to both the inlet and
-        the outlet (:func:`~tomofem.homogenization.stokes.hydraulic_clusters`;
+        the outlet (:func:`~tomofem.problems.stokes.hydraulic_clusters`;
         the velocity elsewhere is 0, as PoreSpy trims non-percolating pores).
         A pocket joined only through wall nodes still shares P1 pressures with
         the flowing cluster and, left in, circulates and perturbs K (0.23 % in

@@ -278,7 +278,7 @@ def stokes_fieldsplit(rtol: float = 1e-9, atol: float = 1e-14) -> dict[str, obje
 
     Velocity block: one smoothed-aggregation GAMG V-cycle (the component
     translations are attached as near null space by
-    :mod:`tomofem.homogenization.stokes`). Schur complement: Jacobi on the
+    :mod:`tomofem.solvers.stokes`). Schur complement: Jacobi on the
     pressure mass matrix scaled by ``-1/mu`` (spectrally equivalent to
     ``-B A^-1 B^T`` independently of the mesh size, Silvester & Wathen 1994),
     supplied as the preconditioning matrix's pressure block (``a11``).

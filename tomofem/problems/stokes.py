@@ -1,13 +1,10 @@
-"""Taylor-Hood Stokes systems with periodic and zero-Dirichlet constraints, and their solver.
+"""The Taylor-Hood Stokes cell problem: constrained, reduced blocks and their right-hand sides.
 
 The one place where the Stokes forms of :mod:`tomofem.forms.stokes` meet
-PETSc (here, beside the scalar cell problems whose periodic reduction and
-cluster analysis it reuses, rather than in :mod:`tomofem.problems`, which
-must not import from homogenization). The velocity (P2, 3 components) and
-pressure (P1) blocks are assembled separately and constrained algebraically,
-as the scalar cell problems of
-:mod:`tomofem.problems.periodic` are: a prolongation ``P`` per field maps
-the kept unknowns to all of them (a periodic image copies its master, a
+PETSc. The velocity (P2, 3 components) and pressure (P1) blocks are assembled
+separately and constrained algebraically, as the scalar cell problems of
+:mod:`tomofem.problems.periodic` are: a prolongation ``P`` per field maps the
+kept unknowns to all of them (a periodic image copies its master, a
 constrained unknown is 0), each block becomes ``P_i^T A_ij P_j``, and rows
 that no unknown maps to get a diagonal entry so the layout is kept. Every
 velocity Dirichlet value in tomofem's flow problems is zero (no-slip, the
@@ -18,22 +15,15 @@ The pressure is fixed up to a constant on every connected pore cluster that
 no natural (pressure) boundary reaches; one pressure unknown per such cluster
 is pinned to 0, which removes the null space exactly (the continuity
 right-hand side is 0, so the system stays consistent) and suits direct and
-iterative solvers alike.
-
-Solvers (:func:`tomofem.solvers.presets.stokes_fieldsplit`,
-:func:`tomofem.solvers.presets.direct_mumps`): the blocks form a ``MATNEST``;
-the iterative preset is FGMRES with an upper block-triangular Schur
-factorisation, one GAMG V-cycle on the velocity block (with the component
-translations as near null space) and the Jacobi-scaled pressure mass matrix
-for the Schur complement (``-pc_fieldsplit_schur_precondition a11`` on a
-preconditioning matrix whose pressure block is ``-M_p / mu``); the direct one
-converts the nest to one AIJ matrix for MUMPS.
+iterative solvers alike; large clusters may keep their constant as a null
+space instead (``null_space_min``). :class:`StokesSystem` holds the reduced
+blocks as a ``MATNEST`` and a preconditioning nest whose pressure block is the
+scaled pressure mass matrix; :func:`tomofem.solvers.stokes.solve_stokes`
+solves it.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -45,16 +35,11 @@ from tomofem.errors import MeshingError
 from tomofem.forms.stokes import pressure_mass, stokes_blocks
 from tomofem.meshing.distributed_checks import merge_components
 from tomofem.problems.clusters import clusters_touching, dof_clusters
+from tomofem.problems.elasticity import rigid_body_modes
 from tomofem.problems.periodic import match_periodic, prolongation
-from tomofem.solvers.linear import checked_solve, make_ksp, prefixed_options
 
-#: Name of the KSP of each Stokes problem (``-tomofem_stokes_ksp_monitor`` addresses it).
-PREFIX = "tomofem_stokes_"
 #: Most pressure null vectors (the largest clusters) handed to an iterative solver.
 MAX_NULL_VECTORS = 20
-#: Iterative solves: clusters with at least this fraction of the pressure unknowns keep
-#: their constant pressure as a null space instead of a pinned value.
-NULL_SPACE_MIN = 0.01
 
 
 def taylor_hood(mesh: dolfinx.mesh.Mesh) -> tuple[dolfinx.fem.FunctionSpace, ...]:
@@ -317,30 +302,6 @@ def exclusive_dofs(space: dolfinx.fem.FunctionSpace, dropped: np.ndarray) -> np.
     return (bs * nodes[:, None] + np.arange(bs)[None, :]).ravel().astype(np.int64)
 
 
-@dataclass
-class StokesSolution:
-    """Velocity and pressure fields of each load case, with solver statistics.
-
-    Attributes
-    ----------
-    u, p
-        One velocity / pressure :class:`dolfinx.fem.Function` per load case.
-    iterations
-        Outer Krylov iterations per load case (1 for a direct solve).
-    unknowns
-        Global numbers of velocity and pressure unknowns (before constraints).
-    timings
-        Wall seconds of ``assemble``, ``setup`` (preconditioner / factorisation)
-        and ``solve`` (all load cases).
-    """
-
-    u: list = field(default_factory=list)
-    p: list = field(default_factory=list)
-    iterations: list[int] = field(default_factory=list)
-    unknowns: tuple[int, int] = (0, 0)
-    timings: dict[str, float] = field(default_factory=dict)
-
-
 def _diagonal(layout: PETSc.Mat, targets: np.ndarray, value: float) -> PETSc.Mat:
     """Diagonal matrix with ``value`` on the owned rows that no unknown maps to."""
     rstart, rend = layout.getOwnershipRange()
@@ -406,45 +367,8 @@ def _pressure_null_space(K: PETSc.Mat, clusters: list[np.ndarray]) -> list[PETSc
     return vecs
 
 
-def _near_null_space(A: PETSc.Mat, bs: int) -> PETSc.NullSpace:
-    """Build the near null space of the vector Laplacian: each component's translation."""
-    vecs = []
-    n = A.getLocalSize()[0]
-    for c in range(bs):
-        z = A.createVecLeft()
-        arr = np.zeros(n)
-        arr[c::bs] = 1.0
-        z.array[:] = arr
-        z.normalize()
-        vecs.append(z)
-    return PETSc.NullSpace().create(vectors=vecs, comm=A.getComm())
-
-
-def _assemble_vec(form, space) -> PETSc.Vec:
-    b = dolfinx.fem.petsc.create_vector(space)
-    with b.localForm() as loc:
-        loc.set(0.0)
-    if form is not None:
-        dolfinx.fem.petsc.assemble_vector(b, dolfinx.fem.form(form))
-    b.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
-    return b
-
-
-def solve_stokes(
-    V: dolfinx.fem.FunctionSpace,
-    Q: dolfinx.fem.FunctionSpace,
-    mu: float,
-    dx: ufl.Measure,
-    loads: Sequence[object],
-    fixed_u: np.ndarray,
-    options: Mapping[str, object],
-    *,
-    box: tuple[np.ndarray, np.ndarray] | None = None,
-    pressure_facets: np.ndarray | None = None,
-    prefix: str = PREFIX,
-    fixed_p: np.ndarray | None = None,
-) -> StokesSolution:
-    """Solve ``[[A, B^T], [B, 0]] [u, p] = [L, 0]`` for each momentum load ``L``.
+class StokesSystem:
+    """Constrained Taylor-Hood blocks of ``[[A, B^T], [B, 0]]``, assembled once for all loads.
 
     Parameters
     ----------
@@ -454,131 +378,118 @@ def solve_stokes(
         Viscosity (Pa s).
     dx
         Cell measure of the fluid domain.
-    loads
-        Momentum right-hand sides (UFL linear forms in the velocity test
-        function of ``V``), one per load case; they share one operator and one
-        preconditioner.
     fixed_u
-        Local unrolled velocity dofs held at 0 (see
-        :func:`dolfinx.fem.locate_dofs_topological` on ``V.sub(c)``).
-    options
-        PETSc options (``pc_type lu`` converts the nest to AIJ for MUMPS).
+        Local unrolled velocity dofs held at 0.
     box
         ``(lo, hi)``: periodic cell of that box.
     pressure_facets
         Facets with a pressure (natural) condition.
-    prefix
-        PETSc options prefix of the KSP.
+    null_space_min
+        As in :func:`constraints` (0: pin every cluster, for direct solvers).
     fixed_p
-        Local pressure dofs left out (held at 0): those of cells outside
-        ``dx`` (pockets dropped by the caller, :func:`hydraulic_clusters`).
+        Local pressure dofs left out (held at 0).
 
-    Raises
-    ------
-    ConvergenceError
-        If the Krylov solver diverges.
+    Attributes
+    ----------
+    K
+        The reduced operator (``MATNEST``, blocks velocity and pressure).
+    preconditioner
+        The nest with ``-M_p / mu`` (reduced) as pressure block.
+    is_u, is_p
+        Index sets of the two fields in ``K``.
+    translations
+        Orthonormal translations of each velocity component (the near null
+        space of the velocity block).
+    pressure_null
+        Orthonormal null vectors of ``K``: constant pressures of the clusters
+        that keep them (as many on every rank).
+    constraints
+        The :class:`Constraints` the blocks were reduced with.
     """
-    comm = V.mesh.comm
-    timings: dict[str, float] = {}
-    t0 = time.perf_counter()
-    u, p = ufl.TrialFunction(V), ufl.TrialFunction(Q)
-    v, q = ufl.TestFunction(V), ufl.TestFunction(Q)
-    blocks = stokes_blocks(u, p, v, q, mu, dx)
-    A_uu = dolfinx.fem.petsc.assemble_matrix(dolfinx.fem.form(blocks[0][0]))
-    A_up = dolfinx.fem.petsc.assemble_matrix(dolfinx.fem.form(blocks[0][1]))
-    A_pu = dolfinx.fem.petsc.assemble_matrix(dolfinx.fem.form(blocks[1][0]))
-    M = dolfinx.fem.petsc.assemble_matrix(dolfinx.fem.form(pressure_mass(p, q, mu, dx)))
-    for A in (A_uu, A_up, A_pu, M):
-        A.assemble()
-    direct = options.get("pc_type") == "lu"
-    cons = constraints(
-        V,
-        Q,
-        A_uu,
-        M,
-        fixed_u,
-        box=box,
-        pressure_facets=pressure_facets,
-        null_space_min=0.0 if direct else NULL_SPACE_MIN,
-        fixed_p=fixed_p,
-    )
-    Kuu, Pu = _reduce(A_uu, cons.targets_u, 1.0)
-    # The Schur complement -B A^-1 B^T is negative definite, so is its preconditioner.
-    Mr, Pp = _reduce(M, cons.targets_p, -1.0)
-    Kup = Pu.transposeMatMult(A_up.matMult(Pp))
-    Kpu = Pp.transposeMatMult(A_pu.matMult(Pu))
-    Kpp = _diagonal(M, cons.targets_p, -1.0)
-    nns = _near_null_space(Kuu, V.dofmap.index_map_bs)
-    Kuu.setNearNullSpace(nns)
-    K = PETSc.Mat().createNest([[Kuu, Kup], [Kpu, Kpp]], comm=comm)
-    Pm = PETSc.Mat().createNest([[Kuu, Kup], [Kpu, Mr]], comm=comm)
-    timings["assemble"] = time.perf_counter() - t0
 
-    null_vecs = _pressure_null_space(K, cons.pressure_null)
-    t0 = time.perf_counter()
-    is_u, is_p = K.getNestISs()[0]
-    if direct:
-        Kaij = K.convert("aij")
-    op = Kaij if direct else K
-    null = None
-    if comm.allreduce(len(null_vecs), op=MPI.MAX) > 0:
-        null = PETSc.NullSpace().create(vectors=null_vecs, comm=comm)
-        op.setNullSpace(null)
+    def __init__(
+        self,
+        V: dolfinx.fem.FunctionSpace,
+        Q: dolfinx.fem.FunctionSpace,
+        mu: float,
+        dx: ufl.Measure,
+        fixed_u: np.ndarray,
+        *,
+        box: tuple[np.ndarray, np.ndarray] | None = None,
+        pressure_facets: np.ndarray | None = None,
+        null_space_min: float = 0.0,
+        fixed_p: np.ndarray | None = None,
+    ) -> None:
+        self.V, self.Q = V, Q
+        comm = V.mesh.comm
+        u, p = ufl.TrialFunction(V), ufl.TrialFunction(Q)
+        v, q = ufl.TestFunction(V), ufl.TestFunction(Q)
+        blocks = stokes_blocks(u, p, v, q, mu, dx)
+        A_uu = dolfinx.fem.petsc.assemble_matrix(dolfinx.fem.form(blocks[0][0]))
+        A_up = dolfinx.fem.petsc.assemble_matrix(dolfinx.fem.form(blocks[0][1]))
+        A_pu = dolfinx.fem.petsc.assemble_matrix(dolfinx.fem.form(blocks[1][0]))
+        M = dolfinx.fem.petsc.assemble_matrix(dolfinx.fem.form(pressure_mass(p, q, mu, dx)))
+        for A in (A_uu, A_up, A_pu, M):
+            A.assemble()
+        self.constraints = constraints(
+            V,
+            Q,
+            A_uu,
+            M,
+            fixed_u,
+            box=box,
+            pressure_facets=pressure_facets,
+            null_space_min=null_space_min,
+            fixed_p=fixed_p,
+        )
+        Kuu, self.Pu = _reduce(A_uu, self.constraints.targets_u, 1.0)
+        # The Schur complement -B A^-1 B^T is negative definite, so is its preconditioner.
+        Mr, self.Pp = _reduce(M, self.constraints.targets_p, -1.0)
+        Kup = self.Pu.transposeMatMult(A_up.matMult(self.Pp))
+        Kpu = self.Pp.transposeMatMult(A_pu.matMult(self.Pu))
+        Kpp = _diagonal(M, self.constraints.targets_p, -1.0)
+        self.translations = rigid_body_modes(V, rotations=False)
+        self.K = PETSc.Mat().createNest([[Kuu, Kup], [Kpu, Kpp]], comm=comm)
+        self.preconditioner = PETSc.Mat().createNest([[Kuu, Kup], [Kpu, Mr]], comm=comm)
+        self.is_u, self.is_p = self.K.getNestISs()[0]
+        self.pressure_null = _pressure_null_space(self.K, self.constraints.pressure_null)
+        self._blocks = [A_uu, A_up, A_pu, M, Kuu, Kup, Kpu, Kpp, Mr]
 
-    def split(ksp: PETSc.KSP) -> None:
-        """Fieldsplit over velocity and pressure; GAMG on u gets the rigid modes."""
-        ksp.getPC().setType("fieldsplit")
-        is_u.compose("nearnullspace", nns)
-        ksp.getPC().setFieldSplitIS(("u", is_u), ("p", is_p))
+    @property
+    def velocity_block(self) -> PETSc.Mat:
+        """The reduced velocity block of :attr:`K`."""
+        return self.K.getNestSubMatrix(0, 0)
 
-    # Options stay until after the first solve: the sub-solvers of a fieldsplit
-    # (and their multigrid levels) read theirs when they are first applied.
-    with prefixed_options(prefix, options):
-        if direct:
-            ksp = make_ksp(Kaij, prefix, {})
-        else:
-            ksp = make_ksp(K, prefix, {}, P=Pm, configure=split)
-        timings["setup"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        sol = _solve_loads(ksp, op, (is_u, is_p), (Pu, Pp), (V, Q), loads)
-    timings["solve"] = time.perf_counter() - t0
-    sol.timings = timings
-    objs = [ksp, K, Pm, A_uu, A_up, A_pu, M, Kuu, Kup, Kpu, Kpp, Mr, Pu, Pp, nns, *null_vecs]
-    if null is not None:
-        objs.append(null)
-    if direct:
-        objs.append(Kaij)
-    for obj in objs:
-        obj.destroy()
-    return sol
+    def load(self, load, b: PETSc.Vec) -> None:
+        """Put the reduced momentum load ``load`` (UFL form in ``v``) into ``b`` (layout of K).
 
-
-def _solve_loads(ksp, op, isets, prolong, spaces, loads) -> StokesSolution:
-    """Solve for each momentum load with the set-up ``ksp``; map back to full fields."""
-    (is_u, is_p), (Pu, Pp), (V, Q) = isets, prolong, spaces
-    sol = StokesSolution(
-        unknowns=(
-            V.dofmap.index_map.size_global * V.dofmap.index_map_bs,
-            Q.dofmap.index_map.size_global,
-        ),
-    )
-    for load in loads:
-        bu_full = _assemble_vec(load, V)
-        b, x = op.createVecLeft(), op.createVecRight()
+        ``b`` is zeroed first; its pressure part stays 0.
+        """
+        bu_full = dolfinx.fem.petsc.create_vector(self.V)
+        with bu_full.localForm() as loc:
+            loc.set(0.0)
+        if load is not None:
+            dolfinx.fem.petsc.assemble_vector(bu_full, dolfinx.fem.form(load))
+        bu_full.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
         b.set(0.0)
-        x.set(0.0)
-        sub = b.getSubVector(is_u)
-        Pu.multTranspose(bu_full, sub)
-        b.restoreSubVector(is_u, sub)
-        sol.iterations.append(checked_solve(ksp, b, x, "Stokes solve"))
-        uh, ph = dolfinx.fem.Function(V, name="velocity"), dolfinx.fem.Function(Q, name="pressure")
-        for isx, P, f in ((is_u, Pu, uh), (is_p, Pp, ph)):
+        sub = b.getSubVector(self.is_u)
+        self.Pu.multTranspose(bu_full, sub)
+        b.restoreSubVector(self.is_u, sub)
+        bu_full.destroy()
+
+    def fields(self, x: PETSc.Vec) -> tuple[dolfinx.fem.Function, dolfinx.fem.Function]:
+        """Velocity and pressure functions of the reduced solution ``x`` (ghosts updated)."""
+        uh = dolfinx.fem.Function(self.V, name="velocity")
+        ph = dolfinx.fem.Function(self.Q, name="pressure")
+        for isx, P, f in ((self.is_u, self.Pu, uh), (self.is_p, self.Pp, ph)):
             sub = x.getSubVector(isx)
             P.mult(sub, f.x.petsc_vec)
             x.restoreSubVector(isx, sub)
             f.x.scatter_forward()
-        sol.u.append(uh)
-        sol.p.append(ph)
-        for obj in (bu_full, b, x):
+        return uh, ph
+
+    def destroy(self) -> None:
+        """Free the PETSc objects of the system (collective)."""
+        objs = [self.K, self.preconditioner, *self._blocks, self.Pu, self.Pp]
+        for obj in (*objs, *self.translations, *self.pressure_null):
             obj.destroy()
-    return sol
