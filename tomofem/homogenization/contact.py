@@ -25,7 +25,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from tomofem._fenics import MPI, PETSc, dolfinx, ufl
+from tomofem._fenics import MPI, dolfinx, ufl
 from tomofem.errors import ConfigError
 from tomofem.homogenization.bounds import check_bounds
 from tomofem.homogenization.domain import mesh_box, phase_volumes
@@ -36,6 +36,8 @@ from tomofem.solvers.presets import conduction_cg_gamg
 from tomofem.tags import interface_tag
 
 log = logging.getLogger(__name__)
+
+_SCALAR = dolfinx.default_scalar_type
 
 
 def conductivity_with_contact(
@@ -106,7 +108,7 @@ def conductivity_with_contact(
     dS = ufl.Measure("dS", domain=mesh, subdomain_data=[(t, e) for t, e in ents.values()])
     u = {p: ufl.TrialFunction(spaces[p]) for p in phases}
     v = {p: ufl.TestFunction(spaces[p]) for p in phases}
-    k = {p: dolfinx.fem.Constant(mesh, PETSc.ScalarType(conductivities[p])) for p in phases}
+    k = {p: dolfinx.fem.Constant(mesh, _SCALAR(conductivities[p])) for p in phases}
 
     def energy(uu, vv):
         """Block forms of a(u, v): bulk on each phase plus the film terms."""
@@ -114,7 +116,7 @@ def conductivity_with_contact(
         for p in phases:
             blocks[(p, p)].append(k[p] * ufl.inner(ufl.grad(uu[p]), ufl.grad(vv[p])) * dx(p))
         for (a, b), (tag, _) in ents.items():
-            h = PETSc.ScalarType(contact_conductance[tag])
+            h = _SCALAR(contact_conductance[tag])
             side = phase_sides(a, b)
             for p in (a, b):
                 for q in (a, b):
@@ -124,7 +126,7 @@ def conductivity_with_contact(
 
     blocks = energy(u, v)
     a_forms = [[sum(blocks[(p, q)]) if blocks[(p, q)] else None for q in phases] for p in phases]
-    zero = dolfinx.fem.Constant(mesh, PETSc.ScalarType(0.0))
+    zero = dolfinx.fem.Constant(mesh, _SCALAR(0.0))
     L_forms = [zero * v[p] * dx(p) for p in phases]
     bcs, inlet, outlet = [], {}, {}
     for p in phases:
@@ -135,7 +137,7 @@ def conductivity_with_contact(
                 sub, tdim - 1, lambda x, c=side: np.abs(x[axis] - c) <= tol
             )
             store[p] = dolfinx.fem.locate_dofs_topological(spaces[p], tdim - 1, f)
-            bcs.append(dolfinx.fem.dirichletbc(PETSc.ScalarType(val), store[p], spaces[p]))
+            bcs.append(dolfinx.fem.dirichletbc(_SCALAR(val), store[p], spaces[p]))
     timings = {"setup": time.perf_counter() - t0}
     t0 = time.perf_counter()
     ks = [float(conductivities[p]) for p in phases]

@@ -192,7 +192,11 @@ def _solve(
         u = spsolve(block.tocsc(), rhs)
         its = 0
     elif backend == "petsc":
-        u, its = _petsc_solve(block, rhs, x0, rows, n_global, comm, options)
+        from tomofem.solvers.linear import solve_rows
+
+        u, its = solve_rows(
+            block, rhs, x0, n_global, comm, "tomofem_voxel_fvm_", options, "voxel FVM"
+        )
     else:
         raise ConfigError(f"backend={backend!r}: choose 'petsc' or 'scipy'")
     t_solve = time.perf_counter() - t0
@@ -201,34 +205,6 @@ def _solve(
     if comm is not None and size > 1:
         fin, fout = comm.allreduce(fin), comm.allreduce(fout)
     return _Solved(fin, fout, n_global, its, {"assemble": t_asm, "solve": t_solve})
-
-
-def _petsc_solve(block, rhs, x0, rows, n_global, comm, options):
-    from tomofem._fenics import MPI, PETSc
-    from tomofem.solvers.linear import checked_solve, make_ksp
-
-    comm = MPI.COMM_SELF if comm is None else comm
-    nloc = rows[1] - rows[0]
-    csr = (
-        block.indptr.astype(PETSc.IntType),
-        block.indices.astype(PETSc.IntType),
-        block.data,
-    )
-    A = PETSc.Mat().createAIJ(size=((nloc, n_global), (nloc, n_global)), csr=csr, comm=comm)
-    A.assemble()
-    b = A.createVecLeft()
-    b.array[:] = rhs
-    x = A.createVecRight()
-    x.array[:] = x0
-    ksp = make_ksp(A, "tomofem_voxel_fvm_", options)
-    ksp.setInitialGuessNonzero(True)
-    try:
-        its = checked_solve(ksp, b, x, "voxel FVM")
-        u = x.array.copy()
-    finally:
-        for obj in (ksp, A, b, x):
-            obj.destroy()
-    return u, its
 
 
 def effective_conductivity_voxel(

@@ -6,7 +6,8 @@ preset's options go into PETSc's database under the problem's prefix, a user's
 command-line option of the same name wins, and the preset's entries are removed
 again once the solver has read them, so two problems never see each other's
 settings. Blocked problems on several submeshes (entity maps) are solved with
-:func:`solve_blocked`.
+:func:`solve_blocked`, systems given as each rank's block of rows (the voxel
+baseline) with :func:`solve_rows`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,10 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from tomofem._fenics import PETSc, dolfinx
+import numpy as np
+import scipy.sparse as sp
+
+from tomofem._fenics import MPI, PETSc, dolfinx
 from tomofem.errors import ConvergenceError
 
 
@@ -158,3 +162,60 @@ def solve_blocked(
     for f in sol:
         f.x.scatter_forward()
     return list(sol), its
+
+
+def solve_rows(
+    rows: sp.csr_matrix,
+    rhs: np.ndarray,
+    x0: np.ndarray,
+    n_global: int,
+    comm: MPI.Comm | None,
+    prefix: str,
+    options: Mapping[str, object],
+    what: str,
+) -> tuple[np.ndarray, int]:
+    """Solve a system given as each rank's block of rows, from the initial guess ``x0``.
+
+    Parameters
+    ----------
+    rows
+        This rank's consecutive rows, with global column indices (``(n_local, n_global)``).
+    rhs, x0
+        This rank's part of the right-hand side and of the initial guess.
+    n_global
+        Global number of unknowns.
+    comm
+        Communicator of the ranks holding the rows (``None``: serial).
+    prefix, options
+        As in :func:`make_ksp`.
+    what
+        Name of the problem in the error message.
+
+    Returns
+    -------
+    tuple
+        This rank's part of the solution, and the Krylov iterations.
+
+    Raises
+    ------
+    ConvergenceError
+        The Krylov solver did not converge.
+    """
+    comm = MPI.COMM_SELF if comm is None else comm
+    nloc = rows.shape[0]
+    csr = (rows.indptr.astype(PETSc.IntType), rows.indices.astype(PETSc.IntType), rows.data)
+    A = PETSc.Mat().createAIJ(size=((nloc, n_global), (nloc, n_global)), csr=csr, comm=comm)
+    A.assemble()
+    b = A.createVecLeft()
+    b.array[:] = rhs
+    x = A.createVecRight()
+    x.array[:] = x0
+    ksp = make_ksp(A, prefix, options)
+    ksp.setInitialGuessNonzero(True)
+    try:
+        its = checked_solve(ksp, b, x, what)
+        u = x.array.copy()
+    finally:
+        for obj in (ksp, A, b, x):
+            obj.destroy()
+    return u, its
