@@ -85,3 +85,41 @@ def test_homogenization_makes_no_solver_of_its_own():
                 assert node.func.attr not in FORBIDDEN, (
                     f"{path.name}:{node.lineno} calls {node.func.attr}; use tomofem.solvers.linear"
                 )
+
+
+PETSC_MODULES = ("petsc4py", "dolfinx.fem.petsc", "tomofem._fenics.PETSc")
+
+
+def petsc_uses(path: Path) -> list[str]:
+    """Every import of PETSc (petsc4py, ``dolfinx.fem.petsc``, ``tomofem._fenics.PETSc``)
+    and every ``dolfinx.fem.petsc`` attribute chain in ``path``, nested ones included."""
+    bad = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        elif isinstance(node, ast.Attribute) and ast.unparse(node) == "dolfinx.fem.petsc":
+            names = ["dolfinx.fem.petsc"]
+        hits = [n for n in names if any(n == m or n.startswith(m + ".") for m in PETSC_MODULES)]
+        if hits:
+            bad.append(f"{path.name}:{node.lineno} {hits[0]}")
+    return bad
+
+
+def test_the_petsc_checker_sees_imports_and_attribute_chains(tmp_path):
+    src = tmp_path / "m.py"
+    src.write_text(
+        "import petsc4py.PETSc\nfrom tomofem._fenics import MPI, PETSc\n"
+        "def f(a):\n    from dolfinx.fem.petsc import assemble_matrix\n"
+        "    return dolfinx.fem.petsc.create_vector(a)\n"
+    )
+    found = [s.split(" ")[0] for s in petsc_uses(src)]
+    assert found == ["m.py:1", "m.py:2", "m.py:4", "m.py:5"]
+
+
+def test_homogenization_does_not_touch_petsc():
+    """Forms meet PETSc in problems/ and solvers/; homogenization only orchestrates."""
+    bad = [s for path in sorted((PKG / "homogenization").rglob("*.py")) for s in petsc_uses(path)]
+    assert bad == []
