@@ -104,7 +104,7 @@ class CellSystem:
         With the full operator ``A`` and the full right-hand sides ``b_j``: the
         correction that turns the stress average of a cell problem into its
         energy form, whose error is quadratic in the solver error
-        (:func:`tomofem.homogenization.elasticity`).
+        (:mod:`tomofem.homogenization.elasticity`).
         """
         E = np.zeros((len(cases), len(cases)))
         Aw = self.A.createVecLeft()

@@ -186,10 +186,8 @@ def solve_rows(
         Global number of unknowns.
     comm
         Communicator of the ranks holding the rows (``None``: serial).
-    prefix, options
-        As in :func:`make_ksp`.
-    what
-        Name of the problem in the error message.
+    prefix, options, what
+        As in :func:`solve_blocked`.
 
     Returns
     -------

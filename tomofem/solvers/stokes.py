@@ -73,30 +73,19 @@ def solve_stokes(
 
     Parameters
     ----------
-    V, Q
-        Taylor-Hood spaces (:func:`taylor_hood`).
-    mu
-        Viscosity (Pa s).
-    dx
-        Cell measure of the fluid domain.
+    V, Q, mu, dx, fixed_u, box, pressure_facets, fixed_p
+        The Stokes problem, as in :class:`~tomofem.problems.stokes.StokesSystem`
+        (``fixed_u`` from :func:`dolfinx.fem.locate_dofs_topological` on
+        ``V.sub(c)``; ``fixed_p`` the pressure dofs of pockets dropped by the
+        caller, :func:`~tomofem.problems.stokes.hydraulic_clusters`).
     loads
         Momentum right-hand sides (UFL linear forms in the velocity test
         function of ``V``), one per load case; they share one operator and one
         preconditioner.
-    fixed_u
-        Local unrolled velocity dofs held at 0 (see
-        :func:`dolfinx.fem.locate_dofs_topological` on ``V.sub(c)``).
     options
         PETSc options (``pc_type lu`` converts the nest to AIJ for MUMPS).
-    box
-        ``(lo, hi)``: periodic cell of that box.
-    pressure_facets
-        Facets with a pressure (natural) condition.
     prefix
         PETSc options prefix of the KSP.
-    fixed_p
-        Local pressure dofs left out (held at 0): those of cells outside
-        ``dx`` (pockets dropped by the caller, :func:`hydraulic_clusters`).
 
     Raises
     ------
