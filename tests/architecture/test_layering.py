@@ -88,11 +88,24 @@ def test_homogenization_makes_no_solver_of_its_own():
 
 
 PETSC_MODULES = ("petsc4py", "dolfinx.fem.petsc", "tomofem._fenics.PETSc")
+#: Methods that make or fill PETSc vectors and matrices (problems/ and solvers/ do that).
+PETSC_CALLS = (
+    "createVecLeft",
+    "createVecRight",
+    "createAIJ",
+    "createNest",
+    "NullSpace",
+    "ghostUpdate",
+    "localForm",
+    "zeroRowsColumns",
+    "PtAP",
+)
 
 
 def petsc_uses(path: Path) -> list[str]:
-    """Every import of PETSc (petsc4py, ``dolfinx.fem.petsc``, ``tomofem._fenics.PETSc``)
-    and every ``dolfinx.fem.petsc`` attribute chain in ``path``, nested ones included."""
+    """Every import of PETSc (petsc4py, ``dolfinx.fem.petsc``, ``tomofem._fenics.PETSc``),
+    every ``dolfinx.fem.petsc`` attribute chain and every :data:`PETSC_CALLS` method in
+    ``path``, nested ones included."""
     bad = []
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         names = []
@@ -102,6 +115,8 @@ def petsc_uses(path: Path) -> list[str]:
             names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
         elif isinstance(node, ast.Attribute) and ast.unparse(node) == "dolfinx.fem.petsc":
             names = ["dolfinx.fem.petsc"]
+        elif isinstance(node, ast.Attribute) and node.attr in PETSC_CALLS:
+            bad.append(f"{path.name}:{node.lineno} {node.attr}")
         hits = [n for n in names if any(n == m or n.startswith(m + ".") for m in PETSC_MODULES)]
         if hits:
             bad.append(f"{path.name}:{node.lineno} {hits[0]}")
@@ -114,9 +129,10 @@ def test_the_petsc_checker_sees_imports_and_attribute_chains(tmp_path):
         "import petsc4py.PETSc\nfrom tomofem._fenics import MPI, PETSc\n"
         "def f(a):\n    from dolfinx.fem.petsc import assemble_matrix\n"
         "    return dolfinx.fem.petsc.create_vector(a)\n"
+        "def g(A):\n    return A.createVecLeft()\n"
     )
-    found = [s.split(" ")[0] for s in petsc_uses(src)]
-    assert found == ["m.py:1", "m.py:2", "m.py:4", "m.py:5"]
+    found = sorted(s.split(" ")[0] for s in petsc_uses(src))
+    assert found == ["m.py:1", "m.py:2", "m.py:4", "m.py:5", "m.py:7"]
 
 
 def test_homogenization_does_not_touch_petsc():
