@@ -16,11 +16,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from tomofem._fenics import PETSc, dolfinx
+from tomofem._fenics import PETSc, dolfinx, ufl
 from tomofem.problems.periodic import reduced_operator
 
 
-def compiled(form) -> dolfinx.fem.Form:
+def compiled(form: ufl.Form | dolfinx.fem.Form) -> dolfinx.fem.Form:
     """``form`` compiled (a UFL form) or as given (already a :class:`dolfinx.fem.Form`)."""
     return form if isinstance(form, dolfinx.fem.Form) else dolfinx.fem.form(form)
 
@@ -56,7 +56,7 @@ class CellSystem:
 
     def __init__(
         self,
-        a,
+        a: ufl.Form | dolfinx.fem.Form,
         space: dolfinx.fem.FunctionSpace,
         *,
         bcs: Sequence[dolfinx.fem.DirichletBC] = (),
@@ -78,7 +78,7 @@ class CellSystem:
         self._br = None if self.P is None else self.operator.createVecLeft()
         self._kept: dict[int, tuple[PETSc.Vec, PETSc.Vec]] = {}
 
-    def rhs(self, L) -> PETSc.Vec:
+    def rhs(self, L: ufl.Form | dolfinx.fem.Form) -> PETSc.Vec:
         """Right-hand side of the linear form ``L`` in the operator's layout.
 
         A work vector of the system, overwritten by the next call.

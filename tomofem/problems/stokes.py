@@ -460,16 +460,16 @@ class StokesSystem:
         """The reduced velocity block of :attr:`K`."""
         return self.K.getNestSubMatrix(0, 0)
 
-    def load(self, load, b: PETSc.Vec) -> None:
-        """Put the reduced momentum load ``load`` (UFL form in ``v``) into ``b`` (layout of K).
+    def load(self, form: ufl.Form | None, b: PETSc.Vec) -> None:
+        """Put the reduced momentum load ``form`` (UFL, in ``v``) into ``b`` (layout of K).
 
         ``b`` is zeroed first; its pressure part stays 0.
         """
         bu_full = dolfinx.fem.petsc.create_vector(self.V)
         with bu_full.localForm() as loc:
             loc.set(0.0)
-        if load is not None:
-            dolfinx.fem.petsc.assemble_vector(bu_full, dolfinx.fem.form(load))
+        if form is not None:
+            dolfinx.fem.petsc.assemble_vector(bu_full, dolfinx.fem.form(form))
         bu_full.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
         b.set(0.0)
         sub = b.getSubVector(self.is_u)

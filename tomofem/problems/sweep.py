@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from tomofem._fenics import MPI, PETSc, dolfinx
+from tomofem._fenics import MPI, PETSc, dolfinx, ufl
 from tomofem.problems.cell import compiled
 
 
@@ -34,7 +34,7 @@ class DirichletSweep:
         the whole domain (0: no shift).
     """
 
-    def __init__(self, a, *, shift: float = 0.0) -> None:
+    def __init__(self, a: ufl.Form | dolfinx.fem.Form, *, shift: float = 0.0) -> None:
         self.A0 = dolfinx.fem.petsc.assemble_matrix(compiled(a))
         self.A0.assemble()
         self.A = self.A0.duplicate(copy=True)

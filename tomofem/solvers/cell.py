@@ -13,13 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from tomofem._fenics import PETSc, dolfinx
+from tomofem._fenics import MPI, PETSc, dolfinx, ufl
 from tomofem.problems.cell import CellSystem
 from tomofem.problems.sweep import DirichletSweep
 from tomofem.solvers.linear import checked_solve, make_ksp
 
 
-def null_space(vectors: Sequence[PETSc.Vec], comm) -> PETSc.NullSpace:
+def null_space(vectors: Sequence[PETSc.Vec], comm: MPI.Comm | PETSc.Comm) -> PETSc.NullSpace:
     """PETSc null space spanned by the orthonormal ``vectors`` (it keeps a reference to them)."""
     return PETSc.NullSpace().create(vectors=list(vectors), comm=comm)
 
@@ -62,7 +62,7 @@ class CellSolver:
         self.ksp = make_ksp(system.operator, prefix, options)
         self._x = None if system.P is None else system.operator.createVecRight()
 
-    def solve(self, L, u: dolfinx.fem.Function, what: str) -> int:
+    def solve(self, L: ufl.Form | dolfinx.fem.Form, u: dolfinx.fem.Function, what: str) -> int:
         """Solve for the load ``L`` into ``u`` (ghosts updated); return the iterations.
 
         Raises
