@@ -457,7 +457,7 @@ class StokesSystem:
 
     @property
     def velocity_block(self) -> PETSc.Mat:
-        """The reduced velocity block of :attr:`K`."""
+        """The reduced velocity block of ``K``."""
         return self.K.getNestSubMatrix(0, 0)
 
     def load(self, form: ufl.Form | None, b: PETSc.Vec) -> None:

@@ -27,6 +27,8 @@ def null_space(vectors: Sequence[PETSc.Vec], comm: MPI.Comm | PETSc.Comm) -> PET
 class CellSolver:
     """One KSP for all loads of a cell system.
 
+    The solver takes the null and near-null vectors over: :meth:`destroy` frees them.
+
     Parameters
     ----------
     system
@@ -37,8 +39,6 @@ class CellSolver:
         Orthonormal null vectors of ``system.operator`` (floating clusters).
     near_null
         Near null space for smoothed aggregation (rigid-body modes).
-
-    The solver takes the vectors over: :meth:`destroy` frees them.
     """
 
     def __init__(
