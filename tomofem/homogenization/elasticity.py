@@ -64,7 +64,7 @@ from tomofem.problems.elasticity import (
     solid_submesh,
     stress_laws,
 )
-from tomofem.problems.periodic import periodic_masters
+from tomofem.problems.periodic import periodic_masters, periodic_targets
 from tomofem.solvers.cell import CellSolver
 from tomofem.solvers.presets import elasticity_cg_gamg
 
@@ -449,7 +449,6 @@ def _periodic(forms, V, Vs, facets, box, volume, opts, timings):
     t0 = time.perf_counter()
     msh = V.mesh
     lo, hi = box
-    n_owned = V.dofmap.index_map.size_local
     # clusters of the periodic graph (scalar space), to pin the floating ones
     ms = periodic_masters(Vs, lo, hi)
     gs = Vs.dofmap.index_map.local_to_global(np.arange(ms.size, dtype=np.int32))
@@ -458,22 +457,11 @@ def _periodic(forms, V, Vs, facets, box, volume, opts, timings):
     touching = clusters_touching(msh, labels, facets)
     floating = np.flatnonzero(~np.isin(labels, list(touching)))
     forms.unload(floating)
-    mv = periodic_masters(V, lo, hi)
-    gv = V.dofmap.index_map.local_to_global(np.arange(n_owned, dtype=np.int32))
-    targets = 3 * mv[:, None] + np.arange(3)[None, :]
     float_nodes = np.unique(np.asarray(V.dofmap.list)[floating].ravel())
-    float_nodes = float_nodes[float_nodes < n_owned]
-    targets[float_nodes] = -1
-    is_slave = mv != gv
-    dropped_nodes = np.flatnonzero(is_slave)
-    dropped = np.unique(
-        np.concatenate(
-            [3 * dropped_nodes[:, None] + np.arange(3), 3 * float_nodes[:, None] + np.arange(3)]
-        ).ravel()
-    ).astype(np.int64)
+    targets, dropped = periodic_targets(V, periodic_masters(V, lo, hi), float_nodes)
     timings["periodic_map"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    system = CellSystem(forms.a, V, targets=targets.ravel(), block_size=3)
+    system = CellSystem(forms.a, V, targets=targets, block_size=3)
     # null space: the three translations of every face-connected cluster
     null = cluster_modes(V, labels, touching, system.operator, dropped)
     modes = rigid_body_modes(V, dropped)

@@ -40,7 +40,7 @@ from tomofem.homogenization.domain import (
 from tomofem.homogenization.results import TensorResult, tensor_summary
 from tomofem.problems.cell import CellSystem
 from tomofem.problems.clusters import cluster_modes, clusters_touching, dof_clusters
-from tomofem.problems.periodic import periodic_masters
+from tomofem.problems.periodic import periodic_masters, periodic_targets
 from tomofem.solvers.cell import CellSolver
 from tomofem.solvers.presets import conduction_cg_gamg
 
@@ -205,15 +205,13 @@ def _periodic(dom, V, _labels, opts, timings):
     pairs = np.stack([gidx[is_slave], masters[is_slave]], axis=1)
     labels, _ = dof_clusters(V, pairs)
     floating, touching = _floating(V, dom, labels, _face_facets(dom))
-    targets = masters.copy()
-    targets[floating[floating < n_owned]] = -1
+    targets, dropped = periodic_targets(V, masters, floating)
     timings["periodic_map"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     u, v = ufl.TrialFunction(V), ufl.TestFunction(V)
     dx = ufl.Measure("dx", domain=msh)
     system = CellSystem(conduction_bilinear(u, v, dom.k, dx), V, targets=targets)
-    dropped = np.flatnonzero(is_slave | (targets < 0))
     null = cluster_modes(V, labels, touching, system.operator, dropped)
     timings["assemble"] = time.perf_counter() - t0
 

@@ -84,6 +84,39 @@ def periodic_masters(
     return masters
 
 
+def periodic_targets(
+    V: dolfinx.fem.FunctionSpace, masters: np.ndarray, pinned: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Reduced column of every owned (unrolled) dof, and the owned rows the reduction drops.
+
+    Parameters
+    ----------
+    V
+        Function space (scalar or blocked).
+    masters
+        Global master node of every owned node (:func:`periodic_masters` on ``V``).
+    pinned
+        Local nodes held at 0 (isolated clusters); ghosts are ignored.
+
+    Returns
+    -------
+    targets
+        Input of :func:`reduced_operator`: the master's dof, ``-1`` for a pinned dof.
+    dropped
+        Owned rows that are no unknown of the reduced system (periodic images and
+        pinned dofs), to be zeroed in its null and near-null vectors.
+    """
+    bs = V.dofmap.index_map_bs
+    n_owned = V.dofmap.index_map.size_local
+    gidx = V.dofmap.index_map.local_to_global(np.arange(n_owned, dtype=np.int32))
+    targets = bs * masters[:, None] + np.arange(bs)[None, :]
+    pinned = np.asarray(pinned)
+    targets[pinned[pinned < n_owned]] = -1
+    image = np.repeat(masters != gidx, bs)
+    targets = targets.ravel()
+    return targets, np.flatnonzero(image | (targets < 0))
+
+
 def prolongation(A: PETSc.Mat, targets: np.ndarray) -> PETSc.Mat:
     """Matrix with ``P[i, targets[i]] = 1`` on owned rows (``targets[i] < 0``: empty row).
 
