@@ -113,7 +113,8 @@ class SweepSolver:
             self.ksp = make_ksp(self.sweep.A, self.prefix, self.options)
         self.ksp.setOperators(self.sweep.A)
         self.ksp.setUp()
-        self.ksp.setInitialGuessNonzero(True)
+        # Krylov methods start from the caller's guess; preonly (LU) refuses one.
+        self.ksp.setInitialGuessNonzero(self.ksp.getType() != "preonly")
 
     @property
     def rtol(self) -> float:
