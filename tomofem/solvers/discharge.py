@@ -433,6 +433,7 @@ class HalfCellSolver:
         self._nl: dict[str, Any] = {}
         self.residuals: list[float] = []  # SNES residual norms of the last solve
         self.reason = 0  # SNES converged reason of the last solve
+        self.at_floor = False  # the last solve ended on the round-off test
         self._lag: dict[str, int] = {}  # current preconditioner lag per mode
         self._scale = 1.0  # the 1C current in residual units (set per solve)
         self._connected: np.ndarray | None = None  # solid dofs wired to the collector
@@ -667,6 +668,7 @@ class HalfCellSolver:
             reason = R.CONVERGED_FNORM_RELATIVE
         elif it > 1 and fnorm > 0.5 * self._prev and fnorm <= STAGNATION_DROP * self._f0:
             reason = R.CONVERGED_SNORM_RELATIVE
+            self.at_floor = True
         elif (
             it > 1
             and fnorm > 0.5 * self._prev
@@ -674,6 +676,7 @@ class HalfCellSolver:
             and (self._clipped or self._at_bound(snes.getSolution()))
         ):
             reason = R.CONVERGED_SNORM_RELATIVE
+            self.at_floor = True
         elif it >= max_it:
             reason = R.DIVERGED_MAX_IT
         else:
@@ -905,6 +908,7 @@ class HalfCellSolver:
         nl = self.nonlinear(mode)
         self._scale = current_scale / self.problem.scales["i_ref"]
         self._clipped = False
+        self.at_floor = False
         atol = ATOL_RELATIVE_TO_CURRENT * self._scale
         nl.solver.setTolerances(atol=atol)
         if self.lagged:  # fresh: refactorise at every Newton iteration of this solve
@@ -940,6 +944,7 @@ class HalfCellSolver:
             and self.residuals[-1] <= STAGNATION_DROP * self.residuals[0]
         ):
             reason = PETSc.SNES.ConvergedReason.CONVERGED_SNORM_RELATIVE  # floor reached
+            self.at_floor = True
         finite = all(np.isfinite(self.problem.u[k].x.array).all() for k in FIELDS)
         finite = bool(self.problem.comm.allreduce(finite, op=MPI.LAND))
         return (
@@ -974,6 +979,14 @@ class _Attempt:
     solved: str
     """Mode of the solution: ``"galvanostatic"``, ``"potentiostatic"`` or ``"contact"``
     (found by a voltage search)."""
+    at_floor: bool = False
+    """The last solve ended on the round-off test: its last iteration only showed that the
+    residual stopped falling, so the step control does not count it."""
+
+    @property
+    def effort(self) -> int:
+        """Newton iterations the step control judges the step by."""
+        return self.its - 1 if self.at_floor else self.its
 
 
 @dataclass
@@ -1151,7 +1164,7 @@ class _ProtocolRun:
             _restore(self.p, snap)
             ok, its2, kits2 = hc.solve(mode, self.one_c, fresh=True)
             its, kits = its + its2, kits + kits2
-        attempt = _Attempt(ok, its, kits, mode)
+        attempt = _Attempt(ok, its, kits, mode, at_floor=hc.at_floor)
         near_cutoff = (
             step.until_voltage is not None
             and abs(self.state["series"]["voltage"][-1] - step.until_voltage)
@@ -1176,6 +1189,7 @@ class _ProtocolRun:
             current, self.one_c, v_last, step.until_voltage
         )
         attempt.its, attempt.kits = attempt.its + its, attempt.kits + kits
+        attempt.at_floor = self.hc.at_floor
         if self.comm.rank == 0:
             log.info(
                 "t=%.4g s, dt=%.3g s: galvanostatic Newton failed; voltage search: %s",
@@ -1251,6 +1265,7 @@ class _ProtocolRun:
         v_old = self.state["series"]["voltage"][-1]
         status, its, kits = self.hc.solve_by_voltage(current, self.one_c, v_old, step.until_voltage)
         attempt.its, attempt.kits = attempt.its + its, attempt.kits + kits
+        attempt.at_floor = self.hc.at_floor
         if status == "failed":
             _restore(p, crossed_state)
             return v, i_now
@@ -1280,7 +1295,7 @@ class _ProtocolRun:
                 state["t"], landing.voltage, landing.current, state["capacity_C"] / 3.6,
                 attempt.its, attempt.kits,
             )  # fmt: skip
-        self.dt = self.ctl.after_success(self.dt, attempt.its)
+        self.dt = self.ctl.after_success(self.dt, attempt.effort)
         if end is not None:
             state["step_index"] += 1
             state["step_start"] = state["t"]
