@@ -28,7 +28,6 @@ import argparse
 import json
 import logging
 import os
-import resource
 import sys
 import tempfile
 import time
@@ -41,7 +40,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 from _record import RESULTS, record  # noqa: E402
-from electrode_full import DATA, real_labels  # noqa: E402
+from electrode_full import DATA, _peak_mb, real_labels  # noqa: E402
 
 from tomofem._fenics import MPI  # noqa: E402
 from tomofem.materials import half_cell  # noqa: E402
@@ -51,10 +50,6 @@ from tomofem.problems.electrochem import HalfCellConfig  # noqa: E402
 from tomofem.solvers.discharge import Protocol, SolverOptions, run_half_cell  # noqa: E402
 
 STUDY = "discharge_full"
-
-
-def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def main() -> None:
