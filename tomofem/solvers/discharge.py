@@ -15,7 +15,7 @@ import dataclasses
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -251,6 +251,9 @@ class SolverOptions:
         A voltage search (:meth:`HalfCellSolver.solve_by_voltage`) refactorises at
         every iteration whatever the size (a lagged BLR LU left GMRES short of its
         tolerance on nearly saturated surfaces).
+    extrapolate
+        Start each Newton solve inside a protocol step from the extrapolation of the
+        last two accepted states (:func:`extrapolate`) when that lowers the residual.
     """
 
     linear: Literal["auto", "direct", "salt-fieldsplit", "fieldsplit", "fieldsplit-coupled"] = (
@@ -264,6 +267,7 @@ class SolverOptions:
     direct_max_dofs: int = 3000
     refactorise_max_dofs: int = 8000
     voltage_tolerance: float = 2e-3
+    extrapolate: bool = True
 
     def resolved_linear(self, dofs: int) -> str:
         """Return the preset :attr:`linear` names for ``dofs`` unknowns (``"auto"`` resolved)."""
@@ -437,6 +441,7 @@ class HalfCellSolver:
         self._lag: dict[str, int] = {}  # current preconditioner lag per mode
         self._scale = 1.0  # the 1C current in residual units (set per solve)
         self._connected: np.ndarray | None = None  # solid dofs wired to the collector
+        self._reference = 0.0  # residual norm the round-off test counts from (if larger)
 
     def nonlinear(self, mode: str):
         """Return the (lazily compiled) ``NonlinearProblem`` of ``mode``."""
@@ -653,11 +658,13 @@ class HalfCellSolver:
         The potential rows carry conductances up to ~1e6 times the interfacial
         currents, so their round-off floor can lie above any current-based
         tolerance; Newton then stalls at a tiny residual. A residual that no
-        longer halves after having dropped by :data:`STAGNATION_DROP` is converged.
+        longer halves after having dropped by :data:`STAGNATION_DROP` is converged, the
+        drop counted from the ``reference`` residual of :meth:`solve` if that is larger
+        (the residual before an extrapolated first guess lowered it).
         """
         fnorm = float(norms[2])
         if it == 0:
-            self._f0, self._prev = fnorm, fnorm
+            self._f0, self._prev = max(fnorm, self._reference), fnorm
         rtol, atol, _, max_it = snes.getTolerances()
         R = PETSc.SNES.ConvergedReason
         if not np.isfinite(fnorm):
@@ -894,11 +901,37 @@ class HalfCellSolver:
         """Whether the preset reuses factorisations across Newton iterations."""
         return int(self._petsc.get("snes_lag_preconditioner", 1)) > 1
 
-    def solve(self, mode: str, current_scale: float, fresh: bool = False) -> tuple[bool, int, int]:
+    def _set_dirichlet(self, mode: str) -> None:
+        """Give the unknowns the Dirichlet values of ``mode`` (so the residual needs no lifting)."""
+        p = self.problem
+        spaces = [p.spaces[k] for k in FIELDS]
+        blocks = dolfinx.fem.bcs_by_block([V._cpp_object for V in spaces], p.bcs[mode])
+        for k, block in zip(FIELDS, blocks, strict=True):
+            for bc in block:
+                bc.set(p.u[k].x.array)
+
+    def residual_norm(self, mode: str) -> float:
+        """Euclidean norm of the Newton residual of ``mode`` at the current unknowns (collective).
+
+        The unknowns first take the Dirichlet values of ``mode``, as in :meth:`solve`.
+        """
+        from dolfinx.fem.petsc import assign
+
+        nl = self.nonlinear(mode)
+        self._set_dirichlet(mode)
+        assign([self.problem.u[k] for k in FIELDS], nl.x)
+        nl.solver.computeFunction(nl.x, nl.b)
+        return float(nl.b.norm())
+
+    def solve(
+        self, mode: str, current_scale: float, fresh: bool = False, reference: float = 0.0
+    ) -> tuple[bool, int, int]:
         """One Newton solve; returns (converged, Newton its, Krylov its).
 
         ``fresh`` refactorises the Jacobian at every iteration (the retry after a
-        failure with a lagged factorisation). ``current_scale`` [A] (the 1C
+        failure with a lagged factorisation). ``reference``: the residual norm the
+        round-off test of :meth:`_converged` counts the drop from, when larger than the
+        first one. ``current_scale`` [A] (the 1C
         current) sets the absolute tolerance: the
         residual rows are currents in units of ``J_REF L^2``, and an imbalance
         of 1e-10 of the cell current is converged. Asking for less would chase
@@ -909,6 +942,7 @@ class HalfCellSolver:
         self._scale = current_scale / self.problem.scales["i_ref"]
         self._clipped = False
         self.at_floor = False
+        self._reference = reference
         atol = ATOL_RELATIVE_TO_CURRENT * self._scale
         nl.solver.setTolerances(atol=atol)
         if self.lagged:  # fresh: refactorise at every Newton iteration of this solve
@@ -921,12 +955,7 @@ class HalfCellSolver:
                 del opts[key]
                 self._lag[mode] = lag
         nl.solver.setConvergenceHistory(reset=True)
-        p = self.problem
-        spaces = [p.spaces[k] for k in FIELDS]
-        blocks = dolfinx.fem.bcs_by_block([V._cpp_object for V in spaces], p.bcs[mode])
-        for k, block in zip(FIELDS, blocks, strict=True):  # the iterate takes the Dirichlet
-            for bc in block:  # values, so the residual needs no lifting
-                bc.set(p.u[k].x.array)
+        self._set_dirichlet(mode)
         try:
             nl.solve()
         except PETSc.Error as exc:  # a failed factorisation is a failed step, not a crash
@@ -952,6 +981,31 @@ class HalfCellSolver:
             nl.solver.getIterationNumber(),
             nl.solver.getLinearSolveIterations(),
         )
+
+
+def extrapolate(
+    now: Mapping[str, np.ndarray], before: Mapping[str, np.ndarray], ratio: float, bound: float
+) -> dict[str, np.ndarray]:
+    """First Newton guess of the next step from the last two accepted states.
+
+    Linear in time for the potentials and the solid logit (clipped to ``+-bound``,
+    :func:`tomofem.problems.electrochem.logit_bound`), geometric for the electrolyte
+    concentration so that it stays positive: ``c (c / c_before)^ratio``.
+
+    Parameters
+    ----------
+    now, before
+        Unknowns (``FIELDS``) of the last and the last but one accepted state.
+    ratio
+        ``dt / dt_prev``: the next step over the last one.
+    bound
+        Largest admissible ``|logit|``.
+    """
+    guess = {k: now[k] + ratio * (now[k] - before[k]) for k in ("phi_e", "phi_s")}
+    guess["c_s"] = np.clip(now["c_s"] + ratio * (now["c_s"] - before["c_s"]), -bound, bound)
+    with np.errstate(all="ignore"):  # a non-finite guess is refused by the caller
+        guess["c_e"] = now["c_e"] * (now["c_e"] / before["c_e"]) ** ratio
+    return guess
 
 
 def _snapshot(problem: HalfCellProblem) -> dict[str, np.ndarray]:
@@ -1013,6 +1067,9 @@ class _ProtocolRun:
             float(get(params, k)) for k in ("Stoichiometry at 0% SOC", "Stoichiometry at 100% SOC")
         )
         self.predicted = -1  # protocol step whose first guess the switch predictor has set
+        self.before: dict[str, np.ndarray] | None = None  # last but one state, same step
+        self.reference = 0.0  # residual norm at the last state when the guess is extrapolated
+        self.bound = logit_bound(params)
         self.state: dict[str, Any] = {}
         self.view = RunState(p, dmesh, self.state)
         self.dt = solver.control.dt_initial
@@ -1097,6 +1154,8 @@ class _ProtocolRun:
                 return f"max_steps {self.solver.max_steps} reached"
             self.predict(mode, current)
             snap = _snapshot(self.p)
+            first = state["t"] == state["step_start"]
+            self.extrapolate(mode, snap)
             attempt = self.solve_step(step, mode, current, snap)
             if attempt is None:
                 continue
@@ -1108,7 +1167,10 @@ class _ProtocolRun:
             landing = self.land(step, current, snap, attempt)
             if landing is None:
                 continue
+            index = state["step_index"]
             self.accept(step, current, attempt, landing)
+            same_step = not first and state["step_index"] == index
+            self.before = {k: snap[k] for k in FIELDS} if same_step else None
             if self.stop.requested(self.comm):
                 return (
                     f"interrupted by {self.stop.signal_name or 'a signal to another rank'} at "
@@ -1141,6 +1203,29 @@ class _ProtocolRun:
             if self.comm.rank == 0:
                 log.info("step %d starts: solid potential moved by %.4f V", self.predicted, shift)
 
+    def extrapolate(self, mode: str, snap: dict[str, np.ndarray]) -> None:
+        """Start Newton from :func:`extrapolate` of the last two states if that lowers the residual.
+
+        Only inside a protocol step (both states under the same forcing) and with the
+        option on; costs two residual evaluations. ``snap`` (the last state) stays what
+        a failed step restores.
+        """
+        self.reference = 0.0
+        if not self.solver.extrapolate or self.before is None:
+            return
+        p, hc = self.p, self.hc
+        self.set_time_step()
+        ratio = self.dt / self.state["dt_prev"]
+        r_last = hc.residual_norm(mode)
+        guess = extrapolate(snap, self.before, ratio, self.bound)
+        for k in FIELDS:
+            p.u[k].x.array[:] = guess[k]
+        if hc.residual_norm(mode) < r_last:  # False also when not finite
+            self.reference = r_last  # Newton's round-off test counts its drop from there
+        else:
+            for k in FIELDS:
+                p.u[k].x.array[:] = snap[k]
+
     def set_time_step(self) -> None:
         """BDF coefficients, the solid's BDF2 weight and dt of the step about to be solved."""
         p = self.p
@@ -1158,7 +1243,7 @@ class _ProtocolRun:
         """
         hc = self.hc
         self.set_time_step()
-        ok, its, kits = hc.solve(mode, self.one_c)
+        ok, its, kits = hc.solve(mode, self.one_c, reference=self.reference)
         if not ok and hc.lagged:
             # a stale factorisation may have misled Newton: same step, fresh LU
             _restore(self.p, snap)
