@@ -120,6 +120,13 @@ def _log_steps(path: str, comm) -> None:
         )
 
 
+def _revision() -> str:
+    """Git revision of the code a worker ran (rows of one record may come from several)."""
+    rev = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+                         capture_output=True, text=True)  # fmt: skip
+    return rev.stdout.strip() or "unknown"
+
+
 def worker(args) -> None:
     from tomofem._fenics import MPI, PETSc
     from tomofem.materials import half_cell
@@ -138,7 +145,10 @@ def worker(args) -> None:
         )
     dm = to_dolfinx(tm, comm)
     opts = SolverOptions(
-        linear=args.linear, max_steps=args.max_steps, max_soc_step=args.max_soc_step
+        linear=args.linear,
+        max_steps=args.max_steps,
+        max_soc_step=args.max_soc_step,
+        extrapolate=not args.no_extrapolate,
     )
     cfg = HalfCellConfig(length_scale=1e-6, counter="lithium")
     PETSc.Log.begin()
@@ -179,6 +189,8 @@ def worker(args) -> None:
         "newton_per_step_max": int(np.max(s["newton_iterations"][1:])) if newton else 0,
         "linear": args.linear,
         "linear_used": opts.resolved_linear(res.dofs),
+        "extrapolate": opts.extrapolate,
+        "git_revision": _revision(),
         "ranks": comm.size,
         "voltage_every_5_steps": s["voltage"][::5],
         "cpu_s_per_rank_loop": cpu,
@@ -217,7 +229,11 @@ def sweep_worker(args) -> None:
     )
     # dt_max 3600 s: max_soc_step alone sets the resolution (100 steps per full discharge
     # at every rate; the default 60 s cap made 0.1C take 600 steps per half cycle)
-    opts = SolverOptions(max_soc_step=args.max_soc_step, control=StepControl(dt_max=3600.0))
+    opts = SolverOptions(
+        max_soc_step=args.max_soc_step,
+        control=StepControl(dt_max=3600.0),
+        extrapolate=not args.no_extrapolate,
+    )
     c0 = time.process_time()
     res = run_half_cell(dm, half_cell(), proto, cfg, opts)
     cpu = comm.allreduce(time.process_time() - c0)
@@ -265,6 +281,8 @@ def sweep_worker(args) -> None:
         "cpu_s_per_newton": cpu / max(newton, 1),
         "protocol_steps": steps,
         "ranks": comm.size,
+        "extrapolate": opts.extrapolate,
+        "git_revision": _revision(),
     }
     if comm.rank == 0:
         print(MARK + json.dumps(out), flush=True)
@@ -291,6 +309,8 @@ def sweep(args) -> None:
                        sys.executable, __file__, "--sweep-worker", "--mesh-file", mesh["mesh_file"],
                        "--c-rate", str(rate), "--max-soc-step", str(args.max_soc_step),
                        "--v-max", str(args.v_max)]  # fmt: skip
+                if args.no_extrapolate:
+                    cmd.append("--no-extrapolate")
                 if args.cutoff is not None:
                     cmd += ["--cutoff", str(args.cutoff)]
                 t0 = time.perf_counter()
@@ -323,6 +343,8 @@ def run_case(case: str, nprocs: int, mesh: dict, args) -> dict:
            "--c-rate", str(args.c_rate), "--max-soc-step", str(args.max_soc_step)]  # fmt: skip
     if args.cutoff is not None:
         cmd += ["--cutoff", str(args.cutoff)]
+    if args.no_extrapolate:
+        cmd.append("--no-extrapolate")
     if args.mem_limit_gb:  # per process: fail this run, not a neighbour's, when memory runs out
         cmd = ["prlimit", f"--as={int(args.mem_limit_gb * 2**30)}", *cmd]
     load_before = os.getloadavg()
@@ -338,6 +360,7 @@ def run_case(case: str, nprocs: int, mesh: dict, args) -> dict:
             "linear": args.linear,
             "ranks": nprocs,
             "max_steps": args.max_steps,
+            "extrapolate": not args.no_extrapolate,
         }
     else:
         res = json.loads(line[0][len(MARK) :])
@@ -360,7 +383,9 @@ def main() -> None:
     ap.add_argument("--cases", default="syn64")
     ap.add_argument("--nprocs", default="1,2")
     ap.add_argument(
-        "--linear", default="auto", choices=["auto", "direct", "fieldsplit", "fieldsplit-coupled"]
+        "--linear",
+        default="auto",
+        choices=["auto", "direct", "salt-fieldsplit", "fieldsplit", "fieldsplit-coupled"],
     )
     ap.add_argument("--max-steps", type=int, default=100000)
     ap.add_argument("--c-rate", type=float, default=1.0)
@@ -373,6 +398,9 @@ def main() -> None:
     ap.add_argument("--c-rates", default="0.1,0.5,1,2,5")
     ap.add_argument("--v-max", type=float, default=4.3, help="V: CC-charge end and CV hold")
     ap.add_argument("--mesh-file")
+    ap.add_argument(
+        "--no-extrapolate", action="store_true", help="Newton starts from the last state"
+    )
     ap.add_argument("--cache", help="keep meshes (and worker logs) here instead of a temp folder")
     args = ap.parse_args()
     if args.worker:
@@ -411,8 +439,11 @@ def main() -> None:
                 print(json.dumps({k: v for k, v in r.items() if k != "voltage_every_5_steps"}))
                 # re-read: another bench process may have written meanwhile
                 old = json.loads(OUT.read_text())["results"] if OUT.exists() else []
-                key = (r["case"], r["ranks"], r["linear"])
-                rows = [x for x in old if (x["case"], x["ranks"], x["linear"]) != key] + [r]
+
+                def key(x):
+                    return x["case"], x["ranks"], x["linear"], x.get("extrapolate", False)
+
+                rows = [x for x in old if key(x) != key(r)] + [r]
                 record("discharge", rows, ranks=n)
 
 
