@@ -10,7 +10,7 @@ of the untransformed Jacobian with a Schur complement).
 import numpy as np
 import pytest
 
-from tomofem._fenics import MPI, dolfinx
+from tomofem._fenics import MPI, PETSc, dolfinx
 from tomofem.materials import half_cell
 from tomofem.meshing import structured_tetmesh, to_dolfinx
 from tomofem.problems.electrochem import FIELDS, HalfCellConfig, build_half_cell, set_equilibrium
@@ -109,3 +109,17 @@ def test_failed_iterative_solve_falls_back_to_direct():
         p.u[k].x.array[:] = start[k]
     ok, its, _ = hc.solve("galvanostatic", one_c)
     assert ok and its >= 1
+
+
+def test_failed_iterative_solve_on_a_large_problem_stays_iterative():
+    """Above ``direct_fallback_max_dofs`` a failed linear solve is a failed step, no fallback."""
+    p = build_half_cell(_cell(1), half_cell(), HalfCellConfig())
+    set_equilibrium(p, 0.8)
+    hc = HalfCellSolver(p, SolverOptions(linear="salt-fieldsplit", direct_fallback_max_dofs=0))
+    hc._petsc["ksp_max_it"] = 1
+    one_c = p.capacity_C / 3600.0
+    p.constants["collector_current_density"].value = one_c / p.collector_area
+    p.constants["dt"].value = 10.0
+    ok, _, _ = hc.solve("galvanostatic", one_c)
+    assert not ok and hc.linear == "salt-fieldsplit"
+    assert hc.reason == PETSc.SNES.ConvergedReason.DIVERGED_LINEAR_SOLVE

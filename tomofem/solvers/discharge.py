@@ -12,6 +12,7 @@ state to observers (:mod:`tomofem.solvers.observers`).
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import logging
 import time
@@ -251,6 +252,12 @@ class SolverOptions:
         A voltage search (:meth:`HalfCellSolver.solve_by_voltage`) refactorises at
         every iteration whatever the size (a lagged BLR LU left GMRES short of its
         tolerance on nearly saturated surfaces).
+    direct_fallback_max_dofs
+        An iterative linear solve that fails hands over to the direct preset for good
+        up to this many unknowns; above, the step is cut and retried with the iterative
+        one, as after any failed Newton solve. MUMPS needed 5.4 GB per process for the
+        432k unknowns of real100 on 2 ranks (more than 6.5 GB on one): a fallback there
+        would swap the iterative preset's 1.4 GB for it (and, on a full electrode, fail).
     extrapolate
         Start each Newton solve inside a protocol step from the extrapolation of the
         last two accepted states (:func:`extrapolate`) when that lowers the residual.
@@ -267,6 +274,7 @@ class SolverOptions:
     direct_max_dofs: int = 3000
     refactorise_max_dofs: int = 8000
     voltage_tolerance: float = 2e-3
+    direct_fallback_max_dofs: int = 100_000
     extrapolate: bool = True
 
     def resolved_linear(self, dofs: int) -> str:
@@ -425,6 +433,10 @@ class _Particles:
         }
 
 
+_SOLVER_NUMBERS = itertools.count()
+"""Numbers the PETSc options prefixes of :class:`HalfCellSolver` objects (same on all ranks)."""
+
+
 class HalfCellSolver:
     """Newton solvers of one half-cell problem for both boundary-condition modes."""
 
@@ -433,7 +445,10 @@ class HalfCellSolver:
         self.options = options
         self.dofs = sum(problem.spaces[k].dofmap.index_map.size_global for k in FIELDS)
         self._use(options.resolved_linear(self.dofs))
-        self._prefix = prefix
+        # One prefix per solver: DOLFINx's NonlinearProblem leaves its options in PETSc's
+        # global database (the fieldsplit sub-solvers and MUMPS read them at the first
+        # solve), where a solver of another preset under the same prefix would read them.
+        self._prefix = f"{prefix}{next(_SOLVER_NUMBERS)}"
         self._nl: dict[str, Any] = {}
         self.residuals: list[float] = []  # SNES residual norms of the last solve
         self.reason = 0  # SNES converged reason of the last solve
@@ -965,8 +980,12 @@ class HalfCellSolver:
         reason = nl.solver.getConvergedReason()
         self.reason = int(reason)
         self.residuals = [float(r) for r in nl.solver.getConvergenceHistory()[0]]
-        if reason == PETSc.SNES.ConvergedReason.DIVERGED_LINEAR_SOLVE and self.linear != "direct":
-            self.fall_back_to_direct()  # the step is retried (smaller) by the caller
+        linear_failed = reason == PETSc.SNES.ConvergedReason.DIVERGED_LINEAR_SOLVE
+        if linear_failed and self.linear != "direct":
+            if self.dofs <= self.options.direct_fallback_max_dofs:
+                self.fall_back_to_direct()  # the step is retried (smaller) by the caller
+            else:  # a failed step as any other: the caller cuts dt (and rebuilds the PC)
+                log.info("the %s linear solve failed (SNES reason %d)", self.linear, reason)
         if (
             reason == PETSc.SNES.ConvergedReason.DIVERGED_LINE_SEARCH
             and len(self.residuals) > 1
