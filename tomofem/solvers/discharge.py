@@ -433,6 +433,92 @@ class _Particles:
         }
 
 
+_ADD = PETSc.InsertMode.ADD
+
+
+class _NodalTerms:
+    """The vertex-wise Butler-Volmer terms and the nodal solid flux of one Newton problem.
+
+    :class:`tomofem.problems.electrochem.NodalInterface` evaluates the law and its
+    derivatives once per call (numpy); each facet vertex adds a dense 4x4 block at the
+    matrix's local indices of its four dofs (one ``MatSetValuesLocal`` per vertex); rows
+    and columns of Dirichlet dofs take zeros (DOLFINx zeroed them in the bulk assembly).
+    The solid flux (:attr:`HalfCellProblem.solid_flux`) adds to the owned ``c_s`` rows;
+    its columns take their global matrix indices from their owners.
+
+    Parameters
+    ----------
+    problem
+        The half cell.
+    nl
+        Its ``NonlinearProblem`` (blocked vector and matrix layout).
+    bcs_rows
+        Dirichlet conditions by block (:func:`dolfinx.fem.bcs_by_block`) of the mode.
+    """
+
+    def __init__(self, problem: HalfCellProblem, nl, bcs_rows):
+        p = self.problem = problem
+        spaces = [p.spaces[k] for k in FIELDS]
+        index_sets = dolfinx.cpp.la.petsc.create_index_sets(
+            [(V.dofmap.index_map, V.dofmap.index_map_bs) for V in spaces]
+        )
+        iface = p.interface
+        self.sign = np.array([INTERFACE_SIGN[k] for k in FIELDS])
+        self.local = np.stack(
+            [index_sets[i].getIndices()[iface.dofs[k]] for i, k in enumerate(FIELDS)], axis=1
+        ).astype(PETSc.IntType)
+        free = []
+        for k, V, block in zip(FIELDS, spaces, bcs_rows, strict=True):
+            fixed = np.zeros(V.dofmap.index_map.size_local + V.dofmap.index_map.num_ghosts, bool)
+            for bc in block:
+                fixed[bc.dof_indices()[0]] = True
+            free.append(~fixed[iface.dofs[k]])
+        free = np.stack(free, axis=1).astype(float)  # (n, 4)
+        self.mask = (free[:, :, None] * free[:, None, :]) * self.sign[None, :, None]
+        self.offsets = nl.b.getAttr("_blocks")
+        self.values = {k: p.u[k].x.array for k in FIELDS}
+        self.i_cs = FIELDS.index("c_s")
+        self.n_cs = p.spaces["c_s"].dofmap.index_map.size_local
+        start = nl.A.getOwnershipRange()[0] + sum(
+            p.spaces[k].dofmap.index_map.size_local for k in FIELDS[: self.i_cs]
+        )
+        to_mat = p.solid_flux.gather(np.arange(start, start + self.n_cs, dtype=float))
+        self.to_mat = np.rint(to_mat).astype(PETSc.IntType)
+
+    def interface_residual(self, b) -> None:
+        """Add the interfacial currents to the local form of ``b`` (owned and ghost rows)."""
+        p, iface = self.problem, self.problem.interface
+        j = iface.current_density(self.values) * iface.weight
+        owned0, ghost0 = self.offsets
+        with b.localForm() as bl:
+            arr = bl.array_w
+            for i, k in enumerate(FIELDS):
+                n = p.spaces[k].dofmap.index_map.size_local
+                d = iface.dofs[k]
+                pos = np.where(d < n, owned0[i] + d, ghost0[i] + d - n)
+                np.add.at(arr, pos, self.sign[i] * j)
+
+    def interface_jacobian(self, A) -> None:
+        """Add the 4x4 vertex blocks of the interfacial currents' derivatives to ``A``."""
+        iface = self.problem.interface
+        j = iface.current_density(self.values, derivatives=True)
+        block = self.mask * (iface.weight[:, None] * j.grad.T)[:, None, :]  # d(row)/d(col)
+        A.setValuesLocalRCV(self.local, self.local, block.reshape(len(self.local), 16), _ADD)
+
+    def flux_residual(self, b) -> None:
+        """Add the nodal solid flux to the owned ``c_s`` rows of ``b``."""
+        first = self.offsets[0][self.i_cs]
+        with b.localForm() as bl:
+            bl.array_w[first : first + self.n_cs] += self.problem.solid_flux.residual(
+                self.values["c_s"]
+            )
+
+    def flux_jacobian(self, A) -> None:
+        """Add the nodal solid flux's derivatives to ``A``."""
+        r, c, v = self.problem.solid_flux.jacobian(self.values["c_s"])
+        A.setValuesRCV(self.to_mat[r][:, None], self.to_mat[c][:, None], v[:, None], _ADD)
+
+
 _SOLVER_NUMBERS = itertools.count()
 """Numbers the PETSc options prefixes of :class:`HalfCellSolver` objects (same on all ranks)."""
 
@@ -494,95 +580,33 @@ class HalfCellSolver:
         return self._nl[mode]
 
     def _callbacks(self, nl, mode: str) -> None:
-        """Residual and Jacobian callbacks: UFL bulk forms plus the vertex-wise interface.
+        """Residual and Jacobian callbacks: UFL bulk forms plus the nodal terms.
 
         The bulk forms (:attr:`HalfCellProblem.bulk_residuals`) hold no interface term,
         so their Jacobian has 6 non-zero blocks instead of 16; the Butler-Volmer terms
-        come from :class:`tomofem.problems.electrochem.NodalInterface` (one numpy
-        evaluation of the law and its derivatives per call) and enter the matrix the
-        full UFL Jacobian preallocated. The iterate satisfies the Dirichlet values from
-        the start (:meth:`solve` sets them), so the lifting J (g - x) is zero and is
-        not assembled (it assembled all 16 blocks again in every residual).
+        and the solid flux act on vertex values (:class:`_NodalTerms`) and enter the
+        matrix the full UFL Jacobian preallocated. The iterate satisfies the Dirichlet
+        values from the start (:meth:`solve` sets them), so the lifting J (g - x) is zero
+        and is not assembled (it assembled all 16 blocks again in every residual).
 
         Galvanostatic: the residual holds the mean collector potential
         ``phi_bar = i_ref (b . x) / A`` (:attr:`HalfCellProblem.collector_load`),
         a global function of the unknowns. The residual callback refreshes it
         before assembling; the Jacobian is the assembled sparse matrix plus the
-        rank-one term ``-G i_ref / A b b^T``, applied matrix-free as a PETSc
-        low-rank-correction matrix (a dense row and column would couple every
-        collector dof). The preconditioner is built on the sparse part alone;
-        a rank-one change costs GMRES about one extra iteration.
+        rank-one term of :meth:`_collector_rank_one`.
         """
         from dolfinx.fem.forms import derivative_block
         from dolfinx.fem.petsc import assemble_matrix, assemble_vector, assign, set_bc
 
         p = self.problem
-        comm = p.comm
         u = [p.u[k] for k in FIELDS]
-        spaces = [p.spaces[k] for k in FIELDS]
         bulk = p.bulk_residuals[mode]
         F_forms = dolfinx.fem.form(bulk, entity_maps=p.entity_maps)
         J_forms = dolfinx.fem.form(derivative_block(bulk, u), entity_maps=p.entity_maps)
         bcs = p.bcs[mode]
-        bcs_rows = dolfinx.fem.bcs_by_block([V._cpp_object for V in spaces], bcs)
-        index_sets = dolfinx.cpp.la.petsc.create_index_sets(
-            [(V.dofmap.index_map, V.dofmap.index_map_bs) for V in spaces]
-        )
-        iface = p.interface
-        sign = np.array([INTERFACE_SIGN[k] for k in FIELDS])
-        # Each facet vertex adds a dense 4x4 block at the matrix's local indices of its four
-        # dofs (one MatSetValuesLocal per vertex); rows and columns of Dirichlet dofs of
-        # this mode take zeros (DOLFINx zeroed them in the bulk assembly).
-        local = np.stack(
-            [index_sets[i].getIndices()[iface.dofs[k]] for i, k in enumerate(FIELDS)], axis=1
-        ).astype(PETSc.IntType)
-        free = []
-        for k, V, block in zip(FIELDS, spaces, bcs_rows, strict=True):
-            fixed = np.zeros(V.dofmap.index_map.size_local + V.dofmap.index_map.num_ghosts, bool)
-            for bc in block:
-                fixed[bc.dof_indices()[0]] = True
-            free.append(~fixed[iface.dofs[k]])
-        free = np.stack(free, axis=1).astype(float)  # (n, 4)
-        mask = (free[:, :, None] * free[:, None, :]) * sign[None, :, None]  # (n, rows, cols)
-        offsets = nl.b.getAttr("_blocks")
-        ADD = PETSc.InsertMode.ADD
-        values = {k: p.u[k].x.array for k in FIELDS}
-
-        def interface_residual(b) -> None:
-            j = iface.current_density(values) * iface.weight
-            owned0, ghost0 = offsets
-            with b.localForm() as bl:
-                arr = bl.array_w
-                for i, k in enumerate(FIELDS):
-                    n = p.spaces[k].dofmap.index_map.size_local
-                    d = iface.dofs[k]
-                    pos = np.where(d < n, owned0[i] + d, ghost0[i] + d - n)
-                    np.add.at(arr, pos, sign[i] * j)
-
-        def interface_jacobian(A) -> None:
-            j = iface.current_density(values, derivatives=True)
-            block = mask * (iface.weight[:, None] * j.grad.T)[:, None, :]  # d(row r)/d(col c)
-            A.setValuesLocalRCV(local, local, block.reshape(len(local), 16), ADD)
-
-        # Solid flux on nodal values (HalfCellProblem.solid_flux), owned rows; its columns
-        # (the stiffness matrix's layout) take their global matrix indices from the owners.
-        i_cs = FIELDS.index("c_s")
-        n_cs = p.spaces["c_s"].dofmap.index_map.size_local
-        start = nl.A.getOwnershipRange()[0] + sum(
-            p.spaces[k].dofmap.index_map.size_local for k in FIELDS[:i_cs]
-        )
-        to_mat = p.solid_flux.gather(np.arange(start, start + n_cs, dtype=float))
-        to_mat = np.rint(to_mat).astype(PETSc.IntType)
-
-        def flux_residual(b) -> None:
-            with b.localForm() as bl:
-                bl.array_w[offsets[0][i_cs] : offsets[0][i_cs] + n_cs] += p.solid_flux.residual(
-                    values["c_s"]
-                )
-
-        def flux_jacobian(A) -> None:
-            r, c, v = p.solid_flux.jacobian(values["c_s"])
-            A.setValuesRCV(to_mat[r][:, None], to_mat[c][:, None], v[:, None], ADD)
+        bcs_rows = dolfinx.fem.bcs_by_block([p.spaces[k]._cpp_object for k in FIELDS], bcs)
+        nodal = _NodalTerms(p, nl, bcs_rows)
+        offsets = nodal.offsets
 
         def residual(snes, x, b):
             x.ghostUpdate(addv=PETSc.InsertMode.INSERT, mode=PETSc.ScatterMode.FORWARD)
@@ -594,9 +618,9 @@ class HalfCellSolver:
             with b.localForm() as bl:
                 bl.set(0.0)
             assemble_vector(b, F_forms)
-            interface_residual(b)
-            flux_residual(b)
-            b.ghostUpdate(addv=ADD, mode=PETSc.ScatterMode.REVERSE)
+            nodal.interface_residual(b)
+            nodal.flux_residual(b)
+            b.ghostUpdate(addv=_ADD, mode=PETSc.ScatterMode.REVERSE)
             set_bc(b, bcs_rows, x0=x, alpha=-1.0)
             b.ghostUpdate(addv=PETSc.InsertMode.INSERT, mode=PETSc.ScatterMode.FORWARD)
 
@@ -606,37 +630,46 @@ class HalfCellSolver:
             P.zeroEntries()
             assemble_matrix(P, J_forms, bcs=bcs, diag=1.0)
             P.assemble(PETSc.Mat.AssemblyType.FLUSH)
-            interface_jacobian(P)
-            flux_jacobian(P)
+            nodal.interface_jacobian(P)
+            nodal.flux_jacobian(P)
             P.assemble()
             if J_ is not P:
                 J_.assemble()
 
-        self._interface_residual = interface_residual  # tests compare them with UFL
-        self._interface_jacobian = interface_jacobian
-        self._flux_residual = flux_residual
-        self._flux_jacobian = flux_jacobian
-        J = nl.A
-        if mode == "galvanostatic":
-            # b in the blocked layout of the unknowns (owned dofs, fields in FIELDS order).
-            b_phi = assemble_vector(p.collector_load)
-            b_phi.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
-            start = sum(p.spaces[k].dofmap.index_map.size_local for k in FIELDS[:3])
-            n_phi = p.spaces["phi_s"].dofmap.index_map.size_local
-            nloc, nglob = nl.A.getLocalSize()[0], nl.A.getSize()[0]
-            U = PETSc.Mat().createDense(((nloc, nglob), (PETSc.DECIDE, 1)), comm=comm)
-            U.setUp()
-            col = U.getDenseArray()
-            col[:] = 0.0
-            col[start : start + n_phi, 0] = b_phi.array_r[:n_phi]
-            U.assemble()
-            b_phi.destroy()
-            c = PETSc.Vec().createSeq(1, comm=PETSc.COMM_SELF)
-            c.set(-p.scales["collector_conductance"] * p.scales["i_ref"] / p.collector_area)
-            J = PETSc.Mat().createLRC(nl.A, U, c, U)
-            self._keep = (U, c, J)  # PETSc objects must outlive the solver
+        self._interface_residual = nodal.interface_residual  # tests compare them with UFL
+        self._interface_jacobian = nodal.interface_jacobian
+        J = self._collector_rank_one(nl) if mode == "galvanostatic" else nl.A
         nl.solver.setFunction(residual, nl.b)
         nl.solver.setJacobian(jacobian, J, nl.A)
+
+    def _collector_rank_one(self, nl) -> PETSc.Mat:
+        """Return the galvanostatic Jacobian: ``nl.A`` plus ``-G i_ref / A b b^T``, matrix-free.
+
+        ``b`` (the collector load, in the blocked layout of the unknowns) couples every
+        collector dof through the mean collector potential; as a PETSc low-rank-correction
+        matrix it adds no dense row or column. The preconditioner is built on ``nl.A``
+        alone: a rank-one change costs GMRES about one extra iteration.
+        """
+        from dolfinx.fem.petsc import assemble_vector
+
+        p = self.problem
+        b_phi = assemble_vector(p.collector_load)
+        b_phi.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
+        start = sum(p.spaces[k].dofmap.index_map.size_local for k in FIELDS[:3])
+        n_phi = p.spaces["phi_s"].dofmap.index_map.size_local
+        nloc, nglob = nl.A.getLocalSize()[0], nl.A.getSize()[0]
+        U = PETSc.Mat().createDense(((nloc, nglob), (PETSc.DECIDE, 1)), comm=p.comm)
+        U.setUp()
+        col = U.getDenseArray()
+        col[:] = 0.0
+        col[start : start + n_phi, 0] = b_phi.array_r[:n_phi]
+        U.assemble()
+        b_phi.destroy()
+        c = PETSc.Vec().createSeq(1, comm=PETSc.COMM_SELF)
+        c.set(-p.scales["collector_conductance"] * p.scales["i_ref"] / p.collector_area)
+        J = PETSc.Mat().createLRC(nl.A, U, c, U)
+        self._keep = (U, c, J)  # PETSc objects must outlive the solver
+        return J
 
     def _bound_logit(self, nl) -> None:
         """Clip Newton updates of the solid logit: ``|w| <=`` the bound, ``|dw| <= LOGIT_STEP``.
@@ -690,7 +723,6 @@ class HalfCellSolver:
             reason = R.CONVERGED_FNORM_RELATIVE
         elif it > 1 and fnorm > 0.5 * self._prev and fnorm <= STAGNATION_DROP * self._f0:
             reason = R.CONVERGED_SNORM_RELATIVE
-            self.at_floor = True
         elif (
             it > 1
             and fnorm > 0.5 * self._prev
@@ -698,7 +730,6 @@ class HalfCellSolver:
             and (self._clipped or self._at_bound(snes.getSolution()))
         ):
             reason = R.CONVERGED_SNORM_RELATIVE
-            self.at_floor = True
         elif it >= max_it:
             reason = R.DIVERGED_MAX_IT
         else:
@@ -989,10 +1020,11 @@ class HalfCellSolver:
         if (
             reason == PETSc.SNES.ConvergedReason.DIVERGED_LINE_SEARCH
             and len(self.residuals) > 1
-            and self.residuals[-1] <= STAGNATION_DROP * self.residuals[0]
+            and self.residuals[-1] <= STAGNATION_DROP * max(self.residuals[0], self._reference)
         ):
             reason = PETSc.SNES.ConvergedReason.CONVERGED_SNORM_RELATIVE  # floor reached
-            self.at_floor = True
+        # only the round-off tests (here and in _converged) return SNORM_RELATIVE
+        self.at_floor = reason == PETSc.SNES.ConvergedReason.CONVERGED_SNORM_RELATIVE
         finite = all(np.isfinite(self.problem.u[k].x.array).all() for k in FIELDS)
         finite = bool(self.problem.comm.allreduce(finite, op=MPI.LAND))
         return (
