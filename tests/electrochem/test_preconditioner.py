@@ -123,3 +123,15 @@ def test_failed_iterative_solve_on_a_large_problem_stays_iterative():
     ok, _, _ = hc.solve("galvanostatic", one_c)
     assert not ok and hc.linear == "salt-fieldsplit"
     assert hc.reason == PETSc.SNES.ConvergedReason.DIVERGED_LINEAR_SOLVE
+
+
+def test_solvers_of_different_presets_do_not_share_options():
+    """A solver's options stay in PETSc's database (DOLFINx leaves them there); another
+    solver re-reading its options (the lagged preconditioner's setter) must not see them."""
+    first = _solver(1, "fieldsplit-coupled")
+    assert first.solve("galvanostatic", first.problem.capacity_C / 3600.0)[0]
+    second = _solver(1, "salt-fieldsplit")
+    assert second.lagged  # its solve re-reads the options database
+    ok, _, _ = second.solve("galvanostatic", second.problem.capacity_C / 3600.0)
+    pc = second.nonlinear("galvanostatic").solver.getKSP().getPC()
+    assert ok and pc.getType() == PETSc.PC.Type.PYTHON
