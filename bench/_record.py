@@ -37,7 +37,8 @@ def _git(*args: str) -> str:
 
 # the code that runs is the code at start: a long study must not record a commit
 # made while it ran
-_REVISION = _git("rev-parse", "HEAD")
+REVISION = _git("rev-parse", "HEAD")
+"""Git revision of the code this process runs (workers of one study may run another)."""
 _DIRTY = bool(_git("status", "--porcelain", "--untracked-files=no"))
 
 
@@ -71,7 +72,7 @@ def record(study: str, results: Any, *, ranks: int = 1, out: Path | None = None)
         "schema": SCHEMA,
         "study": study,
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "git_revision": _REVISION,
+        "git_revision": REVISION,
         "git_dirty": _DIRTY,
         "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "wall_seconds": time.time() - _T0,

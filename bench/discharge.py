@@ -55,6 +55,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
 DATA = Path(os.environ.get("TOMOFEM_SHARED_DATA", REPO.parent / "shared" / "data"))
 OUT = REPO / "bench" / "results" / "discharge.json"
 MARK = "DISCHARGE_BENCH:"
@@ -120,14 +121,9 @@ def _log_steps(path: str, comm) -> None:
         )
 
 
-def _revision() -> str:
-    """Git revision of the code a worker ran (rows of one record may come from several)."""
-    rev = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-                         capture_output=True, text=True)  # fmt: skip
-    return rev.stdout.strip() or "unknown"
-
-
 def worker(args) -> None:
+    from _record import REVISION
+
     from tomofem._fenics import MPI, PETSc
     from tomofem.materials import half_cell
     from tomofem.meshing import TetMesh, to_dolfinx
@@ -190,7 +186,7 @@ def worker(args) -> None:
         "linear": args.linear,
         "linear_used": opts.resolved_linear(res.dofs),
         "extrapolate": opts.extrapolate,
-        "git_revision": _revision(),
+        "git_revision": REVISION,  # rows of one record may come from several
         "ranks": comm.size,
         "voltage_every_5_steps": s["voltage"][::5],
         "cpu_s_per_rank_loop": cpu,
@@ -202,6 +198,8 @@ def worker(args) -> None:
 
 def sweep_worker(args) -> None:
     """One cycle (CC discharge, rest, CC charge, CV) at ``args.c_rate``; prints a JSON line."""
+    from _record import REVISION
+
     from tomofem._fenics import MPI
     from tomofem.materials import half_cell
     from tomofem.meshing import TetMesh, to_dolfinx
@@ -282,7 +280,7 @@ def sweep_worker(args) -> None:
         "protocol_steps": steps,
         "ranks": comm.size,
         "extrapolate": opts.extrapolate,
-        "git_revision": _revision(),
+        "git_revision": REVISION,  # rows of one record may come from several
     }
     if comm.rank == 0:
         print(MARK + json.dumps(out), flush=True)
@@ -290,7 +288,6 @@ def sweep_worker(args) -> None:
 
 def sweep(args) -> None:
     """Run the cycle at every rate of ``--c-rates`` on every case; record the results."""
-    sys.path.insert(0, str(REPO / "bench"))
     from _record import record
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -412,7 +409,6 @@ def main() -> None:
     if args.sweep:
         sweep(args)
         return
-    sys.path.insert(0, str(REPO / "bench"))
     from _record import record
 
     with tempfile.TemporaryDirectory() as tmp:
