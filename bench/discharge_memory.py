@@ -46,7 +46,9 @@ def _trimmed(stages: dict[str, float], name: str) -> None:
 
 
 def _aij_mb(mat) -> dict[str, float]:
-    info = mat.getInfo()
+    from tomofem._fenics import PETSc
+
+    info = mat.getInfo(PETSc.Mat.InfoType.LOCAL)  # the default sums over ranks
     nnz = info["nz_allocated"]
     rows = mat.getLocalSize()[0]
     return {"rows": rows, "nnz": int(nnz), "MB": (nnz * 12 + rows * 4) / 2**20}

@@ -519,6 +519,36 @@ class _NodalTerms:
         A.setValuesRCV(self.to_mat[r][:, None], self.to_mat[c][:, None], v[:, None], _ADD)
 
 
+def exact_pattern_matrix(like: PETSc.Mat, insert: Callable[[PETSc.Mat], None]) -> PETSc.Mat:
+    """Return an AIJ matrix laid out as ``like`` that stores exactly the entries ``insert`` sets.
+
+    ``insert(A)`` is called once on a PETSc ``preallocator`` matrix (same sizes and
+    local-to-global maps as ``like``), which records the entries, off-process ones
+    included; the result is preallocated from it, filled with zeros, and refuses new
+    entries. The half cell's Jacobian is the bulk forms' six blocks plus 4x4 blocks at the
+    interface vertices: 21.4 stored entries per row on real100 (rank 0 of 2) against 35.2
+    in the pattern DOLFINx derives from the facet integrals of the full UFL residual, which
+    couples every dof of both cells at an interface facet.
+    """
+    comm = like.getComm()
+    lgmaps = like.getLGMap()
+    pre = PETSc.Mat().create(comm=comm)
+    pre.setType(PETSc.Mat.Type.PREALLOCATOR)
+    pre.setSizes(like.getSizes())
+    pre.setLGMap(*lgmaps)
+    pre.setUp()
+    insert(pre)
+    pre.assemble()
+    A = PETSc.Mat().create(comm=comm)
+    A.setType(like.getType())
+    A.setSizes(like.getSizes())
+    A.setLGMap(*lgmaps)
+    pre.preallocatorPreallocate(A, fill=True)
+    pre.destroy()
+    A.setOption(PETSc.Mat.Option.NEW_NONZERO_ALLOCATION_ERR, True)
+    return A
+
+
 _SOLVER_NUMBERS = itertools.count()
 """Numbers the PETSc options prefixes of :class:`HalfCellSolver` objects (same on all ranks)."""
 
@@ -550,8 +580,10 @@ class HalfCellSolver:
             from dolfinx.fem.petsc import NonlinearProblem
 
             p = self.problem
+            # The bulk forms size the vectors and lay the matrix out; _callbacks then
+            # replaces the matrix by one with the Jacobian's exact pattern.
             nl = NonlinearProblem(
-                p.residuals[mode],
+                p.bulk_residuals[mode],
                 [p.u[k] for k in FIELDS],
                 bcs=p.bcs[mode],
                 petsc_options_prefix=f"{self._prefix}_{mode[:3]}_",
@@ -585,9 +617,10 @@ class HalfCellSolver:
         The bulk forms (:attr:`HalfCellProblem.bulk_residuals`) hold no interface term,
         so their Jacobian has 6 non-zero blocks instead of 16; the Butler-Volmer terms
         and the solid flux act on vertex values (:class:`_NodalTerms`) and enter the
-        matrix the full UFL Jacobian preallocated. The iterate satisfies the Dirichlet
-        values from the start (:meth:`solve` sets them), so the lifting J (g - x) is zero
-        and is not assembled (it assembled all 16 blocks again in every residual).
+        matrix :func:`exact_pattern_matrix` allocates for exactly these entries. The
+        iterate satisfies the Dirichlet values from the start (:meth:`solve` sets them),
+        so the lifting J (g - x) is zero and is not assembled (it assembled all 16 blocks
+        again in every residual).
 
         Galvanostatic: the residual holds the mean collector potential
         ``phi_bar = i_ref (b . x) / A`` (:attr:`HalfCellProblem.collector_load`),
@@ -636,11 +669,19 @@ class HalfCellSolver:
             if J_ is not P:
                 J_.assemble()
 
+        def insert(A):  # every entry the Jacobian callback sets
+            assemble_matrix(A, J_forms, bcs=bcs, diag=1.0)
+            A.assemble(PETSc.Mat.AssemblyType.FLUSH)  # the diagonal was inserted, not added
+            nodal.interface_jacobian(A)
+            nodal.flux_jacobian(A)
+
         self._interface_residual = nodal.interface_residual  # tests compare them with UFL
         self._interface_jacobian = nodal.interface_jacobian
+        bulk_only, nl._A = nl.A, exact_pattern_matrix(nl.A, insert)
         J = self._collector_rank_one(nl) if mode == "galvanostatic" else nl.A
         nl.solver.setFunction(residual, nl.b)
         nl.solver.setJacobian(jacobian, J, nl.A)
+        bulk_only.destroy()
 
     def _collector_rank_one(self, nl) -> PETSc.Mat:
         """Return the galvanostatic Jacobian: ``nl.A`` plus ``-G i_ref / A b b^T``, matrix-free.
