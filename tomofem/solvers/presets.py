@@ -151,6 +151,7 @@ def electrochem_newton(
     opts: dict[str, object] = {
         "snes_type": "newtonls",
         "snes_linesearch_type": "bt",
+        "snes_linesearch_minlambda": 1e-4,
         "snes_rtol": rtol,
         "snes_atol": atol,
         "snes_stol": stol,
