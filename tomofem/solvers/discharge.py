@@ -828,88 +828,10 @@ class HalfCellSolver:
             ``v_limit``. ``"failed"``: no bracket or no convergence; the state is
             the last converged one.
         """
-        p = self.problem
-        volt = p.constants["voltage"]
-        d = -1.0 if current > 0 else 1.0  # direction of the cut-off (and of more current)
-        t_max = np.inf if v_limit is None else max(d * (v_limit - v_start), 0.0)
-        t_far = min(t_max, 1.0)
-        counts = [0, 0, 0]  # solves, Newton its, Krylov its
-        good = _snapshot(p)
-
-        def g(t: float) -> float | None:
-            """(I - current) sign / 1C at V = v_start + d t, increasing in t (None: failed)."""
-            nonlocal good
-            if counts[0] >= VOLTAGE_SEARCH_MAX_SOLVES:
-                return None
-            volt.value = v_start + d * t
-            ok, its, kits = self.solve("contact", one_c, fresh=True)
-            counts[0] += 1
-            counts[1] += its
-            counts[2] += kits
-            if not ok:
-                _restore(p, good)
-                return None
-            good = _snapshot(p)
-            return -d * (p.assemble("contact_current") - current) / one_c
-
-        def out(status: str) -> tuple[str, int, int]:
-            log.debug("voltage search: %s after %d solves (%d Newton its)", status, *counts[:2])
-            return status, counts[1], counts[2]
-
-        tol = VOLTAGE_SEARCH_TOLERANCE
-        t0, g0 = 0.0, g(0.0)
-        if g0 is None:
-            return out("failed")
-        if abs(g0) <= tol:
-            return out("solved")
-        # Bracket: move towards the cut-off while g < 0, away from it while g > 0.
-        sgn = 1.0 if g0 < 0 else -1.0
-        h = VOLTAGE_SEARCH_STEP
-        while True:
-            t1 = t0 + sgn * h
-            if sgn > 0:
-                t1 = min(t1, t_max)
-            if abs(t1) > 1.0 + 1e-12 and sgn < 0:
-                return out("failed")
-            g1 = g(t1)
-            if g1 is None:  # too far for Newton from the last state: shorter move
-                h *= 0.25
-                if h < 1e-6:
-                    return out("failed")
-                continue
-            if abs(g1) <= tol:
-                return out("solved")
-            if (g1 > 0) == (g0 < 0):
-                break
-            if sgn > 0 and t1 >= t_max:
-                return out("beyond" if v_limit is not None else "failed")
-            if sgn > 0 and t1 >= t_far:
-                return out("failed")
-            t0, g0, h = t1, g1, 2 * h
-        # Illinois (regula falsi that halves a retained end's weight).
-        a, ga, b, gb, side = t0, g0, t1, g1, 0
-        while True:
-            t = b - gb * (b - a) / (gb - ga)
-            if not min(a, b) < t < max(a, b):
-                t = 0.5 * (a + b)
-            gt = g(t)
-            if gt is None:
-                return out("failed")
-            if abs(gt) <= tol or abs(b - a) < 1e-12:
-                return out("solved" if abs(gt) <= 1e3 * tol else "failed")
-            if (gt > 0) == (gb > 0):
-                b, gb = t, gt
-                if side == -1:
-                    ga *= 0.5
-                side = -1
-            else:
-                a, ga = t, gt
-                if side == 1:
-                    gb *= 0.5
-                side = 1
-            # keep a and b on opposite sides: a is the g < 0 end iff it started so
-            if (ga > 0) == (gb > 0):  # pragma: no cover - guarded by the bracket
-                return out("failed")
+        search = _VoltageSearch(self, current, one_c, v_start, v_limit)
+        status = search.run()
+        log.debug("voltage search: %s after %d solves (%d Newton its)", status, *search.counts[:2])
+        return status, search.counts[1], search.counts[2]
 
     def predict_potentials(self, mode: str, current: float) -> float:
         """First guess of a protocol step: move the connected solid potential; return the shift [V].
@@ -1123,6 +1045,103 @@ def _restore(problem: HalfCellProblem, snap: dict[str, np.ndarray]) -> None:
     for k in problem.u_n:
         problem.u_n[k].x.array[:] = snap[k + "_n"]
         problem.u_nm1[k].x.array[:] = snap[k + "_nm1"]
+
+
+class _VoltageSearch:
+    """One :meth:`HalfCellSolver.solve_by_voltage`: bracket, then Illinois, on the voltage.
+
+    The unknown is ``t >= 0``, the move of the collector voltage from ``v_start``
+    towards the cut-off; ``g(t)`` is the contact current's excess over the applied
+    one in units of 1C, signed so that it increases with ``t``.
+    """
+
+    def __init__(self, hc: HalfCellSolver, current, one_c, v_start, v_limit):
+        self.hc, self.current, self.one_c, self.v_start = hc, current, one_c, v_start
+        self.has_limit = v_limit is not None
+        self.d = -1.0 if current > 0 else 1.0  # direction of the cut-off (and of more current)
+        self.t_max = np.inf if v_limit is None else max(self.d * (v_limit - v_start), 0.0)
+        self.counts = [0, 0, 0]  # solves, Newton its, Krylov its
+        self.good = _snapshot(hc.problem)
+
+    def g(self, t: float) -> float | None:
+        """(I - current) sign / 1C at V = v_start + d t, increasing in t (None: failed)."""
+        p = self.hc.problem
+        if self.counts[0] >= VOLTAGE_SEARCH_MAX_SOLVES:
+            return None
+        p.constants["voltage"].value = self.v_start + self.d * t
+        ok, its, kits = self.hc.solve("contact", self.one_c, fresh=True)
+        for i, n in enumerate((1, its, kits)):
+            self.counts[i] += n
+        if not ok:
+            _restore(p, self.good)
+            return None
+        self.good = _snapshot(p)
+        return -self.d * (p.assemble("contact_current") - self.current) / self.one_c
+
+    def run(self) -> str:
+        """Return ``"solved"``, ``"beyond"`` or ``"failed"`` (see ``solve_by_voltage``)."""
+        g0 = self.g(0.0)
+        if g0 is None:
+            return "failed"
+        if abs(g0) <= VOLTAGE_SEARCH_TOLERANCE:
+            return "solved"
+        found = self.bracket(g0)
+        return found if isinstance(found, str) else self.illinois(*found)
+
+    def bracket(self, g0: float) -> str | tuple[float, float, float, float]:
+        """Move towards the cut-off while g < 0, away from it while g > 0, doubling the move.
+
+        Returns a status or the bracket ``(a, g(a), b, g(b))`` with g changing sign.
+        """
+        tol, t_far = VOLTAGE_SEARCH_TOLERANCE, min(self.t_max, 1.0)
+        t0, sgn, h = 0.0, (1.0 if g0 < 0 else -1.0), VOLTAGE_SEARCH_STEP
+        while True:
+            t1 = t0 + sgn * h
+            if sgn > 0:
+                t1 = min(t1, self.t_max)
+            if abs(t1) > 1.0 + 1e-12 and sgn < 0:
+                return "failed"
+            g1 = self.g(t1)
+            if g1 is None:  # too far for Newton from the last state: shorter move
+                h *= 0.25
+                if h < 1e-6:
+                    return "failed"
+                continue
+            if abs(g1) <= tol:
+                return "solved"
+            if (g1 > 0) == (g0 < 0):
+                return t0, g0, t1, g1
+            if sgn > 0 and t1 >= self.t_max:
+                return "beyond" if self.has_limit else "failed"
+            if sgn > 0 and t1 >= t_far:
+                return "failed"
+            t0, g0, h = t1, g1, 2 * h
+
+    def illinois(self, a: float, ga: float, b: float, gb: float) -> str:
+        """Regula falsi that halves a retained end's weight, on the bracket [a, b]."""
+        tol, side = VOLTAGE_SEARCH_TOLERANCE, 0
+        while True:
+            t = b - gb * (b - a) / (gb - ga)
+            if not min(a, b) < t < max(a, b):
+                t = 0.5 * (a + b)
+            gt = self.g(t)
+            if gt is None:
+                return "failed"
+            if abs(gt) <= tol or abs(b - a) < 1e-12:
+                return "solved" if abs(gt) <= 1e3 * tol else "failed"
+            if (gt > 0) == (gb > 0):
+                b, gb = t, gt
+                if side == -1:
+                    ga *= 0.5
+                side = -1
+            else:
+                a, ga = t, gt
+                if side == 1:
+                    gb *= 0.5
+                side = 1
+            # keep a and b on opposite sides: a is the g < 0 end iff it started so
+            if (ga > 0) == (gb > 0):  # pragma: no cover - guarded by the bracket
+                return "failed"
 
 
 @dataclass
