@@ -240,8 +240,10 @@ class SolverOptions:
         state held at the cut-off voltage over the step, delivering less than the
         applied current. Longer steps are halved and retried. The step's end time is
         then known to this relative tolerance; charge stays exact (it is counted from
-        the lithium inventory). On examples/discharge.toml the halvings took 11 of the
-        run's 19 s of landing on 3.0 V.
+        the lithium inventory). On examples/discharge.toml (three runs each,
+        bench/results/discharge_overhead.json) the halvings were a third of the time loop:
+        median 373 -> 289 Newton iterations, 25.2 -> 16.5 CPU s, capacity changed by 9e-5
+        relative on the run with the same mesh.
     direct_max_dofs
         ``"auto"`` takes the direct preset up to this many unknowns. Measured CPU s per
         Newton iteration, everything included, first 8 steps of a 2C discharge
