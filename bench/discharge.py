@@ -4,6 +4,8 @@ Usage (from the repository root)::
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/discharge.py --cases syn64 --nprocs 1,2
     OMP_NUM_THREADS=1 .venv/bin/python bench/discharge.py --cases syn100,real100 --max-steps 20
+    OMP_NUM_THREADS=1 .venv/bin/python bench/discharge.py --cases real100,syn100 --nprocs 2 \
+        --repeat 3 --cache <dir>    # medians of three runs back to back
 
 Cases: ``syn64`` / ``syn100`` — overlapping spheres (radius 6 voxels, porosity
 0.45) meshed with :func:`tomofem.meshing.mesh_image`; ``real100`` — the
@@ -375,6 +377,28 @@ def run_case(case: str, nprocs: int, mesh: dict, args) -> dict:
     return res
 
 
+TIMES = ("wall_time_s", "loop_time_s", "cpu_time_s_all_ranks", "peak_rss_MB_largest_process")
+
+
+def repeated(case: str, nprocs: int, mesh: dict, args) -> dict:
+    """Run a case ``--repeat`` times back to back; the row is the median run plus all runs.
+
+    The row's own fields are those of the run with the median loop time; ``runs`` keeps
+    every run's times, counts and capacity, and ``median`` the medians of :data:`TIMES`.
+    """
+    runs = [run_case(case, nprocs, mesh, args) for _ in range(args.repeat)]
+    failed = [r for r in runs if "failed" in r]
+    if args.repeat == 1 or failed:
+        return runs[0] if args.repeat == 1 else {**failed[0], "runs": runs}
+    order = sorted(range(len(runs)), key=lambda i: runs[i]["loop_time_s"])
+    row = dict(runs[order[len(runs) // 2]])
+    keep = (*TIMES, "steps_accepted", "newton_per_step", "krylov_per_newton", "capacity_mAh",
+            "load_average_1min", "date")  # fmt: skip
+    row["runs"] = [{k: r.get(k) for k in keep} for r in runs]
+    row["median"] = {k: float(np.median([r[k] for r in runs])) for k in TIMES}
+    return row
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cases", default="syn64")
@@ -399,6 +423,7 @@ def main() -> None:
         "--no-extrapolate", action="store_true", help="Newton starts from the last state"
     )
     ap.add_argument("--cache", help="keep meshes (and worker logs) here instead of a temp folder")
+    ap.add_argument("--repeat", type=int, default=1, help="runs per case and rank count")
     args = ap.parse_args()
     if args.worker:
         worker(args)
@@ -431,7 +456,7 @@ def main() -> None:
             else:
                 mesh = build_mesh(case, cache)
             for n in (int(v) for v in args.nprocs.split(",")):
-                r = run_case(case, n, mesh, args)
+                r = repeated(case, n, mesh, args)
                 print(json.dumps({k: v for k, v in r.items() if k != "voltage_every_5_steps"}))
                 # re-read: another bench process may have written meanwhile
                 old = json.loads(OUT.read_text())["results"] if OUT.exists() else []
