@@ -359,3 +359,31 @@ def test_regularised_exchange_current_error_and_slope():
     s = np.linspace(0.0, 0.01, 10001)
     slope = np.diff(np.sqrt(regularised(s, delta))) / np.diff(s)
     assert slope.max() <= 1.0 / np.sqrt(delta) + 1e-9
+
+
+def test_short_step_ends_on_the_cutoff_at_the_first_beyond():
+    """A step within ``landing_time_tolerance`` of the elapsed time that crosses the
+    cut-off ends there (held at the cut-off voltage) instead of being halved again; the
+    charge to cut-off moves by less than the applied current times that time."""
+    proto = Protocol((Step("current", 5.0, until_voltage=3.0),), 1.0)
+    out = {}
+    for tol in (0.0, 1e-3):
+        opts = SolverOptions(
+            control=StepControl(dt_initial=5.0, dt_max=60.0),
+            max_soc_step=0.05,
+            landing_time_tolerance=tol,
+        )
+        dm = tiny_cell()
+        out[tol] = run_half_cell(dm, half_cell(), proto, HalfCellConfig(), opts)
+    for res in out.values():
+        assert res.step_ends == ["step 0: cut-off voltage 3.0 V"]
+        assert abs(res.series["voltage"][-1] - 3.0) <= 2e-3
+    exact, fast = out[0.0], out[1e-3]
+    t_end = exact.series["time"][-1]
+    bound = fast.one_c_current_A * 5.0 * 1e-3 * t_end / 3.6  # [mAh]
+    assert abs(fast.series["capacity"][-1] - exact.series["capacity"][-1]) <= bound
+    # the fast run ends on its first "beyond", held at 3.0 V (less than the applied
+    # current); the exact one halves dt down to 4 dt_min first
+    dt_min = StepControl().dt_min
+    assert exact.series["dt"][-1] <= 4 * dt_min < fast.series["dt"][-1]
+    assert fast.series["current"][-1] < 0.9 * fast.one_c_current_A * 5.0
