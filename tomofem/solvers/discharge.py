@@ -669,23 +669,20 @@ class HalfCellSolver:
             set_bc(b, bcs_rows, x0=x, alpha=-1.0)
             b.ghostUpdate(addv=PETSc.InsertMode.INSERT, mode=PETSc.ScatterMode.FORWARD)
 
-        def jacobian(snes, x, J_, P):
-            x.ghostUpdate(addv=PETSc.InsertMode.INSERT, mode=PETSc.ScatterMode.FORWARD)
-            assign(x, nl.u)
-            P.zeroEntries()
-            assemble_matrix(P, J_forms, bcs=bcs, diag=1.0)
-            P.assemble(PETSc.Mat.AssemblyType.FLUSH)
-            nodal.interface_jacobian(P)
-            nodal.flux_jacobian(P)
-            P.assemble()
-            if J_ is not P:
-                J_.assemble()
-
-        def insert(A):  # every entry the Jacobian callback sets
+        def insert(A):  # every entry of the Jacobian (also what its pattern is made of)
             assemble_matrix(A, J_forms, bcs=bcs, diag=1.0)
             A.assemble(PETSc.Mat.AssemblyType.FLUSH)  # the diagonal was inserted, not added
             nodal.interface_jacobian(A)
             nodal.flux_jacobian(A)
+
+        def jacobian(snes, x, J_, P):
+            x.ghostUpdate(addv=PETSc.InsertMode.INSERT, mode=PETSc.ScatterMode.FORWARD)
+            assign(x, nl.u)
+            P.zeroEntries()
+            insert(P)
+            P.assemble()
+            if J_ is not P:
+                J_.assemble()
 
         self._interface_residual = nodal.interface_residual  # tests compare them with UFL
         self._interface_jacobian = nodal.interface_jacobian
